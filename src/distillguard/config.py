@@ -1,0 +1,247 @@
+"""The spec: a TOML file, parsed into frozen pydantic models.
+
+Unknown keys are errors, every problem is reported at once with its field path, and
+relative paths are resolved against the spec file's folder, so a spec means the same
+thing whatever the working directory. The resolved spec (absolute paths, every default
+filled in) is what a run records in ``spec.toml``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from distillguard.errors import ConfigError
+
+ROLES = ("members", "nonmembers", "transfer", "test")
+BUILTINS = ("digits", "purchase-synth")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunConfig(_Strict):
+    name: str = Field("distillguard", min_length=1, description="Run name; the default run folder is runs/NAME.")
+    seed: int = Field(0, ge=0, description="Seeds every random choice of the run.")
+
+
+class SplitSizes(_Strict):
+    """How many records each role gets from a built-in data set."""
+
+    members: int = Field(600, ge=10)
+    nonmembers: int = Field(600, ge=10)
+    transfer: int = Field(3000, ge=10)
+    test: int = Field(1000, ge=10)
+
+
+class SynthConfig(_Strict):
+    """Shape of ``purchase-synth`` (binary purchase histories, classes from prototypes)."""
+
+    features: int = Field(600, ge=2)
+    classes: int = Field(100, ge=2)
+    clusters: int = Field(20, ge=1, description="Prototype families; classes in one family share items.")
+    flip: float = Field(0.1, ge=0.0, le=0.5, description="Per-feature noise around a class prototype.")
+
+
+class DataConfig(_Strict):
+    builtin: Literal["digits", "purchase-synth"] | None = None
+    format: Literal["csv", "parquet", "npz"] | None = None
+    label: str = Field("y", min_length=1, description="Label column (csv/parquet); npz files use arrays X and y.")
+    members: Path | None = None
+    nonmembers: Path | None = None
+    transfer: Path | None = None
+    test: Path | None = None
+    sizes: SplitSizes | None = None
+    synth: SynthConfig = SynthConfig()
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        files = {role: getattr(self, role) for role in ROLES}
+        if self.builtin is None:
+            missing = [role for role, path in files.items() if path is None]
+            if missing:
+                raise ValueError(
+                    "needs builtin = " + " | ".join(f'"{b}"' for b in BUILTINS)
+                    + f" or the four files members, nonmembers, transfer, test (missing: {', '.join(missing)})"
+                )
+        else:
+            given = [role for role, path in files.items() if path is not None]
+            if given:
+                raise ValueError(f"builtin = {self.builtin!r} takes no files (got {', '.join(given)})")
+        return self
+
+    def resolved_format(self) -> str:
+        """The file format: explicit, or guessed from the members file's suffix."""
+        if self.format is not None:
+            return self.format
+        suffix = Path(self.members).suffix.lower().lstrip(".") if self.members else ""
+        if suffix in ("csv", "parquet", "npz"):
+            return suffix
+        raise ConfigError(f"[data].format: cannot tell the format of {self.members}; set format = \"csv\" | \"parquet\" | \"npz\"")
+
+    def split_sizes(self) -> SplitSizes:
+        if self.sizes is not None:
+            return self.sizes
+        if self.builtin == "digits":  # 1,797 images in all
+            return SplitSizes(members=500, nonmembers=500, transfer=500, test=297)
+        return SplitSizes()
+
+
+class ModelConfig(_Strict):
+    """Architecture and training recipe shared by teacher and student."""
+
+    kind: Literal["mlp", "cnn"] = "mlp"
+    hidden: list[int] = Field(default_factory=lambda: [256, 256], description="MLP hidden widths; CNN head widths.")
+    channels: list[int] = Field(default_factory=lambda: [16, 32], description="CNN conv channels (image inputs).")
+    epochs: int = Field(60, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+
+    @field_validator("hidden", "channels")
+    @classmethod
+    def _positive(cls, widths: list[int]) -> list[int]:
+        if any(w < 1 for w in widths):
+            raise ValueError(f"widths must be positive integers, got {widths}")
+        return widths
+
+
+class TeacherConfig(ModelConfig):
+    val_fraction: float = Field(
+        0.1, ge=0.0, lt=0.5,
+        description="Members held out for checkpoint selection; never trained on, so left out of the audit's members.",
+    )
+    path: Path | None = Field(None, description="Load this teacher (a distillguard teacher folder) instead of training.")
+
+
+class StudentConfig(ModelConfig):
+    hidden: list[int] = Field(default_factory=lambda: [128], description="MLP hidden widths; CNN head widths.")
+    epochs: int = Field(80, ge=1)
+    val_fraction: float = Field(
+        0.1, ge=0.0, lt=0.5, description="Transfer records held out for checkpoint selection (public data only)."
+    )
+
+
+class DistillConfig(_Strict):
+    temperature: float = Field(1.0, gt=0, description="Softmax temperature applied to stored logits (Hinton et al. 2015).")
+    alpha: float = Field(0.0, ge=0, le=1, description="Weight of cross-entropy on the teacher's argmax labels.")
+    loss: Literal["kl"] = "kl"
+
+
+class PrivacyConfig(_Strict):
+    mechanism: Literal["none"] = "none"
+
+
+class AuditConfig(_Strict):
+    attacks: list[Literal["loss", "confidence", "entropy", "modified_entropy"]] = Field(
+        default_factory=lambda: ["loss", "confidence", "entropy", "modified_entropy"]
+    )
+    bootstrap: int = Field(200, ge=0, description="Bootstrap resamples for confidence intervals (0: none).")
+    confidence: float = Field(0.95, gt=0, lt=1)
+
+
+class GateConfig(_Strict):
+    attack: str = "loss"
+    target: Literal["teacher", "student"] = "student"
+    population: Literal["all", "canaries"] = "all"
+    max_auc: float | None = Field(0.60, ge=0, le=1, description="Compared with the upper end of the AUC interval.")
+    max_tpr_at_fpr: dict[str, float] = Field(default_factory=lambda: {"0.01": 0.05})
+    max_accuracy_gap: float | None = Field(0.05, ge=0, le=1)
+
+    @field_validator("max_tpr_at_fpr")
+    @classmethod
+    def _fpr_keys(cls, table: dict[str, float]) -> dict[str, float]:
+        for key, value in table.items():
+            try:
+                fpr = float(key)
+            except ValueError:
+                raise ValueError(f"FPR key {key!r} is not a number") from None
+            if not 0 <= fpr < 1 or not 0 <= value <= 1:
+                raise ValueError(f"{key!r} = {value}: FPR must be in [0, 1) and TPR in [0, 1]")
+        return table
+
+
+class Spec(_Strict):
+    run: RunConfig = RunConfig()
+    data: DataConfig = DataConfig(builtin="purchase-synth")
+    teacher: TeacherConfig = TeacherConfig()
+    student: StudentConfig = StudentConfig()
+    distill: DistillConfig = DistillConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    audit: AuditConfig = AuditConfig()
+    gate: GateConfig = GateConfig()
+
+    def section_dict(self, section: str) -> dict[str, Any]:
+        """One section as plain JSON-able data (what stage fingerprints hash)."""
+        return getattr(self, section).model_dump(mode="json")
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(_drop_none(self.model_dump(mode="json")))
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def _format_errors(source: str, error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        loc = [str(p) for p in item["loc"]]
+        where = f"[{loc[0]}]" + "".join(f".{p}" for p in loc[1:]) if loc else "spec"
+        if item["type"] == "extra_forbidden":
+            parts.append(f"{where}: unknown key")
+        else:
+            msg = item["msg"].removeprefix("Value error, ")
+            shown = item.get("input")
+            got = f" (got {shown!r})" if not isinstance(shown, dict) and "input" in item else ""
+            parts.append(f"{where}: {msg}{got}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    data = raw.get("data")
+    if isinstance(data, dict):
+        for role in ROLES:
+            if isinstance(data.get(role), str):
+                data[role] = str((base / data[role]).resolve())
+    teacher = raw.get("teacher")
+    if isinstance(teacher, dict) and isinstance(teacher.get("path"), str):
+        teacher["path"] = str((base / teacher["path"]).resolve())
+
+
+def parse_spec(raw: dict[str, Any], *, base_dir: Path, source: str = "spec") -> Spec:
+    """Validate a parsed TOML table; relative paths are taken from ``base_dir``."""
+    raw = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    _resolve_paths(raw, base_dir)
+    try:
+        return Spec.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_format_errors(source, error)) from None
+
+
+def load_spec(path: str | Path | None) -> Spec:
+    """Load and validate a spec file; ``None`` gives the built-in demo spec."""
+    if path is None:
+        return demo_spec()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: spec file not found")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: invalid TOML: {error}") from None
+    return parse_spec(raw, base_dir=path.resolve().parent, source=str(path))
+
+
+def demo_spec() -> Spec:
+    """The built-in demo: purchase-synth with few members, so memorization is visible."""
+    return Spec(run=RunConfig(name="demo"))

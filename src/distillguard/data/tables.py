@@ -1,0 +1,153 @@
+"""Classifier data from user files: CSV, Parquet or NPZ, one file per role.
+
+Every check names the file, the column or row, and what was expected, because the
+person reading the error is looking at that file. NPZ files are read with
+``allow_pickle=False``: a user file is never unpickled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from distillguard.data.types import Split
+from distillguard.errors import DataError
+
+
+def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
+    try:
+        if fmt == "csv":
+            return pd.read_csv(path)
+        return pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: empty file; expected a header row and at least one record") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as error:
+        raise DataError(f"{path}: cannot read as {fmt}: {str(error).splitlines()[0]}") from None
+
+
+def _read_npz(path: Path) -> pd.DataFrame:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "X" not in archive.files:
+                raise DataError(f"{path}: no array 'X' (has {', '.join(archive.files) or 'none'}); expected arrays X and y")
+            features = np.asarray(archive["X"])
+            labels = np.asarray(archive["y"]) if "y" in archive.files else None
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError) as error:
+        raise DataError(f"{path}: cannot read as npz (arrays X and y, no pickled objects): {error}") from None
+    if features.ndim < 2:
+        raise DataError(f"{path}: X has shape {features.shape}; expected (records, features)")
+    features = features.reshape(len(features), -1)
+    frame = pd.DataFrame(features, columns=[f"x{i}" for i in range(features.shape[1])])
+    if labels is not None:
+        if labels.shape != (len(features),):
+            raise DataError(f"{path}: y has shape {labels.shape}; expected ({len(features)},) to match X")
+        frame["y"] = labels
+    return frame
+
+
+def read_table(path: Path, *, fmt: str, label: str, role: str, labeled: bool) -> tuple[pd.DataFrame, pd.Series | None]:
+    """Read one role's file into (features, labels); ``labeled`` roles must have the label."""
+    if not path.is_file():
+        raise DataError(f"{path}: [data].{role} file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: [data].{role} file is empty")
+    frame = _read_npz(path) if fmt == "npz" else _read_frame(path, fmt)
+    label_col = "y" if fmt == "npz" else label
+    if len(frame) == 0:
+        raise DataError(f"{path}: [data].{role} has no records")
+    if labeled and label_col not in frame.columns:
+        shown = ", ".join(map(str, frame.columns[:10]))
+        raise DataError(f"{path}: label column {label_col!r} ([data].label) not found; columns are: {shown}")
+    labels = frame[label_col] if label_col in frame.columns else None
+    features = frame.drop(columns=[label_col]) if labels is not None else frame
+    if features.shape[1] == 0:
+        raise DataError(f"{path}: no feature columns besides the label {label_col!r}")
+    if labeled and labels is not None and labels.isna().any():
+        row = int(np.flatnonzero(labels.isna().to_numpy())[0])
+        raise DataError(f"{path}: label column {label_col!r} is empty at row {row}")
+    return features, (labels if labeled else None)
+
+
+def to_matrix(features: pd.DataFrame, *, path: Path, columns: list[str]) -> np.ndarray:
+    """Numeric float32 matrix with ``columns`` in order; rejects missing, text, NaN and inf."""
+    missing = [c for c in columns if c not in features.columns]
+    if missing:
+        raise DataError(f"{path}: missing feature columns {missing[:5]}; expected the members file's columns")
+    extra = [c for c in features.columns if c not in columns]
+    if extra:
+        raise DataError(f"{path}: unexpected columns {extra[:5]}; expected the members file's columns")
+    ordered = features[columns]
+    for column in columns:
+        if not pd.api.types.is_numeric_dtype(ordered[column]) or pd.api.types.is_bool_dtype(ordered[column]):
+            if pd.api.types.is_bool_dtype(ordered[column]):
+                continue
+            bad = pd.to_numeric(ordered[column], errors="coerce").isna() & ordered[column].notna()
+            row = int(np.flatnonzero(bad.to_numpy())[0]) if bad.any() else 0
+            raise DataError(
+                f"{path}: column {column!r} is not numeric (row {row}: {ordered[column].iloc[row]!r}); "
+                "encode categorical features as numbers first"
+            )
+    matrix = ordered.to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(matrix)
+    if bad.any():
+        row, col = map(int, np.argwhere(bad)[0])
+        raise DataError(
+            f"{path}: column {columns[col]!r} row {row} is {matrix[row, col]}; expected a finite number "
+            f"({int(bad.sum())} non-finite cells in all)"
+        )
+    if np.abs(matrix).max() > 3e38:
+        raise DataError(f"{path}: values exceed float32 range; rescale the features")
+    return matrix.astype(np.float32)
+
+
+def encode_labels(labels: pd.Series, *, classes: list, path: Path) -> np.ndarray:
+    """Class indices of ``labels`` in ``classes``; a label the members lack is an error."""
+    index = {c: i for i, c in enumerate(classes)}
+    values = [_plain(v) for v in labels.tolist()]
+    unknown = [(row, v) for row, v in enumerate(values) if v not in index]
+    if unknown:
+        row, value = unknown[0]
+        raise DataError(
+            f"{path}: label {value!r} at row {row} is not a class of the members file "
+            f"(classes: {classes[:10]}{'…' if len(classes) > 10 else ''})"
+        )
+    return np.asarray([index[v] for v in values], dtype=np.int64)
+
+
+def class_list(labels: pd.Series) -> list:
+    """Sorted distinct labels as plain Python values (JSON-able)."""
+    values = {_plain(v) for v in labels.tolist()}
+    try:
+        return sorted(values)
+    except TypeError:
+        return sorted(values, key=str)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def load_split(path: Path, *, fmt: str, label: str, role: str, columns: list[str] | None, classes: list | None) -> tuple[Split, list[str], list]:
+    """Load one role; ``columns``/``classes`` come from the members file (None when reading it)."""
+    labeled = role != "transfer"
+    features, labels = read_table(path, fmt=fmt, label=label, role=role, labeled=labeled)
+    columns = columns if columns is not None else [str(c) for c in features.columns]
+    features.columns = [str(c) for c in features.columns]
+    matrix = to_matrix(features, path=path, columns=columns)
+    y = None
+    if labels is not None:
+        if classes is None:
+            classes = class_list(labels)
+            if len(classes) < 2:
+                raise DataError(f"{path}: label column {label!r} has {len(classes)} class; expected at least 2")
+        y = encode_labels(labels, classes=classes, path=path)
+    split = Split(X=matrix, y=y, ids=np.arange(len(matrix), dtype=np.int64))
+    return split, columns, classes or []

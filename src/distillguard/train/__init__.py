@@ -1,0 +1,1 @@
+"""Training: the knowledge-distillation loss and the single-model training loop."""

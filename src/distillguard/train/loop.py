@@ -1,0 +1,104 @@
+"""The single-model training loop shared by teachers, students and shadow models.
+
+Randomness is explicit: parameters come from ``build_model(seed)`` and the minibatch
+order from a generator seeded with the same seed, so a model is a pure function of
+(recipe, data, seed). The batched shadow trainer reproduces this loop exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from distillguard.config import ModelConfig
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+MetricFn = Callable[[torch.Tensor, torch.Tensor], float]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train: the optimizer is AdamW, minibatches are a fresh permutation per epoch."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig) -> Recipe:
+        return cls(cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay)
+
+
+def batch_order(n: int, *, recipe: Recipe, generator: torch.Generator) -> list[torch.Tensor]:
+    """One epoch's minibatches of row indices (the last one may be smaller)."""
+    perm = torch.randperm(n, generator=generator)
+    return list(perm.split(recipe.batch_size))
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, X: torch.Tensor, *, batch_size: int = 4096) -> torch.Tensor:
+    """(n, C) logits in eval mode, in chunks."""
+    model.eval()
+    return torch.cat([model(chunk) for chunk in X.split(batch_size)]) if len(X) else torch.empty(0)
+
+
+def fit(
+    model: nn.Module,
+    X: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    loss_fn: LossFn,
+    recipe: Recipe,
+    seed: int,
+    validation: tuple[torch.Tensor, torch.Tensor] | None = None,
+    metric: MetricFn | None = None,
+    on_epoch: Callable[[int], None] | None = None,
+) -> tuple[nn.Module, list[dict]]:
+    """Train ``model`` in place and return it with the best validation state loaded.
+
+    Args:
+        X: (n, d) inputs; targets: (n,) class indices or (n, C) teacher logits.
+        loss_fn: (logits, targets) -> scalar mean loss over the batch.
+        validation: optional (X_val, targets_val) for checkpoint selection by ``metric``
+            (higher is better; the earliest best epoch wins). Without it the last epoch is kept.
+        on_epoch: called with the epoch number after each epoch (progress bars).
+
+    Returns:
+        The model and a per-epoch log (train loss, validation metric).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    best_score, best_state, log = -float("inf"), None, []
+    for epoch in range(recipe.epochs):
+        model.train()
+        total, count = 0.0, 0
+        for index in batch_order(len(X), recipe=recipe, generator=generator):
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(X[index]), targets[index])
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(index)
+            count += len(index)
+        entry = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
+        if validation is not None and metric is not None:
+            score = metric(predict_logits(model, validation[0]), validation[1])
+            entry["val_score"] = score
+            if score > best_score:
+                best_score, best_state = score, copy.deepcopy(model.state_dict())
+                entry["selected"] = True
+        log.append(entry)
+        if on_epoch is not None:
+            on_epoch(epoch + 1)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return model, log
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((logits.argmax(-1) == labels).float().mean()) if len(labels) else 0.0
