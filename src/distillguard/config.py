@@ -45,7 +45,7 @@ class SynthConfig(_Strict):
     features: int = Field(600, ge=2)
     classes: int = Field(100, ge=2)
     clusters: int = Field(20, ge=1, description="Prototype families; classes in one family share items.")
-    flip: float = Field(0.1, ge=0.0, le=0.5, description="Per-feature noise around a class prototype.")
+    flip: float = Field(0.2, ge=0.0, le=0.5, description="Per-feature noise around a class prototype.")
 
 
 class DataConfig(_Strict):
@@ -74,6 +74,10 @@ class DataConfig(_Strict):
             if given:
                 raise ValueError(f"builtin = {self.builtin!r} takes no files (got {', '.join(given)})")
         return self
+
+    def fingerprint_params(self) -> dict[str, Any]:
+        """The settings that shape the data, without file paths (their contents are hashed instead)."""
+        return self.model_dump(mode="json", exclude=set(ROLES))
 
     def resolved_format(self) -> str:
         """The file format: explicit, or guessed from the members file's suffix."""

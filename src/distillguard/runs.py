@@ -211,3 +211,16 @@ class RunDir:
 
 def _iso(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that decide a run's numbers (recorded in the manifest and report)."""
+    import platform
+
+    import numpy
+    import torch
+
+    from distillguard import __version__
+
+    return {"distillguard": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version()}

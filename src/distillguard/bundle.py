@@ -1,0 +1,50 @@
+"""The deploy bundle as users load it: the student, its schema and preprocessing.
+
+``load_bundle(path).predict_proba(X)`` takes raw feature rows in the data files' column
+order (or a DataFrame with those columns) and returns (n, classes) probabilities.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from distillguard.errors import DataError
+from distillguard.models.artifact import Classifier, load_classifier
+
+
+class Bundle:
+    """A loaded deploy bundle (student only). Attributes end in ``_`` as in scikit-learn."""
+
+    def __init__(self, classifier: Classifier, config: dict) -> None:
+        self._clf = classifier
+        self.classes_ = np.asarray(classifier.schema.classes)
+        self.feature_names_ = list(classifier.schema.feature_names)
+        self.config_ = config
+
+    def _matrix(self, X) -> np.ndarray:
+        if hasattr(X, "columns"):  # a DataFrame: select the features by name, in order
+            missing = [c for c in self.feature_names_ if c not in X.columns]
+            if missing:
+                raise DataError(f"predict_proba: missing feature columns {missing[:5]}")
+            X = X[self.feature_names_].to_numpy(dtype=np.float32)
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != len(self.feature_names_):
+            raise DataError(f"predict_proba: X has shape {X.shape}; expected (n, {len(self.feature_names_)})")
+        if not np.isfinite(X).all():
+            raise DataError("predict_proba: X contains NaN or inf")
+        return X
+
+    def predict_proba(self, X) -> np.ndarray:
+        """(n, classes) probabilities; rows sum to 1; columns follow ``classes_``."""
+        return self._clf.predict_proba(self._matrix(X))
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Load ``runs/NAME/deploy`` (or a copy of it); weights via safetensors only."""
+    clf, config = load_classifier(Path(path))
+    return Bundle(clf, config)

@@ -1,0 +1,137 @@
+"""The ``distillguard`` command: parse, call :mod:`distillguard.api`, render with Rich.
+
+Exit codes (CONTRACT.md): 0 success (``run`` exits 0 whatever the gate says), 1 a
+failing gate under ``distillguard gate``, 2 bad input printed as one ``error:`` line.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from distillguard import api, progress
+from distillguard.errors import DistillGuardError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Distill a private teacher into a student you can ship, and audit what it leaks.")
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+_state = {"debug": False}
+
+SpecArg = Annotated[Path, typer.Argument(help="Spec file (TOML).", show_default=False)]
+RunDirOpt = Annotated[Path | None, typer.Option("--run-dir", help="Run folder (default: runs/NAME from the spec).")]
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False) -> None:
+    _state["debug"] = debug
+
+
+def _guard(fn, *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn``; user errors become one ``error:`` line and exit 2 (traceback with --debug)."""
+    try:
+        with progress.enabled(err):
+            return fn(*args, **kwargs)
+    except DistillGuardError as error:
+        if _state["debug"]:
+            raise
+        err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(error.exit_code) from None
+    except KeyboardInterrupt:
+        err.print("interrupted: finished stages are kept; run the same command again to resume", markup=False)
+        raise typer.Exit(130) from None
+
+
+def _summary(report: dict, run_dir: Path) -> None:
+    u = report["utility"]
+    table = Table(title=f"distillguard · {report['run']['name']}", show_lines=False)
+    for col in ("model", "test acc", "attack", "AUC", "TPR@1%FPR", "TPR@0.1%FPR"):
+        table.add_column(col, justify="left" if col in ("model", "attack") else "right")
+    for a in report["attacks"]:
+        if a["population"] != "all":
+            continue
+        tpr = a["tpr_at_fpr"]
+        fmt = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+        table.add_row(a["target"], f"{100 * u[a['target']]['test_accuracy']:.1f}%", a["attack"], f"{a['auc']:.3f}",
+                      fmt(tpr.get("0.01")), fmt(tpr.get("0.001")))
+    out.print(table)
+    gate = report["gate"]
+    verdict = "[green]PASSED[/green]" if gate["passed"] else "[red]FAILED[/red]"
+    out.print(f"gate {verdict} ({gate['attack']} on {gate['target']}); report: {run_dir / 'report.html'}; "
+              f"bundle: {run_dir / 'deploy'}")
+
+
+@app.command()
+def run(
+    spec: Annotated[Path | None, typer.Argument(help="Spec file (TOML); omit for the built-in demo.", show_default=False)] = None,
+    run_dir: RunDirOpt = None,
+    destroy_teacher: Annotated[bool, typer.Option("--destroy-teacher", help="Delete the teacher after export.")] = False,
+) -> None:
+    """Run the whole pipeline: teacher, label, distill, audit, report, export."""
+    result = _guard(api.run, spec, run_dir=run_dir, destroy_teacher=destroy_teacher)
+    _summary(result.report, result.run_dir)
+
+
+@app.command()
+def teacher(spec: SpecArg, run_dir: RunDirOpt = None) -> None:
+    """Train (or load) the teacher on the members."""
+    out.print(f"teacher: {_guard(api.train_teacher, spec, run_dir=run_dir)}")
+
+
+@app.command()
+def label(spec: SpecArg, run_dir: RunDirOpt = None) -> None:
+    """Store the teacher's logits on the transfer set."""
+    out.print(f"soft labels: {_guard(api.label, spec, run_dir=run_dir)}")
+
+
+@app.command()
+def distill(spec: SpecArg, run_dir: RunDirOpt = None) -> None:
+    """Train the student on the stored soft labels only."""
+    out.print(f"student: {_guard(api.distill, spec, run_dir=run_dir)}")
+
+
+@app.command()
+def audit(spec: SpecArg, run_dir: RunDirOpt = None) -> None:
+    """Audit teacher vs student and write report.json / report.html."""
+    result = _guard(api.audit, spec, run_dir=run_dir)
+    _summary(result.report, result.run_dir)
+
+
+@app.command()
+def export(
+    spec: SpecArg, run_dir: RunDirOpt = None,
+    destroy_teacher: Annotated[bool, typer.Option("--destroy-teacher", help="Delete the teacher after export.")] = False,
+) -> None:
+    """Write the deploy bundle (student only)."""
+    out.print(f"bundle: {_guard(api.export, spec, run_dir=run_dir, destroy_teacher=destroy_teacher)}")
+
+
+@app.command()
+def gate(run_dir: Annotated[Path, typer.Argument(help="Run folder.", show_default=False)]) -> None:
+    """Exit 0 when every gate check passes, 1 when one fails."""
+    verdict = _guard(api.gate, run_dir)
+    for check in verdict["checks"]:
+        value = "n/a" if check["value"] is None else f"{check['value']:.4f}"
+        mark = "pass" if check["passed"] else "FAIL"
+        out.print(f"{mark}  {check['name']}: {value} (max {check['threshold']})", highlight=False, markup=False)
+    out.print(f"gate {'PASSED' if verdict['passed'] else 'FAILED'}")
+    raise typer.Exit(0 if verdict["passed"] else 1)
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="Run folder.", show_default=False)]) -> None:
+    """Re-render report.html and report.json from audit/."""
+    _summary(_guard(api.report, run_dir), run_dir)
+
+
+def main() -> None:
+    app(prog_name="distillguard")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

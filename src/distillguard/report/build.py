@@ -1,0 +1,64 @@
+"""report.json from the audit's numbers, then report.html rendered from it.
+
+Data first: the JSON is the product and the HTML only shows it, so both always agree.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from distillguard.config import Spec
+from distillguard.report.gate import evaluate_gate
+from distillguard.runs import RunDir, atomic_write_json, atomic_write_text, library_versions, read_json, sha256_file
+
+
+def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
+    """Assemble report.json (CONTRACT.md shape) from audit/metrics.json, manifest and spec."""
+    metrics = read_json(run / "audit" / "metrics.json")
+    manifest = run.load_manifest()
+    teacher_stage = manifest["stages"].get("teacher", {})
+    utility = metrics["utility"]
+    report: dict[str, Any] = {
+        "schema_version": 1,
+        "run": {
+            "name": spec.run.name, "seed": spec.run.seed,
+            "spec_sha256": sha256_file(run / "spec.toml") if (run / "spec.toml").exists() else None,
+            "versions": library_versions(),
+        },
+        "utility": {
+            "teacher": utility["teacher"], "student": utility["student"],
+            "accuracy_gap": utility["accuracy_gap"], "agreement": utility["agreement"], "n_test": utility["n_test"],
+        },
+        "privacy": {"mechanism": spec.privacy.mechanism, "epsilon": None, "delta": None},
+        "teacher": {"source": teacher_stage.get("source", "trained"),
+                    "note": "loaded teacher: attacks that replay training use the recipe in [teacher]"
+                    if teacher_stage.get("source") == "loaded" else None},
+        "populations": metrics.get("populations", {}),
+        "attacks": metrics["attacks"],
+        "probes": metrics.get("probes", []),
+        "empirical_epsilon": metrics.get("empirical_epsilon"),
+        "warnings": metrics.get("warnings", []),
+    }
+    report["gate"] = evaluate_gate(report, spec.gate)
+    return report
+
+
+def write_report(run: RunDir, report: dict[str, Any]) -> None:
+    """Write report.json and a self-contained report.html (plots inlined, no external requests)."""
+    atomic_write_json(run / "report.json", report)
+    atomic_write_text(run / "report.html", render_html(report, plots=_inline_plots(run / "audit")))
+
+
+def _inline_plots(audit_dir: Path) -> dict[str, str]:
+    return {p.stem.removeprefix("roc_"): base64.b64encode(p.read_bytes()).decode() for p in sorted(audit_dir.glob("roc_*.png"))}
+
+
+def render_html(report: dict[str, Any], *, plots: dict[str, str]) -> str:
+    env = Environment(loader=PackageLoader("distillguard", "report/templates"), autoescape=select_autoescape())
+    env.filters["num"] = lambda v, digits=3: "n/a" if v is None else f"{v:.{digits}f}"
+    env.filters["pct"] = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"
+    return env.get_template("report.html.j2").render(report=report, plots=plots)

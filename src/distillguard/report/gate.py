@@ -1,0 +1,40 @@
+"""The release gate: thresholds from the spec, read against the report's numbers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from distillguard.config import GateConfig
+
+
+def _check(name: str, value: float | None, threshold: float) -> dict[str, Any]:
+    passed = value is not None and value <= threshold
+    check = {"name": name, "value": value, "threshold": threshold, "passed": passed}
+    if value is None:
+        check["note"] = "not measured (too few records, or the attack was not run): fails closed"
+    return check
+
+
+def evaluate_gate(report: dict[str, Any], gate: GateConfig) -> dict[str, Any]:
+    """Every configured check on the chosen attack/target/population; passes only if all do.
+
+    The AUC check reads the upper end of the confidence interval, so a small audit cannot
+    pass by luck; a number that could not be measured fails the check.
+    """
+    result = next(
+        (a for a in report.get("attacks", [])
+         if a["attack"] == gate.attack and a["target"] == gate.target and a["population"] == gate.population),
+        None,
+    )
+    where = f"{gate.attack}/{gate.target}/{gate.population}"
+    checks = []
+    if gate.max_auc is not None:
+        value = None if result is None else (result["auc_ci"][1] if result.get("auc_ci") else result["auc"])
+        checks.append(_check(f"auc_upper[{where}]", value, gate.max_auc))
+    for fpr, threshold in gate.max_tpr_at_fpr.items():
+        value = None if result is None else result["tpr_at_fpr"].get(fpr)
+        checks.append(_check(f"tpr_at_fpr<={fpr}[{where}]", value, threshold))
+    if gate.max_accuracy_gap is not None:
+        checks.append(_check("accuracy_gap", report.get("utility", {}).get("accuracy_gap"), gate.max_accuracy_gap))
+    return {"passed": all(c["passed"] for c in checks), "attack": gate.attack, "target": gate.target,
+            "population": gate.population, "checks": checks}

@@ -1,0 +1,53 @@
+"""Stage 3: the student, trained from softlabels/ and the transfer inputs only.
+
+This module reads exactly two things: the stored soft labels and the transfer role of
+the data. It imports no loader of members or nonmembers and never opens teacher/; the
+manifest's inputs for this stage show it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from distillguard import progress
+from distillguard.config import Spec
+from distillguard.data import data_fingerprint, load_role
+from distillguard.errors import ArtifactError
+from distillguard.models.artifact import save_classifier
+from distillguard.runs import RunDir, atomic_write_json
+from distillguard.stages.common import execute_stage
+from distillguard.stages.label import read_soft_labels
+from distillguard.train.student import train_student
+
+OUTPUT = "student"
+
+
+def run_distill_stage(spec: Spec, run: RunDir) -> bool:
+    label_outputs = (run.stage("label") or {}).get("outputs", {})
+    if not label_outputs:
+        raise ArtifactError(f"{run / 'softlabels'}: no soft labels recorded in {run.manifest_path}; run the label stage first")
+    inputs = {rel: run.output_hash("label", rel) for rel in sorted(label_outputs)}
+    inputs["data.transfer"] = data_fingerprint(spec.data, "transfer")
+    params = {"student": spec.section_dict("student"), "distill": spec.section_dict("distill"), "seed": spec.run.seed}
+
+    def build(folder: Path) -> dict:
+        ids, logits, schema, meta = read_soft_labels(run / "softlabels")
+        transfer = load_role(spec.data, "transfer", schema=schema, seed=spec.run.seed)
+        if len(transfer) != len(ids) or not np.array_equal(transfer.ids, ids):
+            raise ArtifactError(
+                f"{run / 'softlabels'}: soft labels cover {len(ids)} records, the transfer set has {len(transfer)}; "
+                "rerun the label stage"
+            )
+        with progress.task("distill: student on soft labels", spec.student.epochs) as advance:
+            student, log = train_student(
+                transfer.X, logits, schema=schema, cfg=spec.student, distill=spec.distill,
+                seed=spec.run.seed, on_epoch=lambda e: advance(1),
+            )
+        save_classifier(folder, student, extra={"role": "student", "distill": spec.section_dict("distill"),
+                                                "teacher_sha256": meta["teacher_sha256"]})
+        atomic_write_json(folder / "training_log.json", log)
+        return {"n_transfer": len(transfer)}
+
+    return execute_stage(run, "distill", params=params, inputs=inputs, output=OUTPUT, build=build)

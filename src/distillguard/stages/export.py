@@ -1,0 +1,89 @@
+"""Stage 5: the deploy bundle (student only), and optionally the teacher's destruction."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+from safetensors.numpy import load_file
+
+from distillguard.config import Spec
+from distillguard.errors import ArtifactError
+from distillguard.models.artifact import load_classifier, save_classifier
+from distillguard.report.model_card import render_model_card
+from distillguard.runs import RunDir, atomic_write_json, atomic_write_text, read_json, sha256_file
+from distillguard.stages.common import execute_stage
+
+OUTPUT = "deploy"
+SENSITIVE = ("teacher", "audit/scores.parquet")
+
+
+def tensor_digests(weights: Path) -> dict[str, str]:
+    """sha256 of each tensor's raw bytes (dtype and shape included) in a safetensors file."""
+    return {
+        name: hashlib.sha256(f"{a.dtype}{a.shape}".encode() + a.tobytes()).hexdigest()
+        for name, a in load_file(str(weights)).items()
+    }
+
+
+def assert_no_teacher_tensor(deploy_weights: Path, teacher_digests: dict[str, str]) -> None:
+    """Refuse a bundle that holds any tensor equal to one of the teacher's."""
+    shared = set(tensor_digests(deploy_weights).values()) & set(teacher_digests.values())
+    if shared:
+        raise ArtifactError(f"{deploy_weights}: {len(shared)} tensor(s) identical to the teacher's; refusing to export")
+
+
+def run_export_stage(spec: Spec, run: RunDir) -> bool:
+    inputs = {rel: run.output_hash("distill", rel) for rel in ("student/model.safetensors", "student/config.json")}
+    inputs["report.json"] = sha256_file(run / "report.json")
+    teacher_weights = run / "teacher" / "model.safetensors"
+    if teacher_weights.exists():
+        run.output_hash("teacher", "teacher/model.safetensors")
+        teacher_digests = tensor_digests(teacher_weights)
+    else:
+        teacher_digests = (run.stage("export") or {}).get("teacher_tensor_sha256", {})
+    params = {"run": spec.section_dict("run")}
+
+    def build(folder: Path) -> dict:
+        student, config = load_classifier(run / "student")
+        save_classifier(folder, student, extra={"role": "student", "distill": config.get("distill")})
+        assert_no_teacher_tensor(folder / "model.safetensors", teacher_digests)
+        report = read_json(run / "report.json")
+        atomic_write_text(folder / "README.md", render_model_card(report))
+        atomic_write_json(folder / "manifest.json", {
+            "run": report["run"], "student_sha256": sha256_file(folder / "model.safetensors"),
+            "gate_passed": report["gate"]["passed"], "report_sha256": inputs["report.json"],
+        })
+        return {"teacher_tensor_sha256": teacher_digests, "checked_no_teacher_tensor": True}
+
+    return execute_stage(run, "export", params=params, inputs=inputs, output=OUTPUT, build=build)
+
+
+def destroy_teacher(run: RunDir) -> list[str]:
+    """Overwrite with zeros, fsync and delete the teacher and everything that reveals membership.
+
+    Best effort: on SSDs and copy-on-write file systems old blocks may survive the overwrite.
+    """
+    removed: list[str] = []
+    for rel in SENSITIVE:
+        target = run / rel
+        files = [target] if target.is_file() else sorted(p for p in target.rglob("*") if p.is_file()) if target.exists() else []
+        for path in files:
+            size = path.stat().st_size
+            with open(path, "r+b") as handle:
+                handle.write(b"\0" * size)
+                handle.flush()
+                os.fsync(handle.fileno())
+            path.unlink()
+            removed.append(str(path.relative_to(run.root)))
+        if target.is_dir():
+            for sub in sorted((p for p in target.rglob("*") if p.is_dir()), reverse=True):
+                sub.rmdir()
+            target.rmdir()
+    manifest = run.load_manifest()
+    manifest["teacher_destroyed"] = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": removed,
+                                     "note": "overwritten with zeros then deleted; best effort on SSD/CoW file systems"}
+    run.save_manifest(manifest)
+    return removed

@@ -1,0 +1,81 @@
+"""Stage 2: the teacher's logits (T=1) on the transfer inputs, as Parquet shards.
+
+Logits, not probabilities, are stored so the distill stage can apply any temperature
+without precision loss. Each shard holds ``example_id`` and a fixed-size list of
+float32 logits; ``meta.json`` records the teacher's weight hash and the schema.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from distillguard import progress
+from distillguard.config import Spec
+from distillguard.data import data_fingerprint, load_role
+from distillguard.data.types import Schema
+from distillguard.errors import ArtifactError
+from distillguard.models.artifact import load_classifier
+from distillguard.runs import RunDir, atomic_write_json, read_json
+from distillguard.stages.common import execute_stage
+
+OUTPUT = "softlabels"
+SHARD_ROWS = 65_536
+
+
+def run_label_stage(spec: Spec, run: RunDir) -> bool:
+    inputs = {
+        "teacher/model.safetensors": run.output_hash("teacher", "teacher/model.safetensors"),
+        "teacher/config.json": run.output_hash("teacher", "teacher/config.json"),
+        "data.transfer": data_fingerprint(spec.data, "transfer"),
+    }
+    params = {"data": spec.data.fingerprint_params(), "seed": spec.run.seed, "temperature": 1.0}
+
+    def build(folder: Path) -> dict:
+        teacher, _ = load_classifier(run / "teacher")
+        transfer = load_role(spec.data, "transfer", schema=teacher.schema, seed=spec.run.seed)
+        shards = write_logit_shards(folder, ids=transfer.ids, logits_of=teacher.logits, X=transfer.X)
+        atomic_write_json(folder / "meta.json", {
+            "temperature": 1.0, "kind": "logits", "n_records": len(transfer), "n_classes": teacher.schema.n_classes,
+            "teacher_sha256": inputs["teacher/model.safetensors"], "transfer_sha256": inputs["data.transfer"],
+            "schema": teacher.schema.to_dict(), "shards": shards,
+        })
+        return {"n_records": len(transfer)}
+
+    return execute_stage(run, "label", params=params, inputs=inputs, output=OUTPUT, build=build)
+
+
+def write_logit_shards(folder: Path, *, ids: np.ndarray, logits_of, X: np.ndarray) -> list[str]:
+    """Label ``X`` shard by shard (memory bounded by the shard size), one Parquet file each."""
+    names = []
+    starts = range(0, len(X), SHARD_ROWS)
+    with progress.task("label: teacher on transfer set", len(X)) as advance:
+        for k, start in enumerate(starts):
+            logits = np.asarray(logits_of(X[start:start + SHARD_ROWS]), dtype=np.float32)  # (rows, C)
+            flat = pa.array(logits.reshape(-1), type=pa.float32())
+            table = pa.table({
+                "example_id": pa.array(ids[start:start + SHARD_ROWS], type=pa.int64()),
+                "logits": pa.FixedSizeListArray.from_arrays(flat, logits.shape[1]),
+            })
+            name = f"part-{k:05d}.parquet"
+            pq.write_table(table, folder / name)
+            names.append(name)
+            advance(len(logits))
+    return names
+
+
+def read_soft_labels(folder: Path) -> tuple[np.ndarray, np.ndarray, Schema, dict]:
+    """(example_ids (n,), logits (n, C) float32, schema, meta) from a softlabels/ folder."""
+    meta = read_json(folder / "meta.json")
+    ids, blocks = [], []
+    for name in meta["shards"]:
+        table = pq.read_table(folder / name)
+        n_classes = table.schema.field("logits").type.list_size
+        if n_classes != meta["n_classes"]:
+            raise ArtifactError(f"{folder / name}: {n_classes} logits per row, meta.json says {meta['n_classes']}")
+        ids.append(table.column("example_id").to_numpy())
+        blocks.append(table.column("logits").combine_chunks().flatten().to_numpy().reshape(-1, n_classes))
+    return np.concatenate(ids), np.concatenate(blocks), Schema.from_dict(meta["schema"]), meta

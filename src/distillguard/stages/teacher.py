@@ -1,0 +1,65 @@
+"""Stage 1: the teacher, trained on the members (or loaded) into the quarantined teacher/."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from distillguard import progress
+from distillguard.config import Spec
+from distillguard.data import data_fingerprint, load_members
+from distillguard.errors import DataError
+from distillguard.models.artifact import load_classifier, save_classifier
+from distillguard.runs import RunDir, atomic_write_json, sha256_file
+from distillguard.stages.common import execute_stage
+from distillguard.train.teacher import train_teacher
+
+OUTPUT = "teacher"
+
+
+def run_teacher_stage(spec: Spec, run: RunDir) -> bool:
+    """Train or load the teacher; writes teacher/{model.safetensors, config.json, split.json, training_log.json}."""
+    inputs = {"data.members": data_fingerprint(spec.data, "members")}
+    if spec.teacher.path is not None:
+        inputs["teacher.path"] = sha256_file(_weights(spec.teacher.path))
+    params = {"teacher": spec.section_dict("teacher"), "data": spec.data.fingerprint_params(), "seed": spec.run.seed}
+
+    def build(folder: Path) -> dict:
+        os.chmod(folder, 0o700)  # quarantined: the teacher memorizes the members
+        schema, members = load_members(spec.data, seed=spec.run.seed)
+        if spec.teacher.path is not None:
+            clf, config = load_classifier(Path(spec.teacher.path))
+            _check_schema(clf.schema, schema, Path(spec.teacher.path))
+            train_rows, val_rows, log, source = np.arange(len(members)), np.array([], dtype=np.int64), [], "loaded"
+        else:
+            with progress.task("teacher: training on members", spec.teacher.epochs) as advance:
+                result = train_teacher(members, schema=schema, cfg=spec.teacher, seed=spec.run.seed, on_epoch=lambda e: advance(1))
+            clf, train_rows, val_rows, log, source = result.classifier, result.train_rows, result.val_rows, result.log, "trained"
+        save_classifier(folder, clf, extra={"role": "teacher", "source": source})
+        atomic_write_json(folder / "split.json", {
+            "train_ids": members.ids[train_rows].tolist(), "val_ids": members.ids[val_rows].tolist(),
+            "note": "val_ids were held out for checkpoint selection and never trained on",
+        })
+        atomic_write_json(folder / "training_log.json", log)
+        return {"source": source, "n_train": int(len(train_rows)), "n_val": int(len(val_rows))}
+
+    return execute_stage(run, "teacher", params=params, inputs=inputs, output=OUTPUT, build=build)
+
+
+def _weights(path: Path) -> Path:
+    weights = Path(path) / "model.safetensors"
+    if not weights.is_file():
+        raise DataError(f"{weights}: [teacher].path has no model.safetensors; expected a distillguard teacher folder")
+    return weights
+
+
+def _check_schema(loaded, expected, path: Path) -> None:
+    if loaded.feature_names != expected.feature_names:
+        raise DataError(
+            f"{path}: the loaded teacher expects {loaded.n_features} features "
+            f"({loaded.feature_names[:3]}…), the members file has {expected.n_features} ({expected.feature_names[:3]}…)"
+        )
+    if loaded.classes != expected.classes:
+        raise DataError(f"{path}: the loaded teacher's classes {loaded.classes[:10]} differ from the members' {expected.classes[:10]}")

@@ -1,0 +1,148 @@
+"""End to end through the CLI: artifacts, report shape, skip on re-run, gate exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from safetensors.numpy import load_file
+from sklearn.metrics import roc_auc_score
+
+import distillguard
+
+ARTIFACTS = ["spec.toml", "manifest.json", "teacher", "softlabels", "student", "audit", "deploy", "report.json", "report.html"]
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "distillguard", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    from conftest import TINY_MODELS
+
+    folder = tmp_path_factory.mktemp("e2e")
+    spec = folder / "spec.toml"
+    spec.write_text(
+        '[run]\nname = "tiny"\n[data]\nbuiltin = "purchase-synth"\n'
+        "[data.sizes]\nmembers = 150\nnonmembers = 150\ntransfer = 400\ntest = 200\n"
+        "[data.synth]\nfeatures = 80\nclasses = 10\nclusters = 5\n" + TINY_MODELS
+    )
+    result = cli("run", "spec.toml", "--run-dir", "out", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return folder / "out"
+
+
+def test_run_writes_every_artifact(finished_run):
+    for name in ARTIFACTS:
+        assert (finished_run / name).exists(), name
+    assert (finished_run / "audit" / "scores.parquet").is_file()
+    manifest = json.loads((finished_run / "manifest.json").read_text())
+    assert set(manifest["stages"]) == {"teacher", "label", "distill", "audit", "export"}
+    for record in manifest["stages"].values():
+        assert record["status"] == "complete" and record["outputs"] and record["fingerprint"]
+    assert manifest["versions"]["torch"].startswith("2.")
+
+
+def test_report_has_the_contract_shape(finished_run):
+    report = json.loads((finished_run / "report.json").read_text())
+    assert report["schema_version"] == 1
+    assert {"name", "seed", "spec_sha256", "versions"} <= set(report["run"])
+    for target in ("teacher", "student"):
+        assert 0 <= report["utility"][target]["test_accuracy"] <= 1
+    assert report["utility"]["accuracy_gap"] == pytest.approx(
+        report["utility"]["teacher"]["test_accuracy"] - report["utility"]["student"]["test_accuracy"])
+    assert report["privacy"]["mechanism"] == "none"
+    loss = [a for a in report["attacks"] if a["attack"] == "loss"]
+    assert {a["target"] for a in loss} == {"teacher", "student"}
+    for a in report["attacks"]:
+        assert set(a["tpr_at_fpr"]) == {"0.01", "0.001", "0"}
+        assert a["tpr_at_fpr"]["0.001"] is None  # 150 non-members cannot resolve 0.1% FPR
+        assert a["auc_ci"][0] <= a["auc"] <= a["auc_ci"][1]
+    assert isinstance(report["gate"]["passed"], bool) and report["gate"]["checks"]
+    html = (finished_run / "report.html").read_text()
+    assert "Gate" in html and f"{report['utility']['student']['test_accuracy'] * 100:.1f}%" in html
+
+
+def test_scores_parquet_reproduces_reported_auc(finished_run):
+    scores = pq.read_table(finished_run / "audit" / "scores.parquet").to_pandas()
+    assert list(scores.columns) == ["example_id", "target", "attack", "score", "is_member", "is_canary"]
+    report = json.loads((finished_run / "report.json").read_text())
+    for a in report["attacks"]:
+        rows = scores[(scores.target == a["target"]) & (scores.attack == a["attack"])]
+        assert roc_auc_score(rows.is_member, rows.score) == pytest.approx(a["auc"], abs=1e-6)
+
+
+def test_deploy_has_no_teacher_tensor_and_loads(finished_run):
+    teacher = load_file(str(finished_run / "teacher" / "model.safetensors"))
+    deploy = load_file(str(finished_run / "deploy" / "model.safetensors"))
+    for d in deploy.values():
+        assert not any(t.shape == d.shape and np.array_equal(t, d) for t in teacher.values())
+    assert sorted(p.name for p in (finished_run / "deploy").iterdir()) == ["README.md", "config.json", "manifest.json", "model.safetensors"]
+    bundle = distillguard.load_bundle(finished_run / "deploy")
+    probs = bundle.predict_proba(np.zeros((3, len(bundle.feature_names_)), dtype=np.float32))
+    assert probs.shape == (3, len(bundle.classes_)) and np.allclose(probs.sum(axis=1), 1)
+
+
+def test_rerun_skips_every_stage(finished_run):
+    before = json.loads((finished_run / "manifest.json").read_text())["stages"]
+    result = cli("run", "../spec.toml", "--run-dir", ".", cwd=finished_run)
+    assert result.returncode == 0, result.stderr
+    after = json.loads((finished_run / "manifest.json").read_text())["stages"]
+    assert {k: v["finished"] for k, v in after.items()} == {k: v["finished"] for k, v in before.items()}
+
+
+def test_gate_command_agrees_with_report(finished_run, tmp_path):
+    report = json.loads((finished_run / "report.json").read_text())
+    result = cli("gate", str(finished_run), cwd=tmp_path)
+    assert result.returncode == (0 if report["gate"]["passed"] else 1)
+    for check in report["gate"]["checks"]:
+        assert check["name"] in result.stdout
+
+
+def test_gate_fails_with_check_value_and_threshold(tmp_path, tiny_builtin_spec):
+    strict = tiny_builtin_spec.read_text() + "[gate]\nattack = \"loss\"\ntarget = \"teacher\"\nmax_auc = 0.5\n"
+    tiny_builtin_spec.write_text(strict)
+    assert cli("run", str(tiny_builtin_spec), "--run-dir", "r", cwd=tmp_path).returncode == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    failing = [c for c in report["gate"]["checks"] if not c["passed"]]
+    result = cli("gate", "r", cwd=tmp_path)
+    assert result.returncode == 1 and failing
+    line = next(l for l in result.stdout.splitlines() if failing[0]["name"] in l)
+    assert line.startswith("FAIL") and "max 0.5" in line and f"{failing[0]['value']:.4f}" in line
+
+
+def test_user_csv_defaults_and_bundle_match_report(tmp_path, csv_splits):
+    from conftest import csv_spec_text
+
+    (tmp_path / "spec.toml").write_text(csv_spec_text())  # only [run] and [data]
+    result = distillguard.run(tmp_path / "spec.toml", run_dir=tmp_path / "run")
+    report = result.report
+    assert report["utility"]["teacher"]["test_accuracy"] > 0.6  # 3 classes: chance is 0.33
+    assert report["utility"]["student"]["test_accuracy"] > 0.55
+
+    bundle = distillguard.load_bundle(tmp_path / "run" / "deploy")
+    assert list(bundle.classes_) == ["high", "low", "mid"]
+    test = pd.read_csv(csv_splits["test"])
+    accuracy = float(np.mean(bundle.predict(test.drop(columns=["y"])) == test["y"].to_numpy()))
+    assert accuracy == pytest.approx(report["utility"]["student"]["test_accuracy"], abs=1e-9)
+
+    trained = json.loads((tmp_path / "run" / "teacher" / "split.json").read_text())["train_ids"]
+    members = pd.read_csv(csv_splits["members"]).iloc[trained]
+    nonmembers = pd.read_csv(csv_splits["nonmembers"])
+
+    def loss_scores(frame):
+        probs = bundle.predict_proba(frame.drop(columns=["y"]).to_numpy())
+        index = [list(bundle.classes_).index(v) for v in frame["y"]]
+        return np.log(probs[np.arange(len(frame)), index])
+
+    scores = np.concatenate([loss_scores(members), loss_scores(nonmembers)])
+    labels = np.r_[np.ones(len(members)), np.zeros(len(nonmembers))]
+    reported = next(a for a in report["attacks"] if (a["attack"], a["target"], a["population"]) == ("loss", "student", "all"))
+    assert roc_auc_score(labels, scores) == pytest.approx(reported["auc"], abs=1e-6)

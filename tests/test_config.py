@@ -1,0 +1,76 @@
+"""Spec loading: unknown keys, every error at once, paths relative to the spec file."""
+
+from pathlib import Path
+
+import pytest
+
+from distillguard.config import Spec, load_spec
+from distillguard.errors import ConfigError
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_the_demo():
+    spec = load_spec(None)
+    assert spec.run.name == "demo" and spec.data.builtin == "purchase-synth"
+    assert spec.distill.alpha == 0.0 and spec.privacy.mechanism == "none"
+
+
+def test_unknown_key_names_the_field(tmp_path):
+    path = _write(tmp_path, '[run]\nname = "x"\n[teacher]\nepochz = 3\n')
+    with pytest.raises(ConfigError, match=r"\[teacher\]\.epochz: unknown key"):
+        load_spec(path)
+
+
+def test_unknown_section(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[bogus\]: unknown key"):
+        load_spec(_write(tmp_path, "[bogus]\nx = 1\n"))
+
+
+def test_all_errors_reported_at_once(tmp_path):
+    path = _write(tmp_path, '[teacher]\nepochs = "many"\nlr = -1\n[distill]\ntemperature = 0\n')
+    with pytest.raises(ConfigError) as info:
+        load_spec(path)
+    message = str(info.value)
+    assert str(path) in message
+    for part in ("[teacher].epochs", "[teacher].lr", "[distill].temperature", "'many'"):
+        assert part in message
+    assert "\n" not in message
+
+
+def test_paths_are_relative_to_the_spec_file(tmp_path):
+    sub = tmp_path / "conf"
+    sub.mkdir()
+    path = sub / "spec.toml"
+    path.write_text('[data]\nformat = "csv"\nmembers = "m.csv"\nnonmembers = "n.csv"\ntransfer = "../t.csv"\ntest = "x.csv"\n')
+    spec = load_spec(path)
+    assert spec.data.members == (sub / "m.csv").resolve()
+    assert spec.data.transfer == (tmp_path / "t.csv").resolve()
+
+
+def test_files_required_without_builtin(tmp_path):
+    with pytest.raises(ConfigError, match="missing: nonmembers, transfer, test"):
+        load_spec(_write(tmp_path, '[data]\nmembers = "m.csv"\n'))
+
+
+def test_invalid_toml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_spec(_write(tmp_path, "[run\n"))
+    with pytest.raises(ConfigError, match="spec file not found"):
+        load_spec(tmp_path / "nope.toml")
+
+
+def test_gate_fpr_keys_checked(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[gate\]\.max_tpr_at_fpr"):
+        load_spec(_write(tmp_path, '[gate]\nmax_tpr_at_fpr = { "one percent" = 0.1 }\n'))
+
+
+def test_resolved_spec_round_trips(tmp_path):
+    spec = load_spec(_write(tmp_path, '[run]\nname = "rt"\nseed = 3\n[distill]\ntemperature = 2.5\n'))
+    again = load_spec(_write(tmp_path, spec.to_toml()))
+    assert again == spec
+    assert isinstance(again, Spec)
