@@ -17,6 +17,8 @@ hidden = [32]
 epochs = 15
 [audit]
 bootstrap = 20
+shadows = 8
+canaries = 16
 """
 
 
@@ -69,3 +71,24 @@ def tiny_builtin_spec(tmp_path: Path) -> Path:
         "[data.synth]\nfeatures = 80\nclasses = 10\nclusters = 5\n" + TINY_MODELS
     )
     return path
+
+
+def run_cli(*args: str, cwd: Path):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "distillguard", *args], cwd=cwd, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory) -> Path:
+    """One tiny end-to-end CLI run (with shadows and canaries) shared by the read-only tests."""
+    folder = tmp_path_factory.mktemp("e2e")
+    (folder / "spec.toml").write_text(
+        '[run]\nname = "tiny"\n[data]\nbuiltin = "purchase-synth"\n'
+        "[data.sizes]\nmembers = 150\nnonmembers = 150\ntransfer = 400\ntest = 200\n"
+        "[data.synth]\nfeatures = 80\nclasses = 10\nclusters = 5\n" + TINY_MODELS
+    )
+    result = run_cli("run", "spec.toml", "--run-dir", "out", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return folder / "out"

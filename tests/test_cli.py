@@ -16,27 +16,14 @@ from sklearn.metrics import roc_auc_score
 
 import distillguard
 
+ATTACKS = ("loss", "confidence", "entropy", "modified_entropy", "lira_online", "lira_offline", "rmia")
 ARTIFACTS = ["spec.toml", "manifest.json", "teacher", "softlabels", "student", "audit", "deploy", "report.json", "report.html"]
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "distillguard", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    from conftest import run_cli
 
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    from conftest import TINY_MODELS
-
-    folder = tmp_path_factory.mktemp("e2e")
-    spec = folder / "spec.toml"
-    spec.write_text(
-        '[run]\nname = "tiny"\n[data]\nbuiltin = "purchase-synth"\n'
-        "[data.sizes]\nmembers = 150\nnonmembers = 150\ntransfer = 400\ntest = 200\n"
-        "[data.synth]\nfeatures = 80\nclasses = 10\nclusters = 5\n" + TINY_MODELS
-    )
-    result = cli("run", "spec.toml", "--run-dir", "out", cwd=folder)
-    assert result.returncode == 0, result.stderr
-    return folder / "out"
+    return run_cli(*args, cwd=cwd)
 
 
 def test_run_writes_every_artifact(finished_run):
@@ -59,8 +46,8 @@ def test_report_has_the_contract_shape(finished_run):
     assert report["utility"]["accuracy_gap"] == pytest.approx(
         report["utility"]["teacher"]["test_accuracy"] - report["utility"]["student"]["test_accuracy"])
     assert report["privacy"]["mechanism"] == "none"
-    loss = [a for a in report["attacks"] if a["attack"] == "loss"]
-    assert {a["target"] for a in loss} == {"teacher", "student"}
+    assert report["empirical_epsilon"]["method"] == "one-run audit (Steinke et al. 2023)"
+    assert report["empirical_epsilon"]["epsilon_lower"] >= 0
     for a in report["attacks"]:
         assert set(a["tpr_at_fpr"]) == {"0.01", "0.001", "0"}
         assert a["tpr_at_fpr"]["0.001"] is None  # 150 non-members cannot resolve 0.1% FPR
@@ -74,9 +61,25 @@ def test_scores_parquet_reproduces_reported_auc(finished_run):
     scores = pq.read_table(finished_run / "audit" / "scores.parquet").to_pandas()
     assert list(scores.columns) == ["example_id", "target", "attack", "score", "is_member", "is_canary"]
     report = json.loads((finished_run / "report.json").read_text())
+    assert {(a["attack"], a["target"], a["population"]) for a in report["attacks"]} == {
+        (attack, target, population) for attack in ATTACKS for target in ("teacher", "student")
+        for population in ("all", "canaries")}
     for a in report["attacks"]:
-        rows = scores[(scores.target == a["target"]) & (scores.attack == a["attack"])]
+        rows = scores[(scores.target == a["target"]) & (scores.attack == a["attack"])
+                      & (scores.is_canary == (a["population"] == "canaries"))]
+        assert len(rows) == a["n_members"] + a["n_nonmembers"]
         assert roc_auc_score(rows.is_member, rows.score) == pytest.approx(a["auc"], abs=1e-6)
+        assert _tpr_at_fpr(rows.score.to_numpy(), rows.is_member.to_numpy(), 0.01) == pytest.approx(a["tpr_at_fpr"]["0.01"], abs=1e-6)
+
+
+def _tpr_at_fpr(scores, is_member, max_fpr):
+    """Brute force: best TPR over thresholds "score >= t" whose FPR <= max_fpr."""
+    best = 0.0
+    for t in np.unique(scores):
+        flagged = scores >= t
+        if flagged[~is_member].mean() <= max_fpr:
+            best = max(best, flagged[is_member].mean())
+    return best
 
 
 def test_deploy_has_no_teacher_tensor_and_loads(finished_run):

@@ -141,16 +141,38 @@ class PrivacyConfig(_Strict):
     mechanism: Literal["none"] = "none"
 
 
+THRESHOLD_ATTACKS = ("loss", "confidence", "entropy", "modified_entropy")
+SHADOW_ATTACKS = ("lira_online", "lira_offline", "rmia")
+AttackName = Literal["loss", "confidence", "entropy", "modified_entropy", "lira_online", "lira_offline", "rmia"]
+
+
 class AuditConfig(_Strict):
-    attacks: list[Literal["loss", "confidence", "entropy", "modified_entropy"]] = Field(
-        default_factory=lambda: ["loss", "confidence", "entropy", "modified_entropy"]
+    attacks: list[AttackName] = Field(default_factory=lambda: [*THRESHOLD_ATTACKS, *SHADOW_ATTACKS])
+    shadows: int = Field(
+        16, ge=0, description="Shadow pipelines (teacher + labels + student) for LiRA/RMIA; even; 0 = threshold attacks only.",
     )
+    canaries: int = Field(32, ge=0, description="Worst-case records planted in the shadow replicas only (0 = none).")
+    canary_duplicates: int = Field(4, ge=1, description="Copies of every other canary in a training set.")
+    lira_variance: Literal["auto", "global", "per_example"] = "auto"
+    rmia_offline: bool = True
     bootstrap: int = Field(200, ge=0, description="Bootstrap resamples for confidence intervals (0: none).")
     confidence: float = Field(0.95, gt=0, lt=1)
+    batched: bool = Field(True, description="Train shadow models many-at-once with torch.func (falls back to a loop).")
+
+    @model_validator(mode="after")
+    def _shadows_for_attacks(self) -> AuditConfig:
+        needs = [a for a in self.attacks if a in SHADOW_ATTACKS]
+        if needs and self.shadows < 2:
+            raise ValueError(f"attacks {needs} need shadows >= 2 (got {self.shadows}); set shadows or drop them")
+        if self.shadows % 2:
+            raise ValueError(f"shadows must be even (complementary pairs), got {self.shadows}")
+        if self.canaries and self.shadows < 4:
+            raise ValueError(f"canaries are scored on held-out shadows and need shadows >= 4 (got {self.shadows})")
+        return self
 
 
 class GateConfig(_Strict):
-    attack: str = "loss"
+    attack: AttackName = "lira_online"
     target: Literal["teacher", "student"] = "student"
     population: Literal["all", "canaries"] = "all"
     max_auc: float | None = Field(0.60, ge=0, le=1, description="Compared with the upper end of the AUC interval.")
@@ -179,6 +201,14 @@ class Spec(_Strict):
     privacy: PrivacyConfig = PrivacyConfig()
     audit: AuditConfig = AuditConfig()
     gate: GateConfig = GateConfig()
+
+    @model_validator(mode="after")
+    def _gate_reads_what_the_audit_measures(self) -> Spec:
+        if self.gate.attack not in self.audit.attacks:
+            raise ValueError(f"[gate].attack = {self.gate.attack!r} is not among [audit].attacks {self.audit.attacks}")
+        if self.gate.population == "canaries" and self.audit.canaries == 0:
+            raise ValueError('[gate].population = "canaries" needs [audit].canaries > 0')
+        return self
 
     def section_dict(self, section: str) -> dict[str, Any]:
         """One section as plain JSON-able data (what stage fingerprints hash)."""

@@ -38,6 +38,8 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
                     "note": "loaded teacher: attacks that replay training use the recipe in [teacher]"
                     if teacher_stage.get("source") == "loaded" else None},
         "populations": metrics.get("populations", {}),
+        "shadows": metrics.get("shadows"),
+        "exchangeability": metrics.get("exchangeability"),
         "attacks": metrics["attacks"],
         "probes": metrics.get("probes", []),
         "empirical_epsilon": metrics.get("empirical_epsilon"),

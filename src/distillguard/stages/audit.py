@@ -1,14 +1,16 @@
 """Stage 4: utility and membership inference, teacher vs student, into audit/.
 
 Writes ``metrics.json`` (every number the report shows), ``scores.parquet`` (one row per
-record, target and attack, so each number can be recomputed) and ROC plots. The member
-population is the teacher's *trained* members: the validation slice held out for
-checkpoint selection was never trained on and is left out.
+record, target and attack, so each number can be recomputed) and ROC plots. The audit
+pool is the teacher's *trained* members (its validation slice was never trained on) and
+as many nonmembers. Shadow pipelines replay teacher training *and* distillation, so
+attacks on the student are calibrated on students; canaries live only in the shadows.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +18,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distillguard import progress
-from distillguard.audit.attacks import make_attack
+from distillguard.audit.empirical_epsilon import one_run_epsilon
+from distillguard.audit.exchangeability import exchangeability_check
+from distillguard.audit.membership import score_canaries_leave_one_out, score_targets
 from distillguard.audit.metrics import roc, summarize
-from distillguard.audit.signals import TargetSignals
+from distillguard.audit.shadows import (AuditPool, CanarySet, ShadowLogits, build_pool, paired_membership,
+                                        plant_canaries, train_shadow_students, train_shadow_teachers)
+from distillguard.audit.signals import ReferenceSignals, TargetSignals
 from distillguard.audit.utility import accuracy, agreement, mean_cross_entropy
 from distillguard.config import Spec
 from distillguard.data import data_fingerprint, load_members, load_role
@@ -31,6 +37,30 @@ from distillguard.stages.common import execute_stage
 OUTPUT = "audit"
 TARGETS = ("teacher", "student")
 FPRS = ("0.01", "0.001", "0")
+EPSILON_DELTA = 1e-5
+
+
+@dataclass
+class ScoreRows:
+    """Columns of scores.parquet (CONTRACT.md), filled attack by attack."""
+
+    columns: dict[str, list] = field(default_factory=lambda: {
+        k: [] for k in ("example_id", "target", "attack", "score", "is_member", "is_canary")})
+
+    def add(self, ids: list[str], target: str, attack: str, scores: np.ndarray, is_member: np.ndarray, canary: bool) -> None:
+        self.columns["example_id"] += ids
+        self.columns["target"] += [target] * len(ids)
+        self.columns["attack"] += [attack] * len(ids)
+        self.columns["score"] += np.asarray(scores, dtype=float).tolist()
+        self.columns["is_member"] += np.asarray(is_member, dtype=bool).tolist()
+        self.columns["is_canary"] += [canary] * len(ids)
+
+
+@dataclass(frozen=True)
+class Shadows:
+    membership: np.ndarray  # (S, n_pool) bool
+    canaries: CanarySet | None
+    logits: dict[str, ShadowLogits]  # "teacher" / "student"
 
 
 def run_audit_stage(spec: Spec, run: RunDir) -> bool:
@@ -40,29 +70,120 @@ def run_audit_stage(spec: Spec, run: RunDir) -> bool:
                            ("teacher", "teacher/split.json"), ("distill", "student/model.safetensors"),
                            ("distill", "student/config.json")]
     }
-    inputs.update({f"data.{role}": data_fingerprint(spec.data, role) for role in ("members", "nonmembers", "test")})
-    params = {"audit": spec.section_dict("audit"), "data": spec.data.fingerprint_params(), "seed": spec.run.seed}
+    inputs.update({f"data.{role}": data_fingerprint(spec.data, role) for role in ("members", "nonmembers", "transfer", "test")})
+    params = {"audit": spec.section_dict("audit"), "data": spec.data.fingerprint_params(), "seed": spec.run.seed,
+              "teacher": spec.section_dict("teacher"), "student": spec.section_dict("student"),
+              "distill": spec.section_dict("distill")}
 
     def build(folder: Path) -> dict:
         os.chmod(folder, 0o700)  # per-record scores reveal who was a member
-        models = {name: load_classifier(run / name)[0] for name in TARGETS}
-        schema, members = load_members(spec.data, seed=spec.run.seed)
-        nonmembers = load_role(spec.data, "nonmembers", schema=schema, seed=spec.run.seed)
-        test = load_role(spec.data, "test", schema=schema, seed=spec.run.seed)
-        trained = np.asarray(read_json(run / "teacher" / "split.json")["train_ids"], dtype=np.int64)
-        members = members.subset(np.flatnonzero(np.isin(members.ids, trained)))
-
-        metrics = {"utility": utility(models, test.X, test.y)}
-        rows, results, curves = _attack_all(spec, models, members, nonmembers)
-        metrics["attacks"] = results
-        metrics["populations"] = {"all": {"n_members": len(members), "n_nonmembers": len(nonmembers)}}
-        pq.write_table(pa.table(rows), folder / "scores.parquet")
+        metrics, rows, curves = audit_models(spec, run)
+        pq.write_table(pa.table(rows.columns), folder / "scores.parquet")
         for attack, by_target in curves.items():
-            save_roc_plot(by_target, folder / f"roc_{attack}.png", title=f"{attack}: teacher vs student (log-log)")
+            save_roc_plot(by_target, folder / f"roc_{attack}.png", title=f"{attack}: teacher vs student")
         atomic_write_json(folder / "metrics.json", metrics)
-        return {"n_members": len(members), "n_nonmembers": len(nonmembers)}
+        return {"n_pool": metrics["populations"]["all"]["n_members"] * 2, "shadows": spec.audit.shadows}
 
     return execute_stage(run, "audit", params=params, inputs=inputs, output=OUTPUT, build=build)
+
+
+def audit_models(spec: Spec, run: RunDir) -> tuple[dict, ScoreRows, dict]:
+    """Every number of the audit, the per-record scores, and ROC curves."""
+    seed, cfg = spec.run.seed, spec.audit
+    models = {name: load_classifier(run / name)[0] for name in TARGETS}
+    schema, members = load_members(spec.data, seed=seed)
+    nonmembers = load_role(spec.data, "nonmembers", schema=schema, seed=seed)
+    test = load_role(spec.data, "test", schema=schema, seed=seed)
+    trained = np.asarray(read_json(run / "teacher" / "split.json")["train_ids"], dtype=np.int64)
+    members = members.subset(np.flatnonzero(np.isin(members.ids, trained)))
+    pool = build_pool(members, nonmembers, seed=seed)
+
+    metrics: dict = {"utility": utility(models, test.X, test.y), "warnings": []}
+    metrics["exchangeability"], warning = exchangeability_check(pool.X, pool.is_member, seed=seed)
+    if warning:
+        metrics["warnings"].append(warning)
+    shadows = None
+    if cfg.shadows:
+        transfer = load_role(spec.data, "transfer", schema=schema, seed=seed)
+        shadows = train_shadows(spec, schema=schema, pool=pool, transfer_X=transfer.X, population_X=test.X)
+
+    rows, results, curves, epsilons = ScoreRows(), [], {}, []
+    for target, clf in models.items():
+        signals = TargetSignals(clf.logits(pool.X), pool.y, clf.logits(test.X), test.y)
+        reference = None
+        if shadows is not None:
+            reference = ReferenceSignals(shadows.logits[target].pool, shadows.membership, pool.y,
+                                         shadows.logits[target].population, test.y)
+        for name, scores in score_targets(cfg.attacks, cfg, signals, reference).items():
+            results.append(_summary(spec, scores, pool.is_member, target, name, "all"))
+            rows.add(pool.example_ids, target, name, scores, pool.is_member, canary=False)
+            curves.setdefault(name, {})[target] = roc(scores, pool.is_member)
+        if shadows is not None and shadows.canaries is not None:
+            eps = _audit_canaries(spec, target, shadows, test.y, rows, results, curves)
+            epsilons.append(eps)
+    metrics["attacks"] = results
+    metrics["populations"] = {"all": {"n_members": int(pool.is_member.sum()), "n_nonmembers": int((~pool.is_member).sum())}}
+    if shadows is not None:
+        metrics["shadows"] = {"count": cfg.shadows, "replay": "teacher training + labeling + distillation",
+                              "canaries": 0 if shadows.canaries is None else len(shadows.canaries)}
+    if epsilons:
+        metrics["empirical_epsilon"] = {**next(e for e in epsilons if e["target"] == "student"), "by_target": epsilons}
+    return metrics, rows, curves
+
+
+def _summary(spec: Spec, scores, is_member, target: str, attack: str, population: str) -> dict:
+    summary = summarize(scores, is_member, fprs=FPRS, n_bootstrap=spec.audit.bootstrap, confidence=spec.audit.confidence,
+                        seed=derive_seed(spec.run.seed, "bootstrap", target, attack, population))
+    return {"attack": attack, "target": target, "population": population, **summary.to_dict()}
+
+
+def _audit_canaries(spec: Spec, target: str, shadows: Shadows, population_labels, rows: ScoreRows,
+                    results: list, curves: dict) -> dict:
+    """Canary metrics over held-out replicas, and the one-run ε bound on replica 0."""
+    canaries, logits = shadows.canaries, shadows.logits[target]
+    S, K = canaries.included.shape
+    scored = score_canaries_leave_one_out(
+        spec.audit.attacks, spec.audit, logits=logits.canaries, labels=canaries.y, included=canaries.included,
+        population_logits=logits.population, population_labels=population_labels,
+    )
+    ids = [f"canary:{k}@replica{s}" for s in range(S) for k in range(K)]
+    for name, (scores, included) in scored.items():
+        results.append(_summary(spec, scores, included, target, name, "canaries"))
+        rows.add(ids, target, name, scores, included, canary=True)
+        curves[name][f"{target} (canaries)"] = roc(scores, included)
+    attack = next((a for a in ("lira_online", "rmia", "lira_offline", "loss") if a in scored), spec.audit.attacks[0])
+    eps = one_run_epsilon(
+        attack, spec.audit, logits=logits.canaries, labels=canaries.y, included=canaries.included,
+        audited_scores=scored[attack][0][:K], population_logits=logits.population,
+        population_labels=population_labels, delta=EPSILON_DELTA,
+    )
+    return {"target": target, "replica": 0, **eps}
+
+
+def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray, population_X: np.ndarray) -> Shadows:
+    """Replay teacher training, labeling and distillation ``[audit].shadows`` times."""
+    cfg, seed = spec.audit, spec.run.seed
+    membership = paired_membership(len(pool.X), cfg.shadows, seed=seed)
+    canaries = None
+    if cfg.canaries:
+        canaries = plant_canaries(pool.X, n_classes=schema.n_classes, count=cfg.canaries,
+                                  duplicates=cfg.canary_duplicates, n_shadows=cfg.shadows, seed=seed)
+    eval_sets = {"pool": pool.X, "population": population_X}
+    if canaries is not None:
+        eval_sets["canaries"] = canaries.X
+    with progress.task(f"audit: {cfg.shadows} shadow teachers", spec.teacher.epochs) as advance:
+        teacher_out, _ = train_shadow_teachers(pool, canaries, membership, spec=spec, schema=schema,
+                                               eval_sets={**eval_sets, "transfer": transfer_X},
+                                               on_model=lambda e: advance(1))
+    with progress.task(f"audit: {cfg.shadows} shadow students", spec.student.epochs) as advance:
+        student_out = train_shadow_students(teacher_out["transfer"], transfer_X=transfer_X, spec=spec, schema=schema,
+                                            eval_sets=eval_sets, on_model=lambda e: advance(1))
+    empty = lambda out: np.zeros((cfg.shadows, 0, schema.n_classes))  # noqa: E731
+    logits = {
+        kind: ShadowLogits(out["pool"], out["population"], out["canaries"] if canaries is not None else empty(out))
+        for kind, out in (("teacher", teacher_out), ("student", student_out))
+    }
+    return Shadows(membership, canaries, logits)
 
 
 def utility(models: dict[str, Classifier], X: np.ndarray, y: np.ndarray) -> dict:
@@ -72,29 +193,3 @@ def utility(models: dict[str, Classifier], X: np.ndarray, y: np.ndarray) -> dict
     out["agreement"] = agreement(logits["teacher"], logits["student"])
     out["n_test"] = int(len(y))
     return out
-
-
-def _attack_all(spec: Spec, models: dict[str, Classifier], members, nonmembers):
-    labels = np.concatenate([members.y, nonmembers.y])
-    is_member = np.concatenate([np.ones(len(members), bool), np.zeros(len(nonmembers), bool)])
-    example_ids = [f"members:{i}" for i in members.ids] + [f"nonmembers:{i}" for i in nonmembers.ids]
-    X = np.concatenate([members.X, nonmembers.X])
-    rows: dict[str, list] = {k: [] for k in ("example_id", "target", "attack", "score", "is_member", "is_canary")}
-    results, curves = [], {}
-    with progress.task("audit: membership inference", len(models) * len(spec.audit.attacks)) as advance:
-        for target, clf in models.items():
-            signals = TargetSignals(logits=clf.logits(X), labels=labels, population_logits=None, population_labels=None)
-            for name in spec.audit.attacks:
-                scores = make_attack(name).score(signals)
-                summary = summarize(scores, is_member, fprs=FPRS, n_bootstrap=spec.audit.bootstrap,
-                                    confidence=spec.audit.confidence, seed=derive_seed(spec.run.seed, "bootstrap", target, name))
-                results.append({"attack": name, "target": target, "population": "all", **summary.to_dict()})
-                curves.setdefault(name, {})[target] = roc(scores, is_member)
-                rows["example_id"] += example_ids
-                rows["target"] += [target] * len(scores)
-                rows["attack"] += [name] * len(scores)
-                rows["score"] += scores.astype(float).tolist()
-                rows["is_member"] += is_member.tolist()
-                rows["is_canary"] += [False] * len(scores)
-                advance(1)
-    return rows, results, curves

@@ -1,0 +1,209 @@
+"""Shadow pipelines that replay the whole defense, and the canaries planted in them.
+
+Attacks on a student must be calibrated on students (Jagielski et al. 2023, "Students
+Parrot Their Teachers"): each shadow trains a teacher on a random half of the audit
+pool with the teacher's recipe, labels the transfer set with it, and distills a student
+with the student's recipe. Shadows come in complementary pairs, so every pool record is
+in exactly half of them and every shadow trains on the same number of records, which
+lets them train many-at-once (:func:`distillguard.train.batched.fit_many`).
+
+Canaries (Aerni, Zhang & Tramèr 2024) exist only in these replicas: K slots per shadow,
+each filled by its canary or by a decoy of the same kind, independently with
+probability 1/2. Training-set sizes stay equal and inclusions stay independent, which
+the one-run ε audit (Steinke, Nasr & Jagielski 2023) needs. The shipped teacher and
+student never see a canary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from distillguard.config import Spec
+from distillguard.data.preprocessing import Standardizer
+from distillguard.data.types import Schema, Split
+from distillguard.errors import ConfigError
+from distillguard.models.classifiers import architecture
+from distillguard.seeding import derive_seed
+from distillguard.train.batched import fit_many, predict_many
+from distillguard.train.loop import Recipe, accuracy
+from distillguard.train.student import distill_objective
+from distillguard.train.teacher import model_architecture, validation_rows
+
+
+@dataclass(frozen=True)
+class AuditPool:
+    """The records the audit scores: trained members and as many nonmembers (or vice versa).
+
+    Attributes:
+        X: (n, d) raw features; y: (n,) class indices; is_member: (n,) bool for the real teacher.
+        example_ids: ("members:12", "nonmembers:3", ...) one per record.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    is_member: np.ndarray
+    example_ids: list[str]
+
+
+def build_pool(members: Split, nonmembers: Split, *, seed: int) -> AuditPool:
+    """members ∪ nonmembers with the larger side subsampled to the smaller's size."""
+    k = min(len(members), len(nonmembers))
+    rng = np.random.default_rng(derive_seed(seed, "pool"))
+    m_rows = np.sort(rng.choice(len(members), k, replace=False))
+    n_rows = np.sort(rng.choice(len(nonmembers), k, replace=False))
+    return AuditPool(
+        X=np.concatenate([members.X[m_rows], nonmembers.X[n_rows]]),
+        y=np.concatenate([members.y[m_rows], nonmembers.y[n_rows]]),
+        is_member=np.r_[np.ones(k, bool), np.zeros(k, bool)],
+        example_ids=[f"members:{i}" for i in members.ids[m_rows]] + [f"nonmembers:{i}" for i in nonmembers.ids[n_rows]],
+    )
+
+
+def paired_membership(n_records: int, n_shadows: int, *, seed: int) -> np.ndarray:
+    """(S, n) bool: shadow 2j takes a random half, shadow 2j+1 the other half."""
+    if n_shadows < 2 or n_shadows % 2:
+        raise ConfigError(f"[audit].shadows must be an even number ≥ 2, got {n_shadows}")
+    rng = np.random.default_rng(derive_seed(seed, "membership"))
+    masks = []
+    for _ in range(n_shadows // 2):
+        half = np.zeros(n_records, bool)
+        half[rng.permutation(n_records)[: n_records // 2]] = True
+        masks += [half, ~half]
+    return np.stack(masks)
+
+
+@dataclass(frozen=True)
+class CanarySet:
+    """Planted worst-case records (and their decoys) for the audit replicas.
+
+    Attributes:
+        X, decoy_X: (K, d) raw features; y, decoy_y: (K,) labels.
+        repeats: (K,) how many copies a slot adds to a training set (duplicated canaries).
+        kind: one name per canary.
+        included: (S, K) bool, independent fair coins: canary k is in shadow s.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    decoy_X: np.ndarray
+    decoy_y: np.ndarray
+    repeats: np.ndarray
+    kind: list[str]
+    included: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+
+def plant_canaries(pool_X: np.ndarray, *, n_classes: int, count: int, duplicates: int, n_shadows: int, seed: int) -> CanarySet:
+    """Out-of-distribution records with random labels; every other one duplicated.
+
+    Each feature is drawn independently from its marginal in the pool, which breaks
+    the correlations a class is made of, so the record is atypical and its random label
+    can only be fit by memorization: the kind of record that leaks most.
+    """
+    rng = np.random.default_rng(derive_seed(seed, "canaries"))
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        cols = rng.integers(0, len(pool_X), size=(n, pool_X.shape[1]))
+        return pool_X[cols, np.arange(pool_X.shape[1])].astype(np.float32), rng.integers(0, n_classes, size=n)
+
+    X, y = draw(count)
+    decoy_X, decoy_y = draw(count)
+    repeats = np.where(np.arange(count) % 2 == 1, duplicates, 1)
+    kind = ["ood_mislabeled" if r == 1 else f"ood_mislabeled_x{r}" for r in repeats]
+    included = rng.random((n_shadows, count)) < 0.5
+    return CanarySet(X, y, decoy_X, decoy_y, repeats, kind, included)
+
+
+@dataclass(frozen=True)
+class ShadowLogits:
+    """Outputs of the S shadow teachers or students.
+
+    Attributes:
+        pool: (S, n, C) on the audit pool; population: (S, m, C) on the population set;
+        canaries: (S, K, C) on the canaries.
+    """
+
+    pool: np.ndarray
+    population: np.ndarray
+    canaries: np.ndarray
+
+
+def _shadow_training_set(s: int, pool: AuditPool, canaries: CanarySet | None, membership: np.ndarray,
+                         *, val_fraction: float, seed: int):
+    rows = np.flatnonzero(membership[s])
+    X, y = [pool.X[rows]], [pool.y[rows]]
+    if canaries is not None:
+        use = canaries.included[s]
+        slot_X = np.where(use[:, None], canaries.X, canaries.decoy_X)
+        slot_y = np.where(use, canaries.y, canaries.decoy_y)
+        X.append(np.repeat(slot_X, canaries.repeats, axis=0))
+        y.append(np.repeat(slot_y, canaries.repeats))
+    # Checkpoint selection replays the teacher's: a held-out slice, here from the records
+    # this shadow does not train on (they stay out, as the teacher's validation slice does).
+    outside = np.flatnonzero(~membership[s])
+    n_val = int(round(len(rows) * val_fraction / (1 - val_fraction))) if val_fraction > 0 else 0
+    val = np.random.default_rng(derive_seed(seed, "shadow", s, "val")).choice(outside, min(n_val, len(outside)), replace=False)
+    return np.concatenate(X), np.concatenate(y), pool.X[val], pool.y[val]
+
+
+def train_shadow_teachers(pool: AuditPool, canaries: CanarySet | None, membership: np.ndarray, *, spec: Spec,
+                          schema: Schema, eval_sets: dict[str, np.ndarray], on_model=None) -> tuple[dict[str, np.ndarray], list[Standardizer]]:
+    """Train the S shadow teachers; return their logits on each of ``eval_sets`` (S, n, C)."""
+    S, cfg, seed = len(membership), spec.teacher, spec.run.seed
+    parts, scalers = [], []
+    for s in range(S):
+        X, y, Xv, yv = _shadow_training_set(s, pool, canaries, membership, val_fraction=cfg.val_fraction, seed=seed)
+        scaler = Standardizer.fit(X)  # as the teacher: statistics of its own training rows
+        scalers.append(scaler)
+        parts.append((scaler.transform(X), y, scaler.transform(Xv), yv))
+    m, v = len(parts[0][0]), len(parts[0][2])
+    X_all = torch.from_numpy(np.concatenate([np.concatenate([p[0], p[2]]) for p in parts]))
+    y_all = torch.from_numpy(np.concatenate([np.concatenate([p[1], p[3]]) for p in parts]).astype(np.int64))
+    offsets = torch.arange(S)[:, None] * (m + v)
+    arch = model_architecture(cfg, schema)
+    states = fit_many(
+        arch, X_all, y_all, rows=offsets + torch.arange(m), val_rows=(offsets + m + torch.arange(v)) if v else None,
+        loss_fn=F.cross_entropy, recipe=Recipe.from_config(cfg),
+        seeds=[derive_seed(seed, "shadow", s, "teacher") for s in range(S)], metric=accuracy if v else None,
+        batched=None if spec.audit.batched else False, on_epoch=on_model,
+    )
+    out = {}
+    for name, X_eval in eval_sets.items():
+        out[name] = np.stack([
+            predict_many(arch, [states[s]], torch.from_numpy(scalers[s].transform(X_eval)))[0].double().numpy()
+            for s in range(S)
+        ])
+    return out, scalers
+
+
+def train_shadow_students(teacher_transfer_logits: np.ndarray, *, transfer_X: np.ndarray, spec: Spec, schema: Schema,
+                          eval_sets: dict[str, np.ndarray], on_model=None) -> dict[str, np.ndarray]:
+    """Distill one student per shadow teacher with the student's recipe; logits on ``eval_sets``."""
+    S, cfg, seed = len(teacher_transfer_logits), spec.student, spec.run.seed
+    n = len(transfer_X)
+    train_rows, val_rows = validation_rows(n, fraction=cfg.val_fraction, seed=derive_seed(seed, "student"))
+    scaler = Standardizer.fit(transfer_X[train_rows])  # as the student: transfer statistics only
+    X = torch.from_numpy(scaler.transform(transfer_X))
+    # Every shadow student sees the same inputs with its own teacher's logits: tile the inputs.
+    X_all = X.repeat(S, 1)
+    targets = torch.from_numpy(teacher_transfer_logits.reshape(S * n, -1).astype(np.float32))
+    offsets = torch.arange(S)[:, None] * n
+    objective = distill_objective(spec.distill)
+    arch = architecture(kind=cfg.kind, input_shape=schema.input_shape, n_classes=schema.n_classes,
+                        hidden=cfg.hidden, channels=cfg.channels)
+    states = fit_many(
+        arch, X_all, targets, rows=offsets + torch.from_numpy(train_rows),
+        val_rows=(offsets + torch.from_numpy(val_rows)) if len(val_rows) else None,
+        loss_fn=objective, recipe=Recipe.from_config(cfg),
+        seeds=[derive_seed(seed, "shadow", s, "student") for s in range(S)],
+        metric=(lambda logits, t: -float(objective(logits, t))) if len(val_rows) else None,
+        batched=None if spec.audit.batched else False, on_epoch=on_model,
+    )
+    return {name: predict_many(arch, states, torch.from_numpy(scaler.transform(X_eval))).double().numpy()
+            for name, X_eval in eval_sets.items()}

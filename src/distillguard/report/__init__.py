@@ -1,0 +1,1 @@
+"""Report: report.json, report.html, plots and the model card."""
