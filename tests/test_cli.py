@@ -149,3 +149,19 @@ def test_user_csv_defaults_and_bundle_match_report(tmp_path, csv_splits):
     labels = np.r_[np.ones(len(members)), np.zeros(len(nonmembers))]
     reported = next(a for a in report["attacks"] if (a["attack"], a["target"], a["population"]) == ("loss", "student", "all"))
     assert roc_auc_score(labels, scores) == pytest.approx(reported["auc"], abs=1e-6)
+
+
+def test_flipped_byte_in_teacher_weights_exits_2_naming_the_file(finished_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(finished_run, run)
+    weights = run / "teacher" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    for command in ("label", "run"):
+        result = cli(command, str(finished_run.parent / "spec.toml"), "--run-dir", str(run), cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        line = [l for l in result.stderr.splitlines() if l.strip()][-1]
+        assert line.startswith("error: ") and str(weights) in line and "tampered" in line

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from distillguard.errors import ArtifactError
 from distillguard.runs import RunDir, atomic_write_json, staged_dir
 from distillguard.stages.common import execute_stage
 
@@ -49,9 +50,18 @@ def test_rerun_when_params_inputs_or_outputs_change(tmp_path):
     _stage(run, calls, params={"a": 1}, inputs={"x": "h1"})
     assert _stage(run, calls, params={"a": 2}, inputs={"x": "h1"}) is True
     assert _stage(run, calls, params={"a": 2}, inputs={"x": "h2"}) is True
-    (tmp_path / "demo" / "out.txt").write_text("tampered")
+    (tmp_path / "demo" / "out.txt").unlink()  # a missing output is recomputed
     assert _stage(run, calls, params={"a": 2}, inputs={"x": "h2"}) is True
     assert len(calls) == 4
+
+
+def test_tampered_output_is_an_error_not_a_rerun(tmp_path):
+    run, calls = RunDir(tmp_path), []
+    _stage(run, calls, params={"a": 1}, inputs={"x": "h1"})
+    (tmp_path / "demo" / "out.txt").write_text("tampered")
+    with pytest.raises(ArtifactError, match=r"out\.txt: sha256 does not match the manifest"):
+        _stage(run, calls, params={"a": 1}, inputs={"x": "h1"})
+    assert len(calls) == 1
 
 
 def test_failed_stage_is_not_recorded(tmp_path):

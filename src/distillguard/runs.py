@@ -148,15 +148,26 @@ class RunDir:
         return self.load_manifest()["stages"].get(name)
 
     def is_fresh(self, name: str, fingerprint: str) -> bool:
-        """True when ``name`` completed with this fingerprint and its outputs are intact."""
+        """True when ``name`` completed with this fingerprint and its outputs are intact.
+
+        A missing output means the stage runs again. An output whose bytes no longer match
+        the manifest is an error, not a reason to recompute: something changed a recorded
+        artifact, and silently replacing it would hide that.
+        """
         record = self.stage(name)
         if not record or record.get("status") != "complete" or record.get("fingerprint") != fingerprint:
             return False
+        fresh = True
         for rel, digest in record.get("outputs", {}).items():
             path = self.root / rel
-            if not path.is_file() or sha256_file(path) != digest:
-                return False
-        return True
+            if not path.is_file():
+                fresh = False
+            elif sha256_file(path) != digest:
+                raise ArtifactError(
+                    f"{path}: sha256 does not match the manifest (file corrupted or tampered with); "
+                    f"restore it, or delete {path.parent} to recompute the {name} stage"
+                )
+        return fresh
 
     def record_stage(
         self,
