@@ -12,7 +12,7 @@ from typing import Any
 
 from distillguard.bundle import Bundle, load_bundle
 from distillguard.config import ROLES, Spec, load_spec
-from distillguard.data import load_members, load_role
+from distillguard.data import guard_transfer, load_members, load_role
 from distillguard.report.build import build_report, write_report
 from distillguard.report.gate import evaluate_gate
 from distillguard.runs import RunDir, atomic_write_text, library_versions, read_json
@@ -59,7 +59,9 @@ def check_data(spec: Spec) -> None:
     """Load every role once, so bad data fails before any stage writes anything."""
     schema, _ = load_members(spec.data, seed=spec.run.seed)
     for role in ROLES[1:]:
-        load_role(spec.data, role, schema=schema, seed=spec.run.seed)
+        split = load_role(spec.data, role, schema=schema, seed=spec.run.seed)
+        if role == "transfer":
+            guard_transfer(spec.data, split, schema=schema, seed=spec.run.seed)
 
 
 def train_teacher(spec: SpecLike = None, *, run_dir: str | Path | None = None) -> Path:

@@ -58,6 +58,10 @@ class DataConfig(_Strict):
     test: Path | None = None
     sizes: SplitSizes | None = None
     synth: SynthConfig = SynthConfig()
+    leak_policy: Literal["fail", "drop", "warn"] = Field(
+        "fail", description="Transfer rows that copy a private record: fail (exit 2), drop them, or warn.")
+    leak_threshold: float = Field(
+        0.02, ge=0, description="Near-duplicate cut-off: NN distance relative to the private data's own NN scale.")
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:

@@ -15,7 +15,7 @@ from distillguard.data.tables import load_split
 from distillguard.data.types import Schema, Split
 from distillguard.runs import sha256_file
 
-__all__ = ["Schema", "Split", "load_members", "load_role", "data_fingerprint"]
+__all__ = ["Schema", "Split", "data_fingerprint", "guard_transfer", "load_members", "load_role"]
 
 
 def load_members(cfg: DataConfig, *, seed: int) -> tuple[Schema, Split]:
@@ -51,3 +51,21 @@ def data_fingerprint(cfg: DataConfig, role: str) -> str:
 
         raise DataError(f"{path}: [data].{role} file not found")
     return sha256_file(path)
+
+
+def guard_transfer(cfg: DataConfig, transfer: Split, *, schema: Schema, seed: int):
+    """The leak guard: (transfer rows to keep, LeakReport) under ``[data] leak_policy``.
+
+    Compares the transfer inputs with members and nonmembers (exact and near copies);
+    policy ``fail`` raises :class:`~distillguard.errors.DataLeakError` before anything
+    is labeled.
+    """
+    from distillguard.data.leakguard import apply_policy, find_tabular_leaks
+
+    _, members = load_members(cfg, seed=seed)
+    nonmembers = load_role(cfg, "nonmembers", schema=schema, seed=seed)
+    report = find_tabular_leaks(transfer.X, {"members": members.X, "nonmembers": nonmembers.X},
+                                relative_threshold=cfg.leak_threshold, seed=seed)
+    source = str(cfg.transfer) if cfg.transfer is not None else f"builtin {cfg.builtin} transfer set"
+    keep = apply_policy(report, policy=cfg.leak_policy, n_transfer=len(transfer), source=source)
+    return keep, report

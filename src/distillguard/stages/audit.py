@@ -33,6 +33,7 @@ from distillguard.report.plots import save_roc_plot
 from distillguard.runs import RunDir, atomic_write_json, read_json
 from distillguard.seeding import derive_seed
 from distillguard.stages.common import execute_stage
+from distillguard.stages.label import read_soft_labels
 
 OUTPUT = "audit"
 TARGETS = ("teacher", "student")
@@ -105,6 +106,8 @@ def audit_models(spec: Spec, run: RunDir) -> tuple[dict, ScoreRows, dict]:
     shadows = None
     if cfg.shadows:
         transfer = load_role(spec.data, "transfer", schema=schema, seed=seed)
+        kept_ids = read_soft_labels(run / "softlabels")[0]  # the rows the leak guard let through
+        transfer = transfer.subset(np.flatnonzero(np.isin(transfer.ids, kept_ids)))
         shadows = train_shadows(spec, schema=schema, pool=pool, transfer_X=transfer.X, population_X=test.X)
 
     rows, results, curves, epsilons = ScoreRows(), [], {}, []

@@ -35,11 +35,10 @@ def run_distill_stage(spec: Spec, run: RunDir) -> bool:
     def build(folder: Path) -> dict:
         ids, logits, schema, meta = read_soft_labels(run / "softlabels")
         transfer = load_role(spec.data, "transfer", schema=schema, seed=spec.run.seed)
-        if len(transfer) != len(ids) or not np.array_equal(transfer.ids, ids):
-            raise ArtifactError(
-                f"{run / 'softlabels'}: soft labels cover {len(ids)} records, the transfer set has {len(transfer)}; "
-                "rerun the label stage"
-            )
+        position = {int(i): k for k, i in enumerate(transfer.ids)}
+        if any(int(i) not in position for i in ids):
+            raise ArtifactError(f"{run / 'softlabels'}: soft labels name records the transfer set lacks; rerun the label stage")
+        transfer = transfer.subset(np.asarray([position[int(i)] for i in ids], dtype=np.int64))  # rows the guard kept
         with progress.task("distill: student on soft labels", spec.student.epochs) as advance:
             student, log = train_student(
                 transfer.X, logits, schema=schema, cfg=spec.student, distill=spec.distill,

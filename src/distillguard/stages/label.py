@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from distillguard import progress
 from distillguard.config import Spec
-from distillguard.data import data_fingerprint, load_role
+from distillguard.data import data_fingerprint, guard_transfer, load_role
 from distillguard.data.types import Schema
 from distillguard.errors import ArtifactError
 from distillguard.models.artifact import load_classifier
@@ -28,22 +28,32 @@ SHARD_ROWS = 65_536
 
 def run_label_stage(spec: Spec, run: RunDir) -> bool:
     inputs = {
+        "data.members": data_fingerprint(spec.data, "members"),
+        "data.nonmembers": data_fingerprint(spec.data, "nonmembers"),
         "teacher/model.safetensors": run.output_hash("teacher", "teacher/model.safetensors"),
         "teacher/config.json": run.output_hash("teacher", "teacher/config.json"),
         "data.transfer": data_fingerprint(spec.data, "transfer"),
     }
     params = {"data": spec.data.fingerprint_params(), "seed": spec.run.seed, "temperature": 1.0}
+    # The leak guard compares the transfer set with the private data, so this stage reads
+    # members and nonmembers (the teacher's side of the wall); the distill stage does not.
 
     def build(folder: Path) -> dict:
         teacher, _ = load_classifier(run / "teacher")
         transfer = load_role(spec.data, "transfer", schema=teacher.schema, seed=spec.run.seed)
+        keep, leaks = guard_transfer(spec.data, transfer, schema=teacher.schema, seed=spec.run.seed)
+        if leaks.transfer_rows.size:
+            progress.log(f"[yellow]leak guard ({spec.data.leak_policy}): {leaks.summary()}[/yellow]")
+        transfer = transfer.subset(keep)
         shards = write_logit_shards(folder, ids=transfer.ids, logits_of=teacher.logits, X=transfer.X)
         atomic_write_json(folder / "meta.json", {
             "temperature": 1.0, "kind": "logits", "n_records": len(transfer), "n_classes": teacher.schema.n_classes,
             "teacher_sha256": inputs["teacher/model.safetensors"], "transfer_sha256": inputs["data.transfer"],
-            "schema": teacher.schema.to_dict(), "shards": shards,
+            "schema": teacher.schema.to_dict(), "shards": shards, "leak_guard": leaks.to_dict(),
+            "leak_policy": spec.data.leak_policy,
         })
-        return {"n_records": len(transfer)}
+        return {"n_records": len(transfer), "leak_guard": {"policy": spec.data.leak_policy, "flagged": int(leaks.transfer_rows.size),
+                                                           "dropped": int(len(leaks.transfer_rows)) if spec.data.leak_policy == "drop" else 0}}
 
     return execute_stage(run, "label", params=params, inputs=inputs, output=OUTPUT, build=build)
 
