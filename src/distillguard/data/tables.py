@@ -38,8 +38,10 @@ def _read_npz(path: Path) -> pd.DataFrame:
         raise
     except (ValueError, OSError, EOFError) as error:
         raise DataError(f"{path}: cannot read as npz (arrays X and y, no pickled objects): {error}") from None
-    if features.ndim < 2:
-        raise DataError(f"{path}: X has shape {features.shape}; expected (records, features)")
+    if features.ndim < 2 or features.shape[0] == 0 or features[0].size == 0:
+        raise DataError(f"{path}: X has shape {features.shape}; expected (records, features) with at least one of each")
+    if features.dtype.kind not in "biuf":
+        raise DataError(f"{path}: X has dtype {features.dtype}; expected numbers")
     features = features.reshape(len(features), -1)
     frame = pd.DataFrame(features, columns=[f"x{i}" for i in range(features.shape[1])])
     if labels is not None:
