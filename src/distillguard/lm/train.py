@@ -1,0 +1,207 @@
+"""Training loops of the LM track: teacher fine-tuning on members, student distillation.
+
+Randomness is explicit, as in :mod:`distillguard.train.loop`: the minibatch order comes
+from a generator seeded with ``seed`` (distillation: ``derive_seed(seed, "order", epoch)``
+for the shard reader), and dropout draws from torch's global generator inside
+``fork_rng`` seeded with ``derive_seed(seed, "dropout")``, so on CPU a model is a pure
+function of (initial weights, data, recipe, seed) and the caller's random state is left
+alone. The optimizer is AdamW.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from distillguard.lm.blocks import TokenBlocks
+from distillguard.lm.losses import check_loss_params, sparse_kd_loss
+from distillguard.lm.models import check_vocab_size, context_length
+from distillguard.lm.softlabels import SoftLabelReader
+from distillguard.seeding import derive_seed
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+
+def _check_recipe(*, epochs: int, lr: float, batch_size: int) -> None:
+    if epochs < 0 or batch_size < 1 or not lr > 0:
+        raise ValueError("epochs must be >= 0, batch_size >= 1 and lr > 0. "
+                         f"Got {epochs!r}, {batch_size!r}, {lr!r} instead.")
+
+
+def next_token_loss(
+    model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, *, reduction: str = "mean"
+) -> torch.Tensor:
+    """Next-token cross-entropy over real positions.
+
+    Args:
+        ids: (B, L) token ids; mask: (B, L) bool, True at real tokens (moved to the
+            model's device).
+        reduction: ``"mean"`` over predicted tokens, or ``"none"`` for (B, L−1) with 0 at padding.
+    """
+    ids, mask = ids.to(model.device), mask.to(model.device)
+    logits = model(input_ids=ids, attention_mask=mask.long()).logits[:, :-1]  # (B, L-1, V)
+    targets = ids[:, 1:]  # (B, L-1)
+    valid = (mask[:, 1:] & mask[:, :-1]).to(logits.dtype)  # (B, L-1)
+    per_token = F.cross_entropy(logits.transpose(1, 2).float(), targets, reduction="none") * valid  # (B, L-1)
+    if reduction == "none":
+        return per_token
+    return per_token.sum() / valid.sum().clamp_min(1.0)
+
+
+def train_causal_lm(
+    model: PreTrainedModel,
+    token_blocks: TokenBlocks,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    weight_decay: float = 0.0,
+    grad_clip: float | None = 1.0,
+    on_epoch: Callable[[int], None] | None = None,
+) -> list[dict[str, float]]:
+    """Fine-tune ``model`` in place with plain next-token CE (the teacher on the members).
+
+    Args:
+        model: causal LM; its context must hold ``token_blocks.ids.shape[1]`` tokens.
+        token_blocks: packed (N, L) blocks with real lengths.
+        epochs, lr, batch_size, weight_decay: AdamW recipe; a fresh permutation per epoch.
+        seed: minibatch order and dropout.
+        grad_clip: max global gradient norm (None = off).
+        on_epoch: called with the epoch number after each epoch (progress bars).
+
+    Returns:
+        Per-epoch log: ``{"epoch", "loss"}`` (mean token CE over the epoch's batches).
+    """
+    _check_recipe(epochs=epochs, lr=lr, batch_size=batch_size)
+    if token_blocks.ids.shape[1] > context_length(model):
+        raise ValueError(f"blocks of {token_blocks.ids.shape[1]} tokens exceed the model's context of "
+                         f"{context_length(model)}; use block_len <= n_positions")
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    mask = token_blocks.mask
+    log: list[dict[str, float]] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "dropout"))
+        for epoch in range(epochs):
+            model.train()
+            total, count = 0.0, 0
+            for index in torch.randperm(len(token_blocks), generator=generator).split(batch_size):
+                loss = next_token_loss(model, token_blocks.ids[index], mask[index])
+                _step(model, optimizer, loss, grad_clip)
+                total, count = total + loss.item(), count + 1
+            log.append({"epoch": epoch, "loss": total / max(count, 1)})
+            if on_epoch is not None:
+                on_epoch(epoch)
+    model.eval()
+    return log
+
+
+def _step(
+    model: PreTrainedModel, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float | None
+) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+
+
+def distill_causal_lm(
+    student: PreTrainedModel,
+    shard_reader: SoftLabelReader,
+    *,
+    loss: str = "forward_kl",
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    weight_decay: float = 0.0,
+    grad_clip: float | None = 1.0,
+    shuffle_rows: int = 1024,
+    on_epoch: Callable[[int], None] | None = None,
+) -> list[dict[str, float]]:
+    """Train ``student`` in place from stored top-k teacher labels only.
+
+    The student never sees the teacher or its training text: only the transfer blocks
+    and the teacher's top-k log-probabilities on them (DESIGN.md, stage 3).
+
+    Args:
+        student: causal LM with the teacher's vocabulary (checked against the labels).
+        shard_reader: the label stage's output.
+        loss, beta, temperature: see :func:`distillguard.lm.losses.sparse_kd_loss`.
+        epochs, lr, batch_size, weight_decay, grad_clip: AdamW recipe.
+        seed: batch order per epoch and dropout.
+        shuffle_rows: the reader's shuffle window.
+        on_epoch: called with the epoch number after each epoch.
+
+    Returns:
+        Per-epoch log: ``{"epoch", "loss"}`` (token-weighted mean KD loss).
+    """
+    _check_recipe(epochs=epochs, lr=lr, batch_size=batch_size)
+    check_loss_params(loss=loss, beta=beta, temperature=temperature)
+    check_vocab_size(student, shard_reader.vocab_size, what="the soft labels")
+    optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
+    log: list[dict[str, float]] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "dropout"))
+        for epoch in range(epochs):
+            student.train()
+            total, tokens = 0.0, 0
+            for batch in shard_reader.batches(batch_size=batch_size, seed=derive_seed(seed, "order", epoch),
+                                              shuffle_rows=shuffle_rows):
+                batch = batch.to(student.device)
+                logits = student(input_ids=batch.input_ids, attention_mask=batch.mask.long()).logits  # (B, L, V)
+                value = sparse_kd_loss(logits, batch.topk_ids, batch.topk_logprobs, batch.leftover, mask=batch.mask,
+                                       loss=loss, beta=beta, temperature=temperature)
+                _step(student, optimizer, value, grad_clip)
+                n = int(batch.mask.sum())
+                total, tokens = total + value.item() * n, tokens + n
+            log.append({"epoch": epoch, "loss": total / max(tokens, 1)})
+            if on_epoch is not None:
+                on_epoch(epoch)
+    student.eval()
+    return log
+
+
+@torch.no_grad()
+def evaluate_sparse_kd(
+    student: PreTrainedModel,
+    shard_reader: SoftLabelReader,
+    *,
+    loss: str = "forward_kl",
+    beta: float = 0.5,
+    temperature: float = 1.0,
+    batch_size: int = 16,
+) -> float:
+    """Token-weighted mean KD loss of ``student`` against the stored labels (no training)."""
+    check_vocab_size(student, shard_reader.vocab_size, what="the soft labels")
+    student.eval()
+    total, tokens = 0.0, 0
+    for batch in shard_reader.batches(batch_size=batch_size):
+        batch = batch.to(student.device)
+        logits = student(input_ids=batch.input_ids, attention_mask=batch.mask.long()).logits  # (B, L, V)
+        value = sparse_kd_loss(logits, batch.topk_ids, batch.topk_logprobs, batch.leftover, mask=batch.mask,
+                               loss=loss, beta=beta, temperature=temperature)
+        n = int(batch.mask.sum())
+        total, tokens = total + value.item() * n, tokens + n
+    return total / max(tokens, 1)
+
+
+@torch.no_grad()
+def evaluate_lm_loss(model: PreTrainedModel, token_blocks: TokenBlocks, *, batch_size: int = 16) -> float:
+    """Mean next-token CE over all real predicted tokens (exp of it = perplexity)."""
+    model.eval()
+    mask = token_blocks.mask
+    total, count = 0.0, 0.0
+    for start in range(0, len(token_blocks), batch_size):
+        ids, m = token_blocks.ids[start:start + batch_size], mask[start:start + batch_size]
+        total += float(next_token_loss(model, ids, m, reduction="none").sum())
+        count += float((m[:, 1:] & m[:, :-1]).sum())
+    return total / max(count, 1.0)
