@@ -142,7 +142,28 @@ class DistillConfig(_Strict):
 
 
 class PrivacyConfig(_Strict):
-    mechanism: Literal["none"] = "none"
+    """Formal privacy for the teacher. ``dp-sgd``: Opacus, Poisson sampling, per-sample clipping."""
+
+    mechanism: Literal["none", "dp-sgd"] = "none"
+    epsilon: float | None = Field(None, gt=0, description="Target ε (the noise multiplier is solved for it).")
+    noise_multiplier: float | None = Field(None, ge=0, description="Given σ (ε is then computed); set this or epsilon.")
+    delta: float | None = Field(None, gt=0, lt=1, description="Default min(1/(10·members), 1e-5).")
+    max_grad_norm: float = Field(1.0, gt=0, description="Per-sample gradient clipping norm.")
+    accountant: Literal["prv", "rdp"] = "prv"
+    poisson_sampling: bool = True
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> PrivacyConfig:
+        if self.mechanism == "dp-sgd" and (self.epsilon is None) == (self.noise_multiplier is None):
+            raise ValueError('mechanism = "dp-sgd" needs exactly one of epsilon or noise_multiplier')
+        return self
+
+    def dp_settings(self):
+        from distillguard.train.dp import DPSettings
+
+        return DPSettings(epsilon=self.epsilon, noise_multiplier=self.noise_multiplier, delta=self.delta,
+                          max_grad_norm=self.max_grad_norm, accountant=self.accountant,
+                          poisson_sampling=self.poisson_sampling)
 
 
 THRESHOLD_ATTACKS = ("loss", "confidence", "entropy", "modified_entropy")

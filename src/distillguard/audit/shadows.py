@@ -155,6 +155,9 @@ def _shadow_training_set(s: int, pool: AuditPool, canaries: CanarySet | None, me
 def train_shadow_teachers(pool: AuditPool, canaries: CanarySet | None, membership: np.ndarray, *, spec: Spec,
                           schema: Schema, eval_sets: dict[str, np.ndarray], on_model=None) -> tuple[dict[str, np.ndarray], list[Standardizer]]:
     """Train the S shadow teachers; return their logits on each of ``eval_sets`` (S, n, C)."""
+    if spec.privacy.mechanism == "dp-sgd":
+        return _train_dp_shadow_teachers(pool, canaries, membership, spec=spec, schema=schema, eval_sets=eval_sets,
+                                         on_model=on_model), []
     S, cfg, seed = len(membership), spec.teacher, spec.run.seed
     parts, scalers = [], []
     for s in range(S):
@@ -207,3 +210,22 @@ def train_shadow_students(teacher_transfer_logits: np.ndarray, *, transfer_X: np
     )
     return {name: predict_many(arch, states, torch.from_numpy(scaler.transform(X_eval))).double().numpy()
             for name, X_eval in eval_sets.items()}
+
+
+def _train_dp_shadow_teachers(pool: AuditPool, canaries: CanarySet | None, membership: np.ndarray, *, spec: Spec,
+                              schema: Schema, eval_sets: dict[str, np.ndarray], on_model=None) -> dict[str, np.ndarray]:
+    """Replay DP-SGD (Opacus cannot be vmapped): one private training per shadow, public scaler."""
+    from distillguard.train.dp import train_teacher_dp
+
+    scaler = Standardizer.fit(eval_sets["transfer"])
+    out: dict[str, list] = {name: [] for name in eval_sets}
+    for s in range(len(membership)):
+        X, y, _, _ = _shadow_training_set(s, pool, canaries, membership, val_fraction=0.0, seed=spec.run.seed)
+        members = Split(X=X, y=y.astype(np.int64), ids=np.arange(len(X), dtype=np.int64))
+        result = train_teacher_dp(members, schema=schema, cfg=spec.teacher, dp=spec.privacy.dp_settings(),
+                                  seed=derive_seed(spec.run.seed, "shadow", s, "teacher"), public_scaler=scaler)
+        for name, X_eval in eval_sets.items():
+            out[name].append(result.classifier.logits(X_eval))
+        if on_model is not None:
+            on_model(s)
+    return {name: np.stack(values) for name, values in out.items()}

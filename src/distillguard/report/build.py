@@ -33,7 +33,7 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
             "teacher": utility["teacher"], "student": utility["student"],
             "accuracy_gap": utility["accuracy_gap"], "agreement": utility["agreement"], "n_test": utility["n_test"],
         },
-        "privacy": {"mechanism": spec.privacy.mechanism, "epsilon": None, "delta": None},
+        "privacy": teacher_stage.get("privacy") or {"mechanism": spec.privacy.mechanism, "epsilon": None, "delta": None},
         "teacher": {"source": teacher_stage.get("source", "trained"),
                     "note": "loaded teacher: attacks that replay training use the recipe in [teacher]"
                     if teacher_stage.get("source") == "loaded" else None},
@@ -45,6 +45,11 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
         "empirical_epsilon": metrics.get("empirical_epsilon"),
         "warnings": metrics.get("warnings", []),
     }
+    upper, lower = report["privacy"].get("epsilon"), (report["empirical_epsilon"] or {}).get("epsilon_lower")
+    if upper is not None and lower is not None and lower > upper:
+        report["warnings"].append(
+            f"EMPIRICAL ε LOWER BOUND {lower:.3f} EXCEEDS THE ACCOUNTANT'S ε {upper:.3f}: a bug or a broken assumption "
+            "(e.g. the shadows do not replay the DP recipe, or the canaries are not independent); do not trust this run")
     report["gate"] = evaluate_gate(report, spec.gate)
     return report
 

@@ -9,7 +9,9 @@ import numpy as np
 
 from distillguard import progress
 from distillguard.config import Spec
-from distillguard.data import data_fingerprint, load_members
+from distillguard.data import data_fingerprint, load_members, load_role
+from distillguard.data.preprocessing import Standardizer
+from distillguard.train.dp import train_teacher_dp
 from distillguard.errors import DataError
 from distillguard.models.artifact import load_classifier, save_classifier
 from distillguard.runs import RunDir, atomic_write_json, sha256_file
@@ -24,15 +26,31 @@ def run_teacher_stage(spec: Spec, run: RunDir) -> bool:
     inputs = {"data.members": data_fingerprint(spec.data, "members")}
     if spec.teacher.path is not None:
         inputs["teacher.path"] = sha256_file(_weights(spec.teacher.path))
-    params = {"teacher": spec.section_dict("teacher"), "data": spec.data.fingerprint_params(), "seed": spec.run.seed}
+    params = {"teacher": spec.section_dict("teacher"), "data": spec.data.fingerprint_params(), "seed": spec.run.seed,
+              "privacy": spec.section_dict("privacy")}
+    if spec.privacy.mechanism == "dp-sgd":
+        inputs["data.transfer"] = data_fingerprint(spec.data, "transfer")  # public scaler
 
     def build(folder: Path) -> dict:
         os.chmod(folder, 0o700)  # quarantined: the teacher memorizes the members
         schema, members = load_members(spec.data, seed=spec.run.seed)
+        privacy = None
         if spec.teacher.path is not None:
             clf, config = load_classifier(Path(spec.teacher.path))
             _check_schema(clf.schema, schema, Path(spec.teacher.path))
             train_rows, val_rows, log, source = np.arange(len(members)), np.array([], dtype=np.int64), [], "loaded"
+        elif spec.privacy.mechanism == "dp-sgd":
+            # Standardize with public statistics (the transfer set): member statistics would
+            # fall outside the accounting. No checkpoint selection on private data either.
+            transfer = load_role(spec.data, "transfer", schema=schema, seed=spec.run.seed)
+            with progress.task("teacher: DP-SGD on members", spec.teacher.epochs) as advance:
+                result = train_teacher_dp(members, schema=schema, cfg=spec.teacher, dp=spec.privacy.dp_settings(),
+                                          seed=spec.run.seed, public_scaler=Standardizer.fit(transfer.X),
+                                          on_epoch=lambda e: advance(1))
+            clf, log, source = result.classifier, result.log, "trained (dp-sgd)"
+            train_rows, val_rows = np.arange(len(members)), np.array([], dtype=np.int64)
+            privacy = result.privacy_record()
+            atomic_write_json(folder / "privacy.json", privacy)
         else:
             with progress.task("teacher: training on members", spec.teacher.epochs) as advance:
                 result = train_teacher(members, schema=schema, cfg=spec.teacher, seed=spec.run.seed, on_epoch=lambda e: advance(1))
@@ -43,7 +61,7 @@ def run_teacher_stage(spec: Spec, run: RunDir) -> bool:
             "note": "val_ids were held out for checkpoint selection and never trained on",
         })
         atomic_write_json(folder / "training_log.json", log)
-        return {"source": source, "n_train": int(len(train_rows)), "n_val": int(len(val_rows))}
+        return {"source": source, "n_train": int(len(train_rows)), "n_val": int(len(val_rows)), "privacy": privacy}
 
     return execute_stage(run, "teacher", params=params, inputs=inputs, output=OUTPUT, build=build)
 
