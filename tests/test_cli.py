@@ -173,3 +173,17 @@ def test_flipped_byte_in_teacher_weights_exits_2_naming_the_file(finished_run, t
         assert result.returncode == 2, result.stderr
         line = [l for l in result.stderr.splitlines() if l.strip()][-1]
         assert line.startswith("error: ") and str(weights) in line and "tampered" in line
+
+
+def test_destroy_teacher_removes_it_and_records_it(tmp_path, tiny_builtin_spec):
+    text = tiny_builtin_spec.read_text().replace("shadows = 8\ncanaries = 16", "shadows = 0\ncanaries = 0\nattacks = [\"loss\"]")
+    tiny_builtin_spec.write_text(text + '[gate]\nattack = "loss"\n')
+    result = cli("run", str(tiny_builtin_spec), "--run-dir", "r", "--destroy-teacher", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "r"
+    assert not (run / "teacher").exists() and not (run / "audit" / "scores.parquet").exists()
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert "teacher/model.safetensors" in manifest["teacher_destroyed"]["files"]
+    assert "audit/scores.parquet" in manifest["teacher_destroyed"]["files"]
+    bundle = distillguard.load_bundle(run / "deploy")
+    assert bundle.predict_proba(np.zeros((1, len(bundle.feature_names_)))).shape == (1, len(bundle.classes_))
