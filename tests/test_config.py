@@ -74,3 +74,16 @@ def test_resolved_spec_round_trips(tmp_path):
     again = load_spec(_write(tmp_path, spec.to_toml()))
     assert again == spec
     assert isinstance(again, Spec)
+
+
+def test_no_shadows_means_threshold_attacks_and_a_gate_on_them(tmp_path):
+    spec = load_spec(_write(tmp_path, "[audit]\nshadows = 0\n"))
+    assert spec.audit.attacks == ["loss", "confidence", "entropy", "modified_entropy"]
+    assert spec.audit.canaries == 0 and spec.gate.attack == "loss"
+    full = load_spec(_write(tmp_path, "[run]\nname = 'x'\n"))
+    assert full.gate.attack == "lira_online" and full.audit.canaries == 32
+
+
+def test_gate_must_read_an_attack_that_runs(tmp_path):
+    with pytest.raises(ConfigError, match=r"\[gate\]\.attack = 'rmia' is not among"):
+        load_spec(_write(tmp_path, '[audit]\nattacks = ["loss"]\nshadows = 0\n[gate]\nattack = "rmia"\n'))

@@ -192,7 +192,8 @@ class AuditConfig(_Strict):
         if self.shadows % 2:
             raise ValueError(f"shadows must be even (complementary pairs), got {self.shadows}")
         if self.canaries and self.shadows < 4:
-            raise ValueError(f"canaries are scored on held-out shadows and need shadows >= 4 (got {self.shadows})")
+            raise ValueError(f"canaries are scored on held-out shadows and need shadows >= 4 (got {self.shadows}); "
+                             "set canaries = 0 to plant none")
         return self
 
 
@@ -218,6 +219,8 @@ class GateConfig(_Strict):
 
 
 class Spec(_Strict):
+    """The whole spec. Some defaults follow from other settings (see ``_derived_defaults``)."""
+
     run: RunConfig = RunConfig()
     data: DataConfig = DataConfig(builtin="purchase-synth")
     teacher: TeacherConfig = TeacherConfig()
@@ -226,6 +229,30 @@ class Spec(_Strict):
     privacy: PrivacyConfig = PrivacyConfig()
     audit: AuditConfig = AuditConfig()
     gate: GateConfig = GateConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_defaults(cls, raw: Any) -> Any:
+        """Defaults that depend on other keys, filled only where the user gave none.
+
+        Without shadows the audit runs the threshold attacks and plants no canaries, and
+        the gate reads the strongest attack that runs; the resolved spec shows the values.
+        """
+        if not isinstance(raw, dict):
+            return raw
+        audit = dict(raw.get("audit") or {}) if isinstance(raw.get("audit", {}), dict) else raw.get("audit")
+        if not isinstance(audit, dict):
+            return raw
+        shadows = audit.get("shadows", AuditConfig.model_fields["shadows"].default)
+        if isinstance(shadows, int) and shadows == 0:
+            audit.setdefault("attacks", list(THRESHOLD_ATTACKS))
+            audit.setdefault("canaries", 0)
+        gate = raw.get("gate", {})
+        if isinstance(gate, dict) and "attack" not in gate and isinstance(audit.get("attacks"), list):
+            strongest = [a for a in ("lira_online", "rmia", "lira_offline", *THRESHOLD_ATTACKS) if a in audit["attacks"]]
+            if strongest:
+                raw = {**raw, "gate": {**gate, "attack": strongest[0]}}
+        return {**raw, "audit": audit} if audit or "audit" in raw else raw
 
     @model_validator(mode="after")
     def _gate_reads_what_the_audit_measures(self) -> Spec:
