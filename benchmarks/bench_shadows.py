@@ -1,0 +1,135 @@
+"""Shadow-model training, one model at a time (``loop.fit``) versus all at once (``fit_many``).
+
+Usage: python benchmarks/bench_shadows.py [--shadows 64] [--threads N] [--group-size G]
+                                          [--workload teacher|student|both] [--loop-sample K]
+
+Purchase-like data (600 binary features standardized, 100 classes) and the audit's
+shadow recipes: a teacher-like MLP [256, 256] trained with cross-entropy on 540 rows and
+checkpoint-selected by accuracy on 60 held-out rows, and a student-like MLP [128]
+distilled (KD, T=2) from stored logits. Both paths use the same seeds; the table shows
+the largest parameter difference between them. Not a test: times depend on the machine
+(and on whatever else it is running: compare the two columns of one run only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from distillguard.models.classifiers import architecture
+from distillguard.train import batched as batched_module
+from distillguard.train.batched import fit_many
+from distillguard.train.kd import kd_loss
+from distillguard.train.loop import Recipe, accuracy
+
+N_FEATURES, N_CLASSES = 600, 100
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One shadow recipe: architecture, loss, metric, and how many rows each model sees."""
+
+    name: str
+    hidden: list[int]
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    metric: Callable[[torch.Tensor, torch.Tensor], float]
+    soft_targets: bool
+    train_rows: int
+    val_rows: int
+    recipe: Recipe
+
+
+def _kd(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    return kd_loss(student, teacher, temperature=2.0)
+
+
+WORKLOADS = {
+    "teacher": Workload("teacher MLP [256,256], CE", [256, 256], F.cross_entropy, accuracy, False, 540, 60,
+                        Recipe(epochs=30, batch_size=64, lr=1e-3, weight_decay=0.0)),
+    "student": Workload("student MLP [128], KD T=2", [128], _kd, lambda z, t: -float(_kd(z, t)), True, 540, 60,
+                        Recipe(epochs=30, batch_size=64, lr=1e-3, weight_decay=1e-4)),
+}
+
+
+def purchase_like(n: int, *, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(n, 600) standardized binary features, (n,) labels of the nearest of 100 prototypes,
+    (n, 100) teacher-like logits (for distillation)."""
+    g = torch.Generator().manual_seed(seed)
+    prototypes = (torch.rand(N_CLASSES, N_FEATURES, generator=g) < 0.2).float()
+    y = torch.randint(0, N_CLASSES, (n,), generator=g)
+    flip = torch.rand(n, N_FEATURES, generator=g) < 0.2
+    X = torch.where(flip, 1 - prototypes[y], prototypes[y])
+    logits = 0.05 * (2 * X - 1) @ (2 * prototypes - 1).T
+    X = (X - X.mean(0)) / X.std(0).clamp_min(1e-6)
+    return X, y, logits
+
+
+def shadow_rows(n_pool: int, shadows: int, *, train: int, val: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(S, train) and (S, val) disjoint random rows of the pool, one pair per shadow."""
+    g = torch.Generator().manual_seed(seed)
+    perms = torch.stack([torch.randperm(n_pool, generator=g) for _ in range(shadows)])
+    return perms[:, :train], perms[:, train:train + val]
+
+
+def timed(run: Callable[[], list[dict[str, torch.Tensor]]]) -> tuple[list[dict[str, torch.Tensor]], float]:
+    started = time.perf_counter()
+    out = run()
+    return out, time.perf_counter() - started
+
+
+def max_abs_diff(a: list[dict[str, torch.Tensor]], b: list[dict[str, torch.Tensor]]) -> float:
+    return max(float((x[k] - y[k]).abs().max()) for x, y in zip(a, b) for k in x)
+
+
+def bench(work: Workload, *, shadows: int, loop_sample: int) -> dict[str, float]:
+    """Train ``shadows`` models batched and ``loop_sample`` of them looped; times in seconds."""
+    X, y, logits = purchase_like(1200, seed=0)
+    targets = logits if work.soft_targets else y
+    rows, val_rows = shadow_rows(len(X), shadows, train=work.train_rows, val=work.val_rows, seed=1)
+    arch = architecture(kind="mlp", input_shape=(N_FEATURES,), n_classes=N_CLASSES, hidden=work.hidden, channels=[])
+    seeds = [1000 + s for s in range(shadows)]
+    common = dict(loss_fn=work.loss_fn, recipe=work.recipe, metric=work.metric)
+    k = min(loop_sample, shadows)
+    looped, t_loop = timed(lambda: fit_many(arch, X, targets, rows=rows[:k], val_rows=val_rows[:k], seeds=seeds[:k],
+                                            batched=False, **common))
+    together, t_batch = timed(lambda: fit_many(arch, X, targets, rows=rows, val_rows=val_rows, seeds=seeds,
+                                               batched=True, **common))
+    return {"loop": t_loop * shadows / k, "batched": t_batch, "diff": max_abs_diff(looped, together[:k]),
+            "extrapolated": k < shadows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shadows", type=int, default=64, help="models per workload (default 64)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--group-size", type=int, default=None, help="models stacked together (default: fit_many's)")
+    parser.add_argument("--workload", choices=[*WORKLOADS, "both"], default="teacher")
+    parser.add_argument("--loop-sample", type=int, default=None,
+                        help="time only this many looped models and scale up (default: all)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.group_size:
+        batched_module.GROUP_SIZE = args.group_size
+    names = list(WORKLOADS) if args.workload == "both" else [args.workload]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}; group size {batched_module.GROUP_SIZE}")
+    print(f"{'workload':<28} {'S':>4} {'rows':>5} {'ep':>3} {'looped s':>9} {'batched s':>10} {'speed-up':>9} {'max |Δθ|':>9}")
+    for name in names:
+        work = WORKLOADS[name]
+        r = bench(work, shadows=args.shadows, loop_sample=args.loop_sample or args.shadows)
+        loop = f"{r['loop']:.1f}{'*' if r['extrapolated'] else ''}"
+        print(f"{work.name:<28} {args.shadows:>4} {work.train_rows:>5} {work.recipe.epochs:>3} {loop:>9} "
+              f"{r['batched']:>10.1f} {r['loop'] / r['batched']:>8.1f}x {r['diff']:>9.1e}", flush=True)
+    if args.loop_sample and args.loop_sample < args.shadows:
+        print(f"* looped time scaled up from {args.loop_sample} models")
+
+
+if __name__ == "__main__":
+    main()

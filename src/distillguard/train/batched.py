@@ -1,0 +1,498 @@
+"""Many small models trained at once, reproducing :func:`loop.fit` model by model.
+
+The privacy audit trains dozens of shadow teachers and students that differ only in their
+data rows and seeds. Trained one by one, every small step pays Python and dispatch
+overhead (autograd bookkeeping, one AdamW call per tensor) and runs matrix products too
+small to keep the cores busy. Here the S models' parameters are stacked into (S, ...)
+tensors (``torch.func.stack_module_state``) and each step is a handful of batched ops.
+
+Equivalence with the loop holds by construction:
+
+* model s starts from ``build_model(arch, seed=seeds[s])`` and draws its own minibatch
+  permutation each epoch from ``torch.Generator().manual_seed(seeds[s])`` through
+  :func:`loop.batch_order`, as ``fit(..., seed=seeds[s])`` does;
+* all models train on m rows, so step k of an epoch has one batch size for all of them
+  (the smaller last batch included);
+* the backpropagated loss is the sum over models of each model's own mean loss
+  (``loss_fn`` called per model), so model s gets exactly its own gradient;
+* AdamW is elementwise: one AdamW over the stacked parameters makes, element by element,
+  the updates of S separate optimizers;
+* checkpoint selection keeps stacked copies of the best parameters, with ``fit``'s rule.
+
+Two forward paths. MLPs (the audit's default) run as a chain of ``baddbmm`` + ReLU with
+the backward that ``F.linear`` uses: per model slice these are the very GEMMs of the
+loop, so for the audit's shapes the result is the loop's bit for bit (measured: 64
+[256, 256] teachers, 30 epochs). A GEMM library may still pick another kernel for a
+batched call than for a single one (seen with odd or tiny matrix sizes), which rounds
+differently; training can grow those 1e-9 differences, so "equal" means within 1e-5.
+Any other architecture (the CNN) runs through ``vmap(functional_call)``, whose batched
+kernels round differently too; models ``vmap`` cannot handle fall back to ``loop.fit``.
+
+The optimizer is torch's own AdamW, run on cache-sized slices of the stacked tensors
+(:class:`_SlicedAdamW`): bit-for-bit the same update, a third of the memory traffic.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from distillguard.models.classifiers import MLP, build_model
+from distillguard.train.loop import LossFn, MetricFn, Recipe, batch_order, fit, predict_logits
+
+logger = logging.getLogger(__name__)
+
+# Models stacked in one group: None picks as many as fit in GROUP_BYTES of parameters (at
+# most MAX_GROUP), in balanced groups. Past that, a step's fresh (S, ...) gradient tensors
+# no longer fit the allocator's reuse threshold or the cache and training gets slower per
+# model; bigger shadow sets train group after group.
+GROUP_SIZE: int | None = None
+GROUP_BYTES = 32 << 20
+MAX_GROUP = 64
+# Elements per AdamW slice: the optimizer's ~8 elementwise passes then run on a few MB
+# that stay in cache, instead of streaming the whole stacked state from memory 8 times.
+ADAMW_SLICE = 1 << 18
+# Input elements (models × rows × features) per forward chunk when predicting.
+PREDICT_ELEMENTS = 1 << 22
+
+# What a model that ``vmap`` cannot handle raises (missing batching rule, data-dependent
+# control flow, ``.item()``, in-place writes into unbatched tensors).
+_VMAP_ERRORS = (RuntimeError, NotImplementedError, TypeError, ValueError)
+
+# An exact MLP plan: ("linear", weight name, bias name) or ("relu",) per layer.
+_Layer = tuple[str, ...]
+
+
+@contextmanager
+def _quiet_vmap_fallback() -> Iterator[None]:
+    """Silence vmap's "performance drop" warning for ops without a batching rule.
+
+    vmap then loops over models in C++, which still beats the Python loop; the warning is
+    noise here (and an error under ``-W error``).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"There is a performance drop because we have not yet implemented")
+        yield
+
+
+def _mlp_plan(model: nn.Module) -> list[_Layer] | None:
+    """The layers of an :class:`MLP` made only of biased Linear and ReLU layers, else None."""
+    if type(model) is not MLP:
+        return None
+    plan: list[_Layer] = []
+    for i, layer in enumerate(model.net):
+        if type(layer) is nn.Linear and layer.bias is not None:
+            plan.append(("linear", f"net.{i}.weight", f"net.{i}.bias"))
+        elif type(layer) is nn.ReLU:
+            plan.append(("relu",))
+        else:
+            return None
+    return plan
+
+
+class _StackedLinear(torch.autograd.Function):
+    """S linear layers at once, computed as ``F.linear`` computes one.
+
+    For 2-D inputs ``F.linear`` is ``addmm(b, x, Wᵀ)``, whose backward forms
+    ``grad_x = g @ W``, ``grad_W = gᵀ @ x`` and ``grad_b = g.sum(0)``. The same products,
+    batched over models, give the same numbers per model whenever the batched GEMM runs
+    the single GEMM's kernel per slice. Autograd through ``baddbmm`` would instead form
+    ``(xᵀ @ g)ᵀ`` (other rounding) and copy it into W's layout at every step.
+    """
+
+    @staticmethod
+    def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """x: (S, B, i), weight: (S, o, i), bias: (S, o) -> (S, B, o)."""
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # noqa: ANN001 (autograd's signature)
+        x, weight, _ = inputs
+        ctx.save_for_backward(x, weight)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # noqa: ANN001
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        return (torch.bmm(grad, weight) if need_x else None,
+                torch.bmm(grad.transpose(1, 2), x) if need_w else None,
+                grad.sum(1) if need_b else None)
+
+
+def _mlp_forward(plan: list[_Layer], params: dict[str, torch.Tensor], X: torch.Tensor) -> torch.Tensor:
+    """(S, B, *in) -> (S, B, C) through S stacked MLPs (see :class:`_StackedLinear`)."""
+    h = X.flatten(2)
+    for layer in plan:
+        if layer[0] == "relu":
+            h = torch.relu(h)
+        else:
+            h = _StackedLinear.apply(h, params[layer[1]], params[layer[2]])
+    return h
+
+
+@dataclass
+class _Stack:
+    """S same-architecture models as one set of stacked tensors.
+
+    Attributes:
+        base: the architecture on the meta device (no storage), for ``functional_call``.
+        params: name -> (S, *shape) leaf tensors that require grad.
+        buffers: name -> (S, *shape) tensors (none in the MLP and CNN).
+        keys: state-dict names in ``base.state_dict()`` order.
+        plan: the exact MLP path, or None for ``vmap(functional_call)``.
+    """
+
+    base: nn.Module
+    params: dict[str, torch.Tensor]
+    buffers: dict[str, torch.Tensor]
+    keys: list[str]
+    plan: list[_Layer] | None
+
+    @property
+    def size(self) -> int:
+        return len(next(iter(self.params.values())))
+
+    def forward(self, X: torch.Tensor, *, shared: bool = False) -> torch.Tensor:
+        """(S, B, *in) per-model inputs, or (B, *in) shared by all models -> (S, B, C) logits."""
+        if self.plan is not None:
+            return _mlp_forward(self.plan, self.params, X.expand(self.size, *X.shape) if shared else X)
+
+        def one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+            return functional_call(self.base, (p, b), (x,))
+
+        return vmap(one, in_dims=(0, 0, None if shared else 0))(self.params, self.buffers, X)
+
+    def state_dicts(self, tensors: dict[str, torch.Tensor] | None = None) -> list[dict[str, torch.Tensor]]:
+        """Split stacked tensors (default: the current ones) into S independent state dicts."""
+        stacked = {**self.params, **self.buffers, **(tensors or {})}
+        return [{k: stacked[k][s].detach().clone() for k in self.keys} for s in range(self.size)]
+
+
+def _stack_models(models: Sequence[nn.Module]) -> _Stack:
+    params, buffers = stack_module_state(list(models))
+    base = copy.deepcopy(models[0]).to("meta")
+    return _Stack(base, params, buffers, list(models[0].state_dict()), _mlp_plan(models[0]))
+
+
+def _stack_states(arch: dict, states: Sequence[dict[str, torch.Tensor]], device: torch.device) -> _Stack:
+    base = build_model(arch, seed=0).to("meta")
+    names = {n for n, _ in base.named_parameters()}
+    keys = list(base.state_dict())
+    stacked = {k: torch.stack([st[k] for st in states]).to(device) for k in keys}
+    return _Stack(base, {k: v for k, v in stacked.items() if k in names},
+                  {k: v for k, v in stacked.items() if k not in names}, keys, _mlp_plan(base))
+
+
+def _model_losses(loss_fn: LossFn, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(S, B, C) logits, (S, B, ...) targets -> (S,) each model's own mean loss.
+
+    One ``loss_fn`` call per model, on exactly the tensors ``fit`` would pass: cheap next
+    to the layers, and it keeps any Python loss (and its rounding) as is. ``unbind``
+    backpropagates as a single stack, not S scatters.
+    """
+    return torch.stack([loss_fn(z, t) for z, t in zip(logits.unbind(0), targets.unbind(0))])
+
+
+@torch.no_grad()
+def _predict_stacked(stack: _Stack, X: torch.Tensor, *, shared: bool) -> torch.Tensor:
+    """Eval-mode logits of every model, in row chunks.
+
+    Args:
+        X: (S, n, *in) per-model inputs, or (n, *in) shared by all models when ``shared``.
+
+    Returns:
+        (S, n, C) logits.
+    """
+    stack.base.eval()
+    row_elements = X[0].numel() if shared else X[0, 0].numel()
+    chunk = max(1, PREDICT_ELEMENTS // (stack.size * max(row_elements, 1)))
+    return torch.cat([stack.forward(part, shared=shared) for part in X.split(chunk, dim=0 if shared else 1)], dim=1)
+
+
+class _BestStates:
+    """Per-model checkpoint selection with ``fit``'s rule, on stacked tensors.
+
+    A model's state is replaced only when its score is strictly higher than its best so
+    far (the earliest best epoch wins; NaN never wins). A model never selected keeps its
+    last-epoch parameters, as ``fit`` does when ``best_state`` stays None.
+    """
+
+    def __init__(self, params: dict[str, torch.Tensor]) -> None:
+        S = len(next(iter(params.values())))
+        self.score = torch.full((S,), -float("inf"), dtype=torch.float64)
+        self.chosen = torch.zeros(S, dtype=torch.bool)
+        self.tensors = {k: v.detach().clone() for k, v in params.items()}
+
+    def update(self, scores: torch.Tensor, params: dict[str, torch.Tensor]) -> None:
+        """scores: (S,) float64 validation metric of the epoch just finished."""
+        better = scores > self.score
+        if not bool(better.any()):
+            return
+        self.score = torch.where(better, scores, self.score)
+        self.chosen |= better
+        for k, v in params.items():
+            mask = better.to(v.device)
+            self.tensors[k][mask] = v.detach()[mask]
+
+    def final(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """name -> (S, ...) kept parameters: the best where one was chosen, else the last epoch."""
+        out = {}
+        for k, v in params.items():
+            keep = self.chosen.to(v.device).view(-1, *([1] * (v.dim() - 1)))
+            out[k] = torch.where(keep, self.tensors[k], v.detach())
+        return out
+
+
+class _EpochProgress:
+    """Calls ``on_epoch(1..epochs)`` once each, however the S × epochs work is split.
+
+    The audit's progress bar counts epochs. Trained in one group, epoch e of every model
+    ends together; in several groups or one model at a time, ``on_epoch(e)`` fires when
+    the share of finished model-epochs first reaches e / epochs.
+    """
+
+    def __init__(self, on_epoch: Callable[[int], None] | None, *, n_models: int, epochs: int) -> None:
+        self.on_epoch, self.n_models, self.epochs = on_epoch, n_models, epochs
+        self.done = self.reported = 0
+
+    def advance(self, model_epochs: int) -> None:
+        self.done += model_epochs
+        reached = min(self.done * self.epochs // max(self.n_models, 1), self.epochs)
+        while self.on_epoch is not None and self.reported < reached:
+            self.reported += 1
+            self.on_epoch(self.reported)
+
+
+class _SlicedAdamW:
+    """``torch.optim.AdamW`` over flat, cache-sized slices of the stacked parameters.
+
+    AdamW is elementwise, so running torch's own implementation on slices (views that
+    share storage with the stacked parameters) makes the very same update, bit for bit,
+    as on whole tensors, or on S separate models; only the memory traffic changes.
+    """
+
+    def __init__(self, params: list[torch.Tensor], recipe: Recipe, *, size: int | None = None) -> None:
+        self.params = params
+        size = size or ADAMW_SLICE
+        self.spans = [(i, a, min(a + size, p.numel())) for i, p in enumerate(params) for a in range(0, p.numel(), size)]
+        # Slices of a detached view are leaves that share the parameters' storage.
+        self.slices = [params[i].detach().view(-1)[a:b].requires_grad_() for i, a, b in self.spans]
+        self.optimizer = torch.optim.AdamW(self.slices, lr=recipe.lr, weight_decay=recipe.weight_decay)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        grads = [p.grad.reshape(-1) if p.grad is not None else None for p in self.params]
+        for piece, (i, a, b) in zip(self.slices, self.spans):
+            piece.grad = grads[i][a:b] if grads[i] is not None else None
+        self.optimizer.step()
+
+
+def _epoch_rows(rows: torch.Tensor, generators: list[torch.Generator], recipe: Recipe) -> torch.Tensor:
+    """(S, m) data rows in this epoch's order for each model, drawn from its own generator.
+
+    ``batch_order`` is the loop's function, so each permutation (and the generator state it
+    leaves behind) is the loop's; concatenating its batches gives back the permutation.
+    """
+    m = rows.shape[1]
+    perms = torch.stack([torch.cat(batch_order(m, recipe=recipe, generator=g)) for g in generators])
+    return rows.gather(1, perms.to(rows.device))
+
+
+def _vmappable(stack: _Stack, X: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor, loss_fn: LossFn) -> bool:
+    """Whether the vmap path runs forward and backward, tried on two rows per model."""
+    if stack.plan is not None:
+        return True
+    try:
+        loss = _model_losses(loss_fn, stack.forward(X[rows[:, :2]]), targets[rows[:, :2]]).sum()
+        torch.autograd.grad(loss, list(stack.params.values()))
+    except _VMAP_ERRORS as error:
+        logger.info("model cannot be vmapped (%s: %s); training one model at a time", type(error).__name__, error)
+        return False
+    return True
+
+
+def _train_group(
+    stack: _Stack, X: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor, *, loss_fn: LossFn, recipe: Recipe,
+    seeds: Sequence[int], validation: tuple[torch.Tensor, torch.Tensor] | None, metric: MetricFn | None,
+    progress: _EpochProgress,
+) -> list[dict[str, torch.Tensor]]:
+    """``fit``'s loop for every stacked model at once; returns S state dicts.
+
+    Args:
+        rows: (S, m) rows of X / targets that each model trains on.
+        validation: (S, v, *in) inputs and (S, v, ...) targets, or None.
+    """
+    generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+    optimizer = _SlicedAdamW(list(stack.params.values()), recipe)
+    best = _BestStates(stack.params) if validation is not None and metric is not None else None
+    for _ in range(recipe.epochs):
+        stack.base.train()
+        for index in _epoch_rows(rows, generators, recipe).split(recipe.batch_size, dim=1):  # (S, b), one b for all
+            optimizer.zero_grad()
+            # The sum of per-model means: its gradient w.r.t. model s's slice is model s's own.
+            _model_losses(loss_fn, stack.forward(X[index]), targets[index]).sum().backward()
+            optimizer.step()
+        if best is not None:
+            logits = _predict_stacked(stack, validation[0], shared=False)
+            scores = [metric(z, t) for z, t in zip(logits.unbind(0), validation[1].unbind(0))]
+            best.update(torch.tensor(scores, dtype=torch.float64), stack.params)
+        progress.advance(stack.size)
+    return stack.state_dicts(best.final(stack.params) if best is not None else None)
+
+
+def _fit_looped(
+    arch: dict, X: torch.Tensor, targets: torch.Tensor, *, rows: torch.Tensor, loss_fn: LossFn, recipe: Recipe,
+    seeds: Sequence[int], val_rows: torch.Tensor | None, metric: MetricFn | None, progress: _EpochProgress,
+) -> list[dict[str, torch.Tensor]]:
+    """The reference: ``loop.fit`` once per model."""
+    states = []
+    for s, seed in enumerate(seeds):
+        model = build_model(arch, seed=int(seed)).to(X.device)
+        validation = (X[val_rows[s]], targets[val_rows[s]]) if val_rows is not None else None
+        fit(model, X[rows[s]], targets[rows[s]], loss_fn=loss_fn, recipe=recipe, seed=int(seed),
+            validation=validation, metric=metric, on_epoch=lambda _epoch: progress.advance(1))
+        states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    return states
+
+
+def _groups(arch: dict, n_models: int) -> list[slice]:
+    """Consecutive, balanced groups of models to stack (see ``GROUP_SIZE``)."""
+    size = GROUP_SIZE
+    if size is None:
+        nbytes = sum(p.numel() * p.element_size() for p in build_model(arch, seed=0).parameters())
+        size = max(1, min(MAX_GROUP, GROUP_BYTES // max(nbytes, 1)))
+    n_groups = -(-n_models // size)
+    per_group = -(-n_models // n_groups)
+    return [slice(a, min(a + per_group, n_models)) for a in range(0, n_models, per_group)]
+
+
+def _fit_groups(
+    arch: dict, X: torch.Tensor, targets: torch.Tensor, *, rows: torch.Tensor, loss_fn: LossFn, recipe: Recipe,
+    seeds: Sequence[int], val_rows: torch.Tensor | None, metric: MetricFn | None, strict: bool,
+    progress: _EpochProgress,
+) -> list[dict[str, torch.Tensor]]:
+    """One stacked group of models after another; the loop if the architecture cannot be vmapped."""
+    states: list[dict[str, torch.Tensor]] = []
+    for group in _groups(arch, len(seeds)):
+        start = group.start
+        stack = _stack_models([build_model(arch, seed=int(seed)).to(X.device) for seed in seeds[group]])
+        if not _vmappable(stack, X, targets, rows[group], loss_fn):
+            if strict:
+                raise RuntimeError(f"fit_many(batched=True): a {arch.get('kind')!r} model cannot be vmapped")
+            return states + _fit_looped(arch, X, targets, rows=rows[start:], loss_fn=loss_fn, recipe=recipe,
+                                        seeds=seeds[start:], metric=metric, progress=progress,
+                                        val_rows=None if val_rows is None else val_rows[start:])
+        validation = None if val_rows is None else (X[val_rows[group]], targets[val_rows[group]])
+        states += _train_group(stack, X, targets, rows[group], loss_fn=loss_fn, recipe=recipe, seeds=seeds[group],
+                               validation=validation, metric=metric, progress=progress)
+    return states
+
+
+def _check_inputs(X: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor, seeds: Sequence[int],
+                  val_rows: torch.Tensor | None) -> None:
+    if rows.dim() != 2 or rows.dtype != torch.int64:
+        raise ValueError(f"rows must be an (S, m) int64 tensor, got shape {tuple(rows.shape)} {rows.dtype}")
+    if len(seeds) != rows.shape[0]:
+        raise ValueError(f"{len(seeds)} seeds for {rows.shape[0]} models (rows has shape {tuple(rows.shape)})")
+    if len(X) != len(targets):
+        raise ValueError(f"X has {len(X)} rows but targets has {len(targets)}")
+    if val_rows is not None and (val_rows.dim() != 2 or val_rows.shape[0] != rows.shape[0] or val_rows.dtype != torch.int64):
+        raise ValueError(f"val_rows must be an ({rows.shape[0]}, v) int64 tensor, got shape {tuple(val_rows.shape)} "
+                         f"{val_rows.dtype}")
+
+
+def fit_many(
+    arch: dict,
+    X: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    rows: torch.Tensor,
+    loss_fn: LossFn,
+    recipe: Recipe,
+    seeds: list[int],
+    val_rows: torch.Tensor | None = None,
+    metric: MetricFn | None = None,
+    batched: bool | None = None,
+    on_epoch: Callable[[int], None] | None = None,
+) -> list[dict[str, torch.Tensor]]:
+    """Train S models of one architecture, each exactly as ``loop.fit`` would, all at once.
+
+    Model s is ``fit(build_model(arch, seed=seeds[s]), X[rows[s]], targets[rows[s]],
+    loss_fn=loss_fn, recipe=recipe, seed=seeds[s], validation=(X[val_rows[s]],
+    targets[val_rows[s]]), metric=metric)``, to float rounding (well within 1e-5; MLPs
+    usually bit for bit on CPU).
+
+    Args:
+        arch: architecture dict for ``build_model``.
+        X: (N, *in) inputs shared by all models; each model picks its rows.
+        targets: (N,) class indices or (N, C) teacher logits.
+        rows: (S, m) int64 rows of X each model trains on; one m keeps the batches aligned.
+        loss_fn: (logits (B, C), targets (B, ...)) -> scalar mean loss, called per model.
+        recipe: epochs, batch size, AdamW learning rate and weight decay.
+        seeds: S seeds, for both the initial parameters and the minibatch order.
+        val_rows: (S, v) int64 rows for checkpoint selection by ``metric``, or None
+            (then the last epoch is kept, as in ``fit``).
+        metric: (logits, targets) -> float, higher is better, called per model per epoch.
+        batched: True: stacked (raises if the model cannot be vmapped); False: ``loop.fit``
+            per model; None: stacked when a two-row probe of vmap succeeds, else the loop.
+        on_epoch: called with 1, ..., epochs as the training of all models progresses.
+
+    Returns:
+        S state dicts (name -> tensor), in the order of ``seeds``.
+    """
+    _check_inputs(X, targets, rows, seeds, val_rows)
+    progress = _EpochProgress(on_epoch, n_models=len(seeds), epochs=recipe.epochs)
+    if not len(seeds):
+        return []
+    rows = rows.to(X.device)
+    val_rows = val_rows.to(X.device) if val_rows is not None and metric is not None else None
+    if batched is False:
+        return _fit_looped(arch, X, targets, rows=rows, loss_fn=loss_fn, recipe=recipe, seeds=seeds,
+                           val_rows=val_rows, metric=metric, progress=progress)
+    with _quiet_vmap_fallback():
+        return _fit_groups(arch, X, targets, rows=rows, loss_fn=loss_fn, recipe=recipe, seeds=seeds,
+                           val_rows=val_rows, metric=metric, strict=bool(batched), progress=progress)
+
+
+def predict_many(arch: dict, states: list[dict[str, torch.Tensor]], X: torch.Tensor, *,
+                 batched: bool | None = None) -> torch.Tensor:
+    """Eval-mode logits of S models of one architecture on the same inputs.
+
+    Args:
+        arch: architecture dict for ``build_model``.
+        states: S state dicts of that architecture.
+        X: (n, *in) inputs.
+        batched: True: stacked; False: ``loop.predict_logits`` per model; None: stacked,
+            or the loop if the model cannot be vmapped.
+
+    Returns:
+        (S, n, C) logits, each model's ``predict_logits`` to float rounding.
+    """
+    if not states or not len(X):
+        return torch.empty(len(states), len(X), arch["n_classes"], dtype=X.dtype, device=X.device)
+    if batched is not False:
+        stack = _stack_states(arch, states, X.device)
+        try:
+            with _quiet_vmap_fallback():
+                return _predict_stacked(stack, X, shared=True)
+        except _VMAP_ERRORS as error:
+            if batched or stack.plan is not None:
+                raise
+            logger.info("predict_many: model cannot be vmapped (%s); predicting one model at a time", error)
+    out = []
+    for state in states:
+        model = build_model(arch, seed=0).to(X.device)
+        model.load_state_dict(state)
+        out.append(predict_logits(model, X))
+    return torch.stack(out)

@@ -1,0 +1,186 @@
+"""fit_many / predict_many against the single-model loop they must reproduce.
+
+The reference for model s is ``loop.fit(build_model(arch, seed=seeds[s]), X[rows[s]],
+targets[rows[s]], ..., seed=seeds[s], validation=(X[val_rows[s]], targets[val_rows[s]]))``.
+Everything is tiny so the file runs in seconds on 2 cores.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from distillguard.models.classifiers import architecture, build_model
+from distillguard.train import batched as batched_module
+from distillguard.train.batched import fit_many, predict_many
+from distillguard.train.kd import kd_loss
+from distillguard.train.loop import Recipe, accuracy, fit, predict_logits
+
+N, D, C = 240, 10, 3
+S, M, V = 4, 50, 30  # 50 rows with batch 16: three full batches and a last one of 2
+SEEDS = [11, 12, 13, 14]
+RECIPE = Recipe(epochs=8, batch_size=16, lr=2e-2, weight_decay=1e-2)
+MLP_ARCH = architecture(kind="mlp", input_shape=(D,), n_classes=C, hidden=[16, 8], channels=[])
+CNN_ARCH = architecture(kind="cnn", input_shape=(1, 8, 8), n_classes=C, hidden=[8], channels=[4, 4])
+
+
+def _kd(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    return kd_loss(student, teacher, temperature=2.0)
+
+
+def _neg_kd(logits: torch.Tensor, teacher: torch.Tensor) -> float:
+    return -float(_kd(logits, teacher))
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(N, D, generator=g)
+    y = torch.randint(0, C, (N,), generator=g)
+    rows = torch.stack([torch.randperm(N, generator=g)[: M + V] for _ in range(S)])
+    return {"X": X, "y": y, "images": torch.randn(N, 64, generator=g), "teacher": 3 * torch.randn(N, C, generator=g),
+            "rows": rows[:, :M].contiguous(), "val_rows": rows[:, M:].contiguous()}
+
+
+def _reference(arch, X, targets, rows, val_rows, *, loss_fn, metric, recipe=RECIPE):
+    """(state dicts, per-model training logs) from loop.fit, one model at a time."""
+    states, logs = [], []
+    for s, seed in enumerate(SEEDS[: len(rows)]):
+        validation = (X[val_rows[s]], targets[val_rows[s]]) if val_rows is not None else None
+        model, log = fit(build_model(arch, seed=seed), X[rows[s]], targets[rows[s]], loss_fn=loss_fn, recipe=recipe,
+                         seed=seed, validation=validation, metric=metric)
+        states.append(model.state_dict())
+        logs.append(log)
+    return states, logs
+
+
+def _max_diff(a: list[dict[str, torch.Tensor]], b: list[dict[str, torch.Tensor]]) -> float:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert list(x) == list(y)
+    return max(float((x[k] - y[k]).abs().max()) for x, y in zip(a, b) for k in x)
+
+
+def _selected_epochs(log: list[dict]) -> list[int]:
+    return [e["epoch"] for e in log if e.get("selected")]
+
+
+@pytest.mark.parametrize("with_validation", [False, True])
+def test_mlp_cross_entropy_matches_loop(data, with_validation):
+    val_rows = data["val_rows"] if with_validation else None
+    expected, logs = _reference(MLP_ARCH, data["X"], data["y"], data["rows"], val_rows,
+                                loss_fn=F.cross_entropy, metric=accuracy)
+    got = fit_many(MLP_ARCH, data["X"], data["y"], rows=data["rows"], val_rows=val_rows, loss_fn=F.cross_entropy,
+                   recipe=RECIPE, seeds=SEEDS, metric=accuracy)
+    assert _max_diff(expected, got) < 1e-5
+    if with_validation:  # the check is only meaningful if some model kept an earlier epoch
+        assert any(_selected_epochs(log)[-1] < RECIPE.epochs for log in logs)
+
+
+def test_kd_loss_with_teacher_logits_matches_loop(data):
+    expected, logs = _reference(MLP_ARCH, data["X"], data["teacher"], data["rows"], data["val_rows"],
+                                loss_fn=_kd, metric=_neg_kd)
+    got = fit_many(MLP_ARCH, data["X"], data["teacher"], rows=data["rows"], val_rows=data["val_rows"], loss_fn=_kd,
+                   recipe=RECIPE, seeds=SEEDS, metric=_neg_kd)
+    assert _max_diff(expected, got) < 1e-5
+
+
+@pytest.mark.parametrize("batched", [None, True])
+def test_cnn_matches_loop(data, batched):
+    recipe = Recipe(epochs=4, batch_size=16, lr=1e-2, weight_decay=0.0)
+    expected, _ = _reference(CNN_ARCH, data["images"], data["y"], data["rows"], data["val_rows"],
+                             loss_fn=F.cross_entropy, metric=accuracy, recipe=recipe)
+    got = fit_many(CNN_ARCH, data["images"], data["y"], rows=data["rows"], val_rows=data["val_rows"],
+                   loss_fn=F.cross_entropy, recipe=recipe, seeds=SEEDS, metric=accuracy, batched=batched)
+    assert _max_diff(expected, got) < 1e-5
+
+
+def test_looped_path_is_the_reference(data):
+    kwargs = dict(rows=data["rows"], val_rows=data["val_rows"], loss_fn=F.cross_entropy, recipe=RECIPE,
+                  seeds=SEEDS, metric=accuracy)
+    looped = fit_many(MLP_ARCH, data["X"], data["y"], batched=False, **kwargs)
+    stacked = fit_many(MLP_ARCH, data["X"], data["y"], batched=True, **kwargs)
+    expected, _ = _reference(MLP_ARCH, data["X"], data["y"], data["rows"], data["val_rows"],
+                             loss_fn=F.cross_entropy, metric=accuracy)
+    assert _max_diff(expected, looped) == 0.0
+    assert _max_diff(looped, stacked) < 1e-5
+
+
+def test_groups_and_optimizer_slices_do_not_change_the_result(data, monkeypatch):
+    kwargs = dict(rows=data["rows"], val_rows=data["val_rows"], loss_fn=F.cross_entropy, recipe=RECIPE,
+                  seeds=SEEDS, metric=accuracy)
+    whole = fit_many(MLP_ARCH, data["X"], data["y"], **kwargs)
+    monkeypatch.setattr(batched_module, "GROUP_SIZE", 3)  # groups of 2 and 2
+    monkeypatch.setattr(batched_module, "ADAMW_SLICE", 37)  # slices straddle tensors and models
+    split = fit_many(MLP_ARCH, data["X"], data["y"], **kwargs)
+    assert _max_diff(whole, split) == 0.0
+
+
+@pytest.mark.parametrize(("batched", "group_size"), [(True, None), (True, 3), (False, None)])
+def test_on_epoch_counts_epochs_once_each(data, monkeypatch, batched, group_size):
+    monkeypatch.setattr(batched_module, "GROUP_SIZE", group_size)
+    seen: list[int] = []
+    fit_many(MLP_ARCH, data["X"], data["y"], rows=data["rows"], loss_fn=F.cross_entropy,
+             recipe=Recipe(epochs=3, batch_size=16, lr=1e-2, weight_decay=0.0), seeds=SEEDS, batched=batched,
+             on_epoch=seen.append)
+    assert seen == [1, 2, 3]
+
+
+class _DataDependent(nn.Module):
+    """A model vmap cannot run: Python control flow on a tensor's value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(D, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.linear(x)
+        return out if bool(out.sum() > -1e9) else -out
+
+
+def test_unvmappable_model_falls_back_to_the_loop(data, monkeypatch):
+    def build(arch, *, seed):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return _DataDependent()
+
+    monkeypatch.setattr(batched_module, "build_model", build)
+    kwargs = dict(rows=data["rows"], loss_fn=F.cross_entropy, recipe=Recipe(3, 16, 1e-2, 0.0), seeds=SEEDS)
+    fallback = fit_many({"kind": "custom", "n_classes": C}, data["X"], data["y"], **kwargs)
+    for s, seed in enumerate(SEEDS):
+        model, _ = fit(build(None, seed=seed), data["X"][data["rows"][s]], data["y"][data["rows"][s]],
+                       loss_fn=F.cross_entropy, recipe=kwargs["recipe"], seed=seed)
+        assert _max_diff([model.state_dict()], [fallback[s]]) == 0.0
+    with pytest.raises(RuntimeError, match="cannot be vmapped"):
+        fit_many({"kind": "custom", "n_classes": C}, data["X"], data["y"], batched=True, **kwargs)
+
+
+@pytest.mark.parametrize(("arch", "key"), [(MLP_ARCH, "X"), (CNN_ARCH, "images")])
+def test_predict_many_matches_predict_logits(data, arch, key):
+    states = [build_model(arch, seed=seed).state_dict() for seed in SEEDS]
+    X = data[key]
+    expected = []
+    for state in states:
+        model = build_model(arch, seed=0)
+        model.load_state_dict(state)
+        expected.append(predict_logits(model, X))
+    expected = torch.stack(expected)
+    for batched in (None, False):
+        got = predict_many(arch, states, X, batched=batched)
+        assert got.shape == (S, N, C)
+        assert float((got - expected).abs().max()) < 1e-5
+    assert predict_many(arch, states, X[:0]).shape == (S, 0, C)
+
+
+def test_bad_shapes_are_rejected(data):
+    kwargs = dict(loss_fn=F.cross_entropy, recipe=RECIPE)
+    with pytest.raises(ValueError, match="seeds"):
+        fit_many(MLP_ARCH, data["X"], data["y"], rows=data["rows"], seeds=SEEDS[:2], **kwargs)
+    with pytest.raises(ValueError, match="rows must be"):
+        fit_many(MLP_ARCH, data["X"], data["y"], rows=data["rows"][0], seeds=SEEDS[:1], **kwargs)
+    with pytest.raises(ValueError, match="val_rows"):
+        fit_many(MLP_ARCH, data["X"], data["y"], rows=data["rows"], seeds=SEEDS, val_rows=data["val_rows"][:2],
+                 metric=accuracy, **kwargs)
+    assert fit_many(MLP_ARCH, data["X"], data["y"], rows=data["rows"][:0], seeds=[], **kwargs) == []
