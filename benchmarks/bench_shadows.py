@@ -1,14 +1,16 @@
 """Shadow-model training, one model at a time (``loop.fit``) versus all at once (``fit_many``).
 
 Usage: python benchmarks/bench_shadows.py [--shadows 64] [--threads N] [--group-size G]
-                                          [--workload teacher|student|both] [--loop-sample K]
+                                          [--workload teacher|student|small|all] [--loop-sample K]
 
-Purchase-like data (600 binary features standardized, 100 classes) and the audit's
-shadow recipes: a teacher-like MLP [256, 256] trained with cross-entropy on 540 rows and
-checkpoint-selected by accuracy on 60 held-out rows, and a student-like MLP [128]
-distilled (KD, T=2) from stored logits. Both paths use the same seeds; the table shows
-the largest parameter difference between them. Not a test: times depend on the machine
-(and on whatever else it is running: compare the two columns of one run only).
+Purchase-like data (600 binary features standardized, 100 classes) and shadow recipes
+like the audit's (30 epochs, batch 64, 540 training rows, checkpoint selection on 60
+held-out rows): a teacher-like MLP [256, 256] with cross-entropy, a student-like MLP [128]
+distilled (KD, T=2) from stored logits, and a small MLP [32] where per-step overhead, not
+arithmetic, dominates. Both paths use the same seeds; the table shows the largest
+parameter difference between them. Not a test: times depend on the machine
+and on whatever else it runs (a loaded machine slows the loop's many small multi-threaded
+ops far more than the batched ones): compare the columns of one run only.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ WORKLOADS = {
                         Recipe(epochs=30, batch_size=64, lr=1e-3, weight_decay=0.0)),
     "student": Workload("student MLP [128], KD T=2", [128], _kd, lambda z, t: -float(_kd(z, t)), True, 540, 60,
                         Recipe(epochs=30, batch_size=64, lr=1e-3, weight_decay=1e-4)),
+    # Overhead-bound: a step's arithmetic is tiny, so the loop's per-step Python dominates.
+    "small": Workload("small MLP [32], CE", [32], F.cross_entropy, accuracy, False, 540, 60,
+                      Recipe(epochs=30, batch_size=64, lr=1e-3, weight_decay=0.0)),
 }
 
 
@@ -109,7 +114,7 @@ def main() -> None:
     parser.add_argument("--shadows", type=int, default=64, help="models per workload (default 64)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--group-size", type=int, default=None, help="models stacked together (default: fit_many's)")
-    parser.add_argument("--workload", choices=[*WORKLOADS, "both"], default="teacher")
+    parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
     parser.add_argument("--loop-sample", type=int, default=None,
                         help="time only this many looped models and scale up (default: all)")
     args = parser.parse_args()
@@ -117,16 +122,18 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.group_size:
         batched_module.GROUP_SIZE = args.group_size
-    names = list(WORKLOADS) if args.workload == "both" else [args.workload]
+    names = list(WORKLOADS) if args.workload == "all" else [args.workload]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}; group size {batched_module.GROUP_SIZE}")
-    print(f"{'workload':<28} {'S':>4} {'rows':>5} {'ep':>3} {'looped s':>9} {'batched s':>10} {'speed-up':>9} {'max |Δθ|':>9}")
+          f"load average {os.getloadavg()[0]:.1f}; group size {batched_module.GROUP_SIZE or 'auto'}")
+    print(f"{'workload':<28} {'S':>4} {'rows':>5} {'ep':>3} {'looped s':>9} {'batched s':>10} {'speed-up':>9} "
+          f"{'max |Δθ|':>9} {'load':>5}")
     for name in names:
         work = WORKLOADS[name]
         r = bench(work, shadows=args.shadows, loop_sample=args.loop_sample or args.shadows)
         loop = f"{r['loop']:.1f}{'*' if r['extrapolated'] else ''}"
         print(f"{work.name:<28} {args.shadows:>4} {work.train_rows:>5} {work.recipe.epochs:>3} {loop:>9} "
-              f"{r['batched']:>10.1f} {r['loop'] / r['batched']:>8.1f}x {r['diff']:>9.1e}", flush=True)
+              f"{r['batched']:>10.1f} {r['loop'] / r['batched']:>8.1f}x {r['diff']:>9.1e} {os.getloadavg()[0]:>5.1f}",
+              flush=True)
     if args.loop_sample and args.loop_sample < args.shadows:
         print(f"* looped time scaled up from {args.loop_sample} models")
 
