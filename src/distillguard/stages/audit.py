@@ -174,7 +174,9 @@ def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray
     eval_sets = {"pool": pool.X, "population": population_X}
     if canaries is not None:
         eval_sets["canaries"] = canaries.X
-    with progress.task(f"audit: {cfg.shadows} shadow teachers", spec.teacher.epochs) as advance:
+    # Batched shadows report once per epoch; DP-SGD shadows (looped) once per model.
+    teacher_steps = cfg.shadows if spec.privacy.mechanism == "dp-sgd" else spec.teacher.epochs
+    with progress.task(f"audit: {cfg.shadows} shadow teachers", teacher_steps) as advance:
         teacher_out, _ = train_shadow_teachers(pool, canaries, membership, spec=spec, schema=schema,
                                                eval_sets={**eval_sets, "transfer": transfer_X},
                                                on_model=lambda e: advance(1))
