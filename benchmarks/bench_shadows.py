@@ -88,6 +88,25 @@ def timed(run: Callable[[], list[dict[str, torch.Tensor]]]) -> tuple[list[dict[s
     return out, time.perf_counter() - started
 
 
+def sgemm_gflops() -> float:
+    """This machine's large single-precision GEMM rate: the arithmetic ceiling of any path."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    started = time.perf_counter()
+    for _ in range(5):
+        a @ b
+    return 5 * 2 * 2048**3 / (time.perf_counter() - started) / 1e9
+
+
+def training_flops(work: Workload, *, shadows: int) -> float:
+    """Multiply-add work of the shadows' GEMMs: forward 2·P, backward 4·P per row (P =
+    weights), plus one forward over the validation rows per epoch. Independent of the path."""
+    sizes = [N_FEATURES, *work.hidden, N_CLASSES]
+    weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    per_epoch = 6 * weights * work.train_rows + 2 * weights * work.val_rows
+    return per_epoch * work.recipe.epochs * shadows
+
+
 def max_abs_diff(a: list[dict[str, torch.Tensor]], b: list[dict[str, torch.Tensor]]) -> float:
     return max(float((x[k] - y[k]).abs().max()) for x, y in zip(a, b) for k in x)
 
@@ -106,7 +125,7 @@ def bench(work: Workload, *, shadows: int, loop_sample: int) -> dict[str, float]
     together, t_batch = timed(lambda: fit_many(arch, X, targets, rows=rows, val_rows=val_rows, seeds=seeds,
                                                batched=True, **common))
     return {"loop": t_loop * shadows / k, "batched": t_batch, "diff": max_abs_diff(looped, together[:k]),
-            "extrapolated": k < shadows}
+            "extrapolated": k < shadows, "flops": training_flops(work, shadows=shadows)}
 
 
 def main() -> None:
@@ -125,14 +144,19 @@ def main() -> None:
     names = list(WORKLOADS) if args.workload == "all" else [args.workload]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}; group size {batched_module.GROUP_SIZE or 'auto'}")
+    peak = sgemm_gflops()
+    print(f"large-GEMM rate {peak:.0f} GFLOP/s: no path can beat its arithmetic at that rate, so "
+          f"'ceiling' = looped time / (GEMM work / that rate) bounds any speed-up without changing the maths")
     print(f"{'workload':<28} {'S':>4} {'rows':>5} {'ep':>3} {'looped s':>9} {'batched s':>10} {'speed-up':>9} "
-          f"{'max |Δθ|':>9} {'load':>5}")
+          f"{'ceiling':>8} {'loop GF/s':>9} {'batch GF/s':>10} {'max |Δθ|':>9} {'load':>5}")
     for name in names:
         work = WORKLOADS[name]
         r = bench(work, shadows=args.shadows, loop_sample=args.loop_sample or args.shadows)
         loop = f"{r['loop']:.1f}{'*' if r['extrapolated'] else ''}"
         print(f"{work.name:<28} {args.shadows:>4} {work.train_rows:>5} {work.recipe.epochs:>3} {loop:>9} "
-              f"{r['batched']:>10.1f} {r['loop'] / r['batched']:>8.1f}x {r['diff']:>9.1e} {os.getloadavg()[0]:>5.1f}",
+              f"{r['batched']:>10.1f} {r['loop'] / r['batched']:>8.1f}x "
+              f"{r['loop'] / (r['flops'] / 1e9 / peak):>7.1f}x {r['flops'] / 1e9 / r['loop']:>9.0f} "
+              f"{r['flops'] / 1e9 / r['batched']:>10.0f} {r['diff']:>9.1e} {os.getloadavg()[0]:>5.1f}",
               flush=True)
     if args.loop_sample and args.loop_sample < args.shadows:
         print(f"* looped time scaled up from {args.loop_sample} models")

@@ -80,15 +80,20 @@ def run_cli(*args: str, cwd: Path):
     return subprocess.run([sys.executable, "-m", "distillguard", *args], cwd=cwd, capture_output=True, text=True, timeout=900)
 
 
+# The shared end-to-end spec; it checkpoints every epoch so the kill-and-resume test can
+# compare its resumed run with this one byte for byte.
+E2E_SPEC = (
+    '[run]\nname = "tiny"\ncheckpoint_seconds = 0\n[data]\nbuiltin = "purchase-synth"\n'
+    "[data.sizes]\nmembers = 150\nnonmembers = 150\ntransfer = 400\ntest = 200\n"
+    "[data.synth]\nfeatures = 80\nclasses = 10\nclusters = 5\n" + TINY_MODELS
+)
+
+
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory) -> Path:
     """One tiny end-to-end CLI run (with shadows and canaries) shared by the read-only tests."""
     folder = tmp_path_factory.mktemp("e2e")
-    (folder / "spec.toml").write_text(
-        '[run]\nname = "tiny"\n[data]\nbuiltin = "purchase-synth"\n'
-        "[data.sizes]\nmembers = 150\nnonmembers = 150\ntransfer = 400\ntest = 200\n"
-        "[data.synth]\nfeatures = 80\nclasses = 10\nclusters = 5\n" + TINY_MODELS
-    )
+    (folder / "spec.toml").write_text(E2E_SPEC)
     result = run_cli("run", "spec.toml", "--run-dir", "out", cwd=folder)
     assert result.returncode == 0, result.stderr
     return folder / "out"

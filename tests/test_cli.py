@@ -187,3 +187,11 @@ def test_destroy_teacher_removes_it_and_records_it(tmp_path, tiny_builtin_spec):
     assert "audit/scores.parquet" in manifest["teacher_destroyed"]["files"]
     bundle = distillguard.load_bundle(run / "deploy")
     assert bundle.predict_proba(np.zeros((1, len(bundle.feature_names_)))).shape == (1, len(bundle.classes_))
+
+
+def test_membership_revealing_folders_are_owner_only(finished_run):
+    """teacher/ and audit/ (per-record scores) and the checkpoint root: no group or other access."""
+    for rel in ("teacher", "audit", ".checkpoints"):
+        mode = (finished_run / rel).stat().st_mode & 0o777
+        assert mode == 0o700, f"{rel}: {oct(mode)}"
+    assert (finished_run / "deploy").stat().st_mode & 0o077 != 0  # the bundle is meant to be shared

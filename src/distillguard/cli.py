@@ -6,6 +6,7 @@ failing gate under ``distillguard gate``, 2 bad input printed as one ``error:`` 
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -43,7 +44,8 @@ def _guard(fn, *args: Any, **kwargs: Any) -> Any:
         err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
-        err.print("interrupted: finished stages are kept; run the same command again to resume", markup=False)
+        err.print("interrupted: finished stages and training checkpoints (RUN/.checkpoints) are kept; "
+                  "run the same command again to resume", markup=False, soft_wrap=True)
         raise typer.Exit(130) from None
 
 
@@ -129,7 +131,12 @@ def report(run_dir: Annotated[Path, typer.Argument(help="Run folder.", show_defa
     _summary(_guard(api.report, run_dir), run_dir)
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # a scheduler's SIGTERM stops as cleanly as Ctrl-C
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     app(prog_name="distillguard")
 
 

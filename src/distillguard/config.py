@@ -28,6 +28,10 @@ class _Strict(BaseModel):
 class RunConfig(_Strict):
     name: str = Field("distillguard", min_length=1, description="Run name; the default run folder is runs/NAME.")
     seed: int = Field(0, ge=0, description="Seeds every random choice of the run.")
+    checkpoint_seconds: float = Field(
+        30.0, ge=0.0,
+        description="Save resumable training state at most this often (0: every epoch). A killed run loses at "
+                    "most this much training; the results do not depend on it.")
 
 
 class SplitSizes(_Strict):

@@ -122,10 +122,20 @@ def test_groups_and_optimizer_slices_do_not_change_the_result(data, monkeypatch)
 def test_on_epoch_counts_epochs_once_each(data, monkeypatch, batched, group_size):
     monkeypatch.setattr(batched_module, "GROUP_SIZE", group_size)
     seen: list[int] = []
-    fit_many(MLP_ARCH, data["X"], data["y"], rows=data["rows"], loss_fn=F.cross_entropy,
+    calls = [0]  # loss_fn calls so far: one per model per step, whatever the path
+
+    def counting_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        calls[0] += 1
+        return F.cross_entropy(logits, y)
+
+    at: list[int] = []
+    fit_many(MLP_ARCH, data["X"], data["y"], rows=data["rows"], loss_fn=counting_loss,
              recipe=Recipe(epochs=3, batch_size=16, lr=1e-2, weight_decay=0.0), seeds=SEEDS, batched=batched,
-             on_epoch=seen.append)
+             on_epoch=lambda e: (seen.append(e), at.append(calls[0])))
     assert seen == [1, 2, 3]
+    # Each report comes when that share of the work is done (a bar must not jump to the end).
+    total = calls[0]
+    assert all(abs(done / total - e / 3) <= 1 / len(SEEDS) for e, done in zip(seen, at)), (at, total)
 
 
 class _DataDependent(nn.Module):

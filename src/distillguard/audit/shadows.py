@@ -28,6 +28,7 @@ from distillguard.data.types import Schema, Split
 from distillguard.errors import ConfigError
 from distillguard.models.classifiers import architecture
 from distillguard.seeding import derive_seed
+from distillguard.checkpoints import Checkpoint
 from distillguard.train.batched import fit_many, predict_many
 from distillguard.train.loop import Recipe, accuracy
 from distillguard.train.student import distill_objective
@@ -153,11 +154,12 @@ def _shadow_training_set(s: int, pool: AuditPool, canaries: CanarySet | None, me
 
 
 def train_shadow_teachers(pool: AuditPool, canaries: CanarySet | None, membership: np.ndarray, *, spec: Spec,
-                          schema: Schema, eval_sets: dict[str, np.ndarray], on_model=None) -> tuple[dict[str, np.ndarray], list[Standardizer]]:
+                          schema: Schema, eval_sets: dict[str, np.ndarray], on_model=None,
+                          checkpoint: Checkpoint | None = None) -> tuple[dict[str, np.ndarray], list[Standardizer]]:
     """Train the S shadow teachers; return their logits on each of ``eval_sets`` (S, n, C)."""
     if spec.privacy.mechanism == "dp-sgd":
         return _train_dp_shadow_teachers(pool, canaries, membership, spec=spec, schema=schema, eval_sets=eval_sets,
-                                         on_model=on_model), []
+                                         on_model=on_model, checkpoint=checkpoint), []
     S, cfg, seed = len(membership), spec.teacher, spec.run.seed
     parts, scalers = [], []
     for s in range(S):
@@ -174,7 +176,7 @@ def train_shadow_teachers(pool: AuditPool, canaries: CanarySet | None, membershi
         arch, X_all, y_all, rows=offsets + torch.arange(m), val_rows=(offsets + m + torch.arange(v)) if v else None,
         loss_fn=F.cross_entropy, recipe=Recipe.from_config(cfg),
         seeds=[derive_seed(seed, "shadow", s, "teacher") for s in range(S)], metric=accuracy if v else None,
-        batched=None if spec.audit.batched else False, on_epoch=on_model,
+        batched=None if spec.audit.batched else False, on_epoch=on_model, checkpoint=checkpoint,
     )
     out = {}
     for name, X_eval in eval_sets.items():
@@ -186,7 +188,8 @@ def train_shadow_teachers(pool: AuditPool, canaries: CanarySet | None, membershi
 
 
 def train_shadow_students(teacher_transfer_logits: np.ndarray, *, transfer_X: np.ndarray, spec: Spec, schema: Schema,
-                          eval_sets: dict[str, np.ndarray], on_model=None) -> dict[str, np.ndarray]:
+                          eval_sets: dict[str, np.ndarray], on_model=None,
+                          checkpoint: Checkpoint | None = None) -> dict[str, np.ndarray]:
     """Distill one student per shadow teacher with the student's recipe; logits on ``eval_sets``."""
     S, cfg, seed = len(teacher_transfer_logits), spec.student, spec.run.seed
     n = len(transfer_X)
@@ -206,26 +209,41 @@ def train_shadow_students(teacher_transfer_logits: np.ndarray, *, transfer_X: np
         loss_fn=objective, recipe=Recipe.from_config(cfg),
         seeds=[derive_seed(seed, "shadow", s, "student") for s in range(S)],
         metric=(lambda logits, t: -float(objective(logits, t))) if len(val_rows) else None,
-        batched=None if spec.audit.batched else False, on_epoch=on_model,
+        batched=None if spec.audit.batched else False, on_epoch=on_model, checkpoint=checkpoint,
     )
     return {name: predict_many(arch, states, torch.from_numpy(scaler.transform(X_eval))).double().numpy()
             for name, X_eval in eval_sets.items()}
 
 
 def _train_dp_shadow_teachers(pool: AuditPool, canaries: CanarySet | None, membership: np.ndarray, *, spec: Spec,
-                              schema: Schema, eval_sets: dict[str, np.ndarray], on_model=None) -> dict[str, np.ndarray]:
-    """Replay DP-SGD (Opacus cannot be vmapped): one private training per shadow, public scaler."""
+                              schema: Schema, eval_sets: dict[str, np.ndarray], on_model=None,
+                              checkpoint: Checkpoint | None = None) -> dict[str, np.ndarray]:
+    """Replay DP-SGD (Opacus cannot be vmapped): one private training per shadow, public scaler.
+
+    Opacus' optimizer and accountant state are not checkpointed mid-training; each
+    finished shadow's logits are, so a rerun retrains at most the one it was killed in.
+    """
     from distillguard.train.dp import train_teacher_dp
 
     scaler = Standardizer.fit(eval_sets["transfer"])
     out: dict[str, list] = {name: [] for name in eval_sets}
     for s in range(len(membership)):
+        slot = checkpoint.child(f"model{s}") if checkpoint is not None else None
+        saved = slot.load() if slot is not None else None
+        if saved is not None:
+            for name in eval_sets:
+                out[name].append(saved[name].numpy())
+            if on_model is not None:
+                on_model(s)
+            continue
         X, y, _, _ = _shadow_training_set(s, pool, canaries, membership, val_fraction=0.0, seed=spec.run.seed)
         members = Split(X=X, y=y.astype(np.int64), ids=np.arange(len(X), dtype=np.int64))
         result = train_teacher_dp(members, schema=schema, cfg=spec.teacher, dp=spec.privacy.dp_settings(),
                                   seed=derive_seed(spec.run.seed, "shadow", s, "teacher"), public_scaler=scaler)
         for name, X_eval in eval_sets.items():
             out[name].append(result.classifier.logits(X_eval))
+        if slot is not None:
+            slot.save({name: torch.from_numpy(np.ascontiguousarray(out[name][-1])) for name in eval_sets}, point="done")
         if on_model is not None:
             on_model(s)
     return {name: np.stack(values) for name, values in out.items()}

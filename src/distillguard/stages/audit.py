@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distillguard import progress
+from distillguard.checkpoints import CheckpointStore, failpoint
 from distillguard.audit.empirical_epsilon import one_run_epsilon
 from distillguard.audit.exchangeability import exchangeability_check
 from distillguard.audit.membership import score_canaries_leave_one_out, score_targets
@@ -32,7 +33,7 @@ from distillguard.models.artifact import Classifier, load_classifier
 from distillguard.report.plots import save_roc_plot
 from distillguard.runs import RunDir, atomic_write_json, read_json
 from distillguard.seeding import derive_seed
-from distillguard.stages.common import execute_stage
+from distillguard.stages.common import checkpoint_store, execute_stage
 from distillguard.stages.label import read_soft_labels
 
 OUTPUT = "audit"
@@ -76,19 +77,23 @@ def run_audit_stage(spec: Spec, run: RunDir) -> bool:
               "teacher": spec.section_dict("teacher"), "student": spec.section_dict("student"),
               "distill": spec.section_dict("distill")}
 
+    checkpoints = checkpoint_store(spec, run, "audit")
+
     def build(folder: Path) -> dict:
         os.chmod(folder, 0o700)  # per-record scores reveal who was a member
-        metrics, rows, curves = audit_models(spec, run)
+        metrics, rows, curves = audit_models(spec, run, checkpoints=checkpoints)
         pq.write_table(pa.table(rows.columns), folder / "scores.parquet")
         for attack, by_target in curves.items():
             save_roc_plot(by_target, folder / f"roc_{attack}.png", title=f"{attack}: teacher vs student")
         atomic_write_json(folder / "metrics.json", metrics)
         return {"n_pool": metrics["populations"]["all"]["n_members"] * 2, "shadows": spec.audit.shadows}
 
-    return execute_stage(run, "audit", params=params, inputs=inputs, output=OUTPUT, build=build)
+    return execute_stage(run, "audit", params=params, inputs=inputs, output=OUTPUT, build=build,
+                         checkpoints=checkpoints)
 
 
-def audit_models(spec: Spec, run: RunDir) -> tuple[dict, ScoreRows, dict]:
+def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None = None
+                 ) -> tuple[dict, ScoreRows, dict]:
     """Every number of the audit, the per-record scores, and ROC curves."""
     seed, cfg = spec.run.seed, spec.audit
     models = {name: load_classifier(run / name)[0] for name in TARGETS}
@@ -108,7 +113,9 @@ def audit_models(spec: Spec, run: RunDir) -> tuple[dict, ScoreRows, dict]:
         transfer = load_role(spec.data, "transfer", schema=schema, seed=seed)
         kept_ids = read_soft_labels(run / "softlabels")[0]  # the rows the leak guard let through
         transfer = transfer.subset(np.flatnonzero(np.isin(transfer.ids, kept_ids)))
-        shadows = train_shadows(spec, schema=schema, pool=pool, transfer_X=transfer.X, population_X=test.X)
+        shadows = train_shadows(spec, schema=schema, pool=pool, transfer_X=transfer.X, population_X=test.X,
+                                checkpoints=checkpoints)
+        failpoint("audit/shadows-trained")
 
     rows, results, curves, epsilons = ScoreRows(), [], {}, []
     for target, clf in models.items():
@@ -163,7 +170,8 @@ def _audit_canaries(spec: Spec, target: str, shadows: Shadows, population_labels
     return {"target": target, "replica": 0, **eps}
 
 
-def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray, population_X: np.ndarray) -> Shadows:
+def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray, population_X: np.ndarray,
+                  checkpoints: CheckpointStore | None = None) -> Shadows:
     """Replay teacher training, labeling and distillation ``[audit].shadows`` times."""
     cfg, seed = spec.audit, spec.run.seed
     membership = paired_membership(len(pool.X), cfg.shadows, seed=seed)
@@ -179,10 +187,12 @@ def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray
     with progress.task(f"audit: {cfg.shadows} shadow teachers", teacher_steps) as advance:
         teacher_out, _ = train_shadow_teachers(pool, canaries, membership, spec=spec, schema=schema,
                                                eval_sets={**eval_sets, "transfer": transfer_X},
-                                               on_model=lambda e: advance(1))
+                                               on_model=lambda e: advance(1),
+                                               checkpoint=checkpoints.slot("shadow-teachers") if checkpoints else None)
     with progress.task(f"audit: {cfg.shadows} shadow students", spec.student.epochs) as advance:
         student_out = train_shadow_students(teacher_out["transfer"], transfer_X=transfer_X, spec=spec, schema=schema,
-                                            eval_sets=eval_sets, on_model=lambda e: advance(1))
+                                            eval_sets=eval_sets, on_model=lambda e: advance(1),
+                                            checkpoint=checkpoints.slot("shadow-students") if checkpoints else None)
     empty = lambda out: np.zeros((cfg.shadows, 0, schema.n_classes))  # noqa: E731
     logits = {
         kind: ShadowLogits(out["pool"], out["population"], out["canaries"] if canaries is not None else empty(out))

@@ -17,7 +17,7 @@ from distillguard.data import data_fingerprint, load_role
 from distillguard.errors import ArtifactError
 from distillguard.models.artifact import save_classifier
 from distillguard.runs import RunDir, atomic_write_json
-from distillguard.stages.common import execute_stage
+from distillguard.stages.common import checkpoint_store, execute_stage
 from distillguard.stages.label import read_soft_labels
 from distillguard.train.student import train_student
 
@@ -32,6 +32,8 @@ def run_distill_stage(spec: Spec, run: RunDir) -> bool:
     inputs["data.transfer"] = data_fingerprint(spec.data, "transfer")
     params = {"student": spec.section_dict("student"), "distill": spec.section_dict("distill"), "seed": spec.run.seed}
 
+    checkpoints = checkpoint_store(spec, run, "distill")
+
     def build(folder: Path) -> dict:
         ids, logits, schema, meta = read_soft_labels(run / "softlabels")
         transfer = load_role(spec.data, "transfer", schema=schema, seed=spec.run.seed)
@@ -42,11 +44,12 @@ def run_distill_stage(spec: Spec, run: RunDir) -> bool:
         with progress.task("distill: student on soft labels", spec.student.epochs) as advance:
             student, log = train_student(
                 transfer.X, logits, schema=schema, cfg=spec.student, distill=spec.distill,
-                seed=spec.run.seed, on_epoch=lambda e: advance(1),
+                seed=spec.run.seed, on_epoch=lambda e: advance(1), checkpoint=checkpoints.slot("student"),
             )
         save_classifier(folder, student, extra={"role": "student", "distill": spec.section_dict("distill"),
                                                 "teacher_sha256": meta["teacher_sha256"]})
         atomic_write_json(folder / "training_log.json", log)
         return {"n_transfer": len(transfer)}
 
-    return execute_stage(run, "distill", params=params, inputs=inputs, output=OUTPUT, build=build)
+    return execute_stage(run, "distill", params=params, inputs=inputs, output=OUTPUT, build=build,
+                         checkpoints=checkpoints)

@@ -17,7 +17,8 @@ from distillguard.runs import RunDir, atomic_write_json, atomic_write_text, read
 from distillguard.stages.common import execute_stage
 
 OUTPUT = "deploy"
-SENSITIVE = ("teacher", "audit/scores.parquet")
+# Training checkpoints hold teacher and shadow weights until their stage completes.
+SENSITIVE = ("teacher", "audit/scores.parquet", ".checkpoints")
 
 
 def tensor_digests(weights: Path) -> dict[str, str]:

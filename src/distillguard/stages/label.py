@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distillguard import progress
+from distillguard.checkpoints import failpoint
 from distillguard.config import Spec
 from distillguard.data import data_fingerprint, guard_transfer, load_role
 from distillguard.data.types import Schema
@@ -73,6 +74,7 @@ def write_logit_shards(folder: Path, *, ids: np.ndarray, logits_of, X: np.ndarra
             name = f"part-{k:05d}.parquet"
             pq.write_table(table, folder / name)
             names.append(name)
+            failpoint(f"label/{name}")
             advance(len(logits))
     return names
 

@@ -15,7 +15,7 @@ from distillguard.train.dp import train_teacher_dp
 from distillguard.errors import DataError
 from distillguard.models.artifact import load_classifier, save_classifier
 from distillguard.runs import RunDir, atomic_write_json, sha256_file
-from distillguard.stages.common import execute_stage
+from distillguard.stages.common import checkpoint_store, execute_stage
 from distillguard.train.teacher import train_teacher
 
 OUTPUT = "teacher"
@@ -30,6 +30,8 @@ def run_teacher_stage(spec: Spec, run: RunDir) -> bool:
               "privacy": spec.section_dict("privacy")}
     if spec.privacy.mechanism == "dp-sgd":
         inputs["data.transfer"] = data_fingerprint(spec.data, "transfer")  # public scaler
+
+    checkpoints = checkpoint_store(spec, run, "teacher")
 
     def build(folder: Path) -> dict:
         os.chmod(folder, 0o700)  # quarantined: the teacher memorizes the members
@@ -53,7 +55,8 @@ def run_teacher_stage(spec: Spec, run: RunDir) -> bool:
             atomic_write_json(folder / "privacy.json", privacy)
         else:
             with progress.task("teacher: training on members", spec.teacher.epochs) as advance:
-                result = train_teacher(members, schema=schema, cfg=spec.teacher, seed=spec.run.seed, on_epoch=lambda e: advance(1))
+                result = train_teacher(members, schema=schema, cfg=spec.teacher, seed=spec.run.seed,
+                                       on_epoch=lambda e: advance(1), checkpoint=checkpoints.slot("teacher"))
             clf, train_rows, val_rows, log, source = result.classifier, result.train_rows, result.val_rows, result.log, "trained"
         save_classifier(folder, clf, extra={"role": "teacher", "source": source})
         atomic_write_json(folder / "split.json", {
@@ -63,7 +66,8 @@ def run_teacher_stage(spec: Spec, run: RunDir) -> bool:
         atomic_write_json(folder / "training_log.json", log)
         return {"source": source, "n_train": int(len(train_rows)), "n_val": int(len(val_rows)), "privacy": privacy}
 
-    return execute_stage(run, "teacher", params=params, inputs=inputs, output=OUTPUT, build=build)
+    return execute_stage(run, "teacher", params=params, inputs=inputs, output=OUTPUT, build=build,
+                         checkpoints=checkpoints)
 
 
 def _weights(path: Path) -> Path:

@@ -45,6 +45,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from distillguard.checkpoints import Checkpoint, snapshot
 from distillguard.models.classifiers import MLP, build_model
 from distillguard.train.loop import LossFn, MetricFn, Recipe, batch_order, fit, predict_logits
 
@@ -265,7 +266,7 @@ class _EpochProgress:
 
     def advance(self, model_epochs: int) -> None:
         self.done += model_epochs
-        reached = min(self.done * self.epochs // max(self.n_models, 1), self.epochs)
+        reached = min(self.done // max(self.n_models, 1), self.epochs)  # whole epochs' worth of work
         while self.on_epoch is not None and self.reported < reached:
             self.reported += 1
             self.on_epoch(self.reported)
@@ -334,18 +335,21 @@ def _vmappable(stack: _Stack, X: torch.Tensor, targets: torch.Tensor, rows: torc
 def _train_group(
     stack: _Stack, X: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor, *, loss_fn: LossFn, recipe: Recipe,
     seeds: Sequence[int], validation: tuple[torch.Tensor, torch.Tensor] | None, metric: MetricFn | None,
-    progress: _EpochProgress,
+    progress: _EpochProgress, checkpoint: Checkpoint | None = None,
 ) -> list[dict[str, torch.Tensor]]:
     """``fit``'s loop for every stacked model at once; returns S state dicts.
 
     Args:
         rows: (S, m) rows of X / targets that each model trains on.
         validation: (S, v, *in) inputs and (S, v, ...) targets, or None.
+        checkpoint: periodic saves of the whole group's state, resumed exactly.
     """
     generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
     optimizer = _SlicedAdamW(list(stack.params.values()), recipe)
     best = _BestStates(stack.params) if validation is not None and metric is not None else None
-    for _ in range(recipe.epochs):
+    start = _restore_group(checkpoint, stack, optimizer, generators, best)
+    progress.advance(stack.size * start)
+    for epoch in range(start, recipe.epochs):
         stack.base.train()
         for index in _epoch_rows(rows, generators, recipe).split(recipe.batch_size, dim=1):  # (S, b), one b for all
             optimizer.zero_grad()
@@ -356,23 +360,72 @@ def _train_group(
             logits = _predict_stacked(stack, validation[0], shared=False)
             scores = [metric(z, t) for z, t in zip(logits.unbind(0), validation[1].unbind(0))]
             best.update(torch.tensor(scores, dtype=torch.float64), stack.params)
+        if checkpoint is not None and epoch + 1 < recipe.epochs and checkpoint.due():
+            _save_group(checkpoint, epoch + 1, stack, optimizer, generators, best)
         progress.advance(stack.size)
     return stack.state_dicts(best.final(stack.params) if best is not None else None)
+
+
+def _save_group(checkpoint: Checkpoint, epoch: int, stack: _Stack, optimizer: _SlicedAdamW,
+                generators: list[torch.Generator], best: _BestStates | None) -> None:
+    state = {"epoch": epoch, "params": snapshot(stack.params), "optimizer": optimizer.optimizer.state_dict(),
+             "generators": [g.get_state() for g in generators]}
+    if best is not None:
+        state["best"] = {"score": best.score.clone(), "chosen": best.chosen.clone(), "tensors": snapshot(best.tensors)}
+    checkpoint.save(state, point=f"epoch{epoch}")
+
+
+def _restore_group(checkpoint: Checkpoint | None, stack: _Stack, optimizer: _SlicedAdamW,
+                   generators: list[torch.Generator], best: _BestStates | None) -> int:
+    """Load a saved group state in place; returns the epoch to continue from (0: none)."""
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is None:
+        return 0
+    with torch.no_grad():
+        for name, tensor in stack.params.items():
+            tensor.copy_(saved["params"][name])
+    optimizer.optimizer.load_state_dict(saved["optimizer"])
+    for generator, state in zip(generators, saved["generators"]):
+        generator.set_state(state)
+    if best is not None:
+        best.score, best.chosen = saved["best"]["score"], saved["best"]["chosen"]
+        best.tensors = saved["best"]["tensors"]
+    return int(saved["epoch"])
 
 
 def _fit_looped(
     arch: dict, X: torch.Tensor, targets: torch.Tensor, *, rows: torch.Tensor, loss_fn: LossFn, recipe: Recipe,
     seeds: Sequence[int], val_rows: torch.Tensor | None, metric: MetricFn | None, progress: _EpochProgress,
+    checkpoint: Checkpoint | None = None, first: int = 0,
 ) -> list[dict[str, torch.Tensor]]:
-    """The reference: ``loop.fit`` once per model."""
+    """The reference: ``loop.fit`` once per model (model ``first + s`` names its checkpoint)."""
     states = []
     for s, seed in enumerate(seeds):
+        slot = checkpoint.child(f"model{first + s}") if checkpoint is not None else None
+        done = _finished(slot)
+        if done is not None:
+            progress.advance(recipe.epochs)
+            states += done
+            continue
         model = build_model(arch, seed=int(seed)).to(X.device)
         validation = (X[val_rows[s]], targets[val_rows[s]]) if val_rows is not None else None
         fit(model, X[rows[s]], targets[rows[s]], loss_fn=loss_fn, recipe=recipe, seed=int(seed),
-            validation=validation, metric=metric, on_epoch=lambda _epoch: progress.advance(1))
+            validation=validation, metric=metric, on_epoch=lambda _epoch: progress.advance(1), checkpoint=slot)
         states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        _mark_finished(slot, states[-1:])
     return states
+
+
+def _finished(checkpoint: Checkpoint | None) -> list[dict[str, torch.Tensor]] | None:
+    """The trained states a finished loop saved, or None if it has not finished."""
+    saved = checkpoint.load() if checkpoint is not None else None
+    return saved["states"] if saved is not None and "states" in saved else None
+
+
+def _mark_finished(checkpoint: Checkpoint | None, states: list[dict[str, torch.Tensor]]) -> None:
+    """Replace a loop's in-progress state by its result, so a rerun skips it."""
+    if checkpoint is not None:
+        checkpoint.save({"states": states}, point="done")
 
 
 def _groups(arch: dict, n_models: int) -> list[slice]:
@@ -389,22 +442,31 @@ def _groups(arch: dict, n_models: int) -> list[slice]:
 def _fit_groups(
     arch: dict, X: torch.Tensor, targets: torch.Tensor, *, rows: torch.Tensor, loss_fn: LossFn, recipe: Recipe,
     seeds: Sequence[int], val_rows: torch.Tensor | None, metric: MetricFn | None, strict: bool,
-    progress: _EpochProgress,
+    progress: _EpochProgress, checkpoint: Checkpoint | None = None,
 ) -> list[dict[str, torch.Tensor]]:
     """One stacked group of models after another; the loop if the architecture cannot be vmapped."""
     states: list[dict[str, torch.Tensor]] = []
-    for group in _groups(arch, len(seeds)):
+    for g, group in enumerate(_groups(arch, len(seeds))):
         start = group.start
+        slot = checkpoint.child(f"group{g}") if checkpoint is not None else None
+        done = _finished(slot)
+        if done is not None:
+            progress.advance(len(done) * recipe.epochs)
+            states += done
+            continue
         stack = _stack_models([build_model(arch, seed=int(seed)).to(X.device) for seed in seeds[group]])
         if not _vmappable(stack, X, targets, rows[group], loss_fn):
             if strict:
                 raise RuntimeError(f"fit_many(batched=True): a {arch.get('kind')!r} model cannot be vmapped")
             return states + _fit_looped(arch, X, targets, rows=rows[start:], loss_fn=loss_fn, recipe=recipe,
                                         seeds=seeds[start:], metric=metric, progress=progress,
-                                        val_rows=None if val_rows is None else val_rows[start:])
+                                        val_rows=None if val_rows is None else val_rows[start:],
+                                        checkpoint=checkpoint, first=start)
         validation = None if val_rows is None else (_take(X, val_rows[group]), _take(targets, val_rows[group]))
-        states += _train_group(stack, X, targets, rows[group], loss_fn=loss_fn, recipe=recipe, seeds=seeds[group],
-                               validation=validation, metric=metric, progress=progress)
+        group_states = _train_group(stack, X, targets, rows[group], loss_fn=loss_fn, recipe=recipe, seeds=seeds[group],
+                                    validation=validation, metric=metric, progress=progress, checkpoint=slot)
+        _mark_finished(slot, group_states)
+        states += group_states
     return states
 
 
@@ -434,6 +496,7 @@ def fit_many(
     metric: MetricFn | None = None,
     batched: bool | None = None,
     on_epoch: Callable[[int], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> list[dict[str, torch.Tensor]]:
     """Train S models of one architecture, each exactly as ``loop.fit`` would, all at once.
 
@@ -456,6 +519,8 @@ def fit_many(
         batched: True: stacked (raises if the model cannot be vmapped); False: ``loop.fit``
             per model; None: stacked when a two-row probe of vmap succeeds, else the loop.
         on_epoch: called with 1, ..., epochs as the training of all models progresses.
+        checkpoint: periodic saves per group of models (and each finished group's
+            result); a rerun resumes exactly where the killed one stopped.
 
     Returns:
         S state dicts (name -> tensor), in the order of ``seeds``.
@@ -468,10 +533,11 @@ def fit_many(
     val_rows = val_rows.to(X.device) if val_rows is not None and metric is not None else None
     if batched is False:
         return _fit_looped(arch, X, targets, rows=rows, loss_fn=loss_fn, recipe=recipe, seeds=seeds,
-                           val_rows=val_rows, metric=metric, progress=progress)
+                           val_rows=val_rows, metric=metric, progress=progress, checkpoint=checkpoint)
     with _quiet_vmap_fallback():
         return _fit_groups(arch, X, targets, rows=rows, loss_fn=loss_fn, recipe=recipe, seeds=seeds,
-                           val_rows=val_rows, metric=metric, strict=bool(batched), progress=progress)
+                           val_rows=val_rows, metric=metric, strict=bool(batched), progress=progress,
+                           checkpoint=checkpoint)
 
 
 def predict_many(arch: dict, states: list[dict[str, torch.Tensor]], X: torch.Tensor, *,

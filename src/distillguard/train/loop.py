@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from distillguard.checkpoints import Checkpoint, snapshot
 from distillguard.config import ModelConfig
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -58,6 +59,7 @@ def fit(
     validation: tuple[torch.Tensor, torch.Tensor] | None = None,
     metric: MetricFn | None = None,
     on_epoch: Callable[[int], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> tuple[nn.Module, list[dict]]:
     """Train ``model`` in place and return it with the best validation state loaded.
 
@@ -67,14 +69,25 @@ def fit(
         validation: optional (X_val, targets_val) for checkpoint selection by ``metric``
             (higher is better; the earliest best epoch wins). Without it the last epoch is kept.
         on_epoch: called with the epoch number after each epoch (progress bars).
+        checkpoint: where to save the state periodically and resume from; training
+            resumed from it ends exactly where an uninterrupted one would.
 
     Returns:
         The model and a per-epoch log (train loss, validation metric).
     """
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    best_score, best_state, log = -float("inf"), None, []
-    for epoch in range(recipe.epochs):
+    best_score, best_state, log, start = -float("inf"), None, [], 0
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        best_score, best_state, log, start = saved["best_score"], saved["best_state"], saved["log"], saved["epoch"]
+        for epoch in range(1, start + 1):
+            if on_epoch is not None:
+                on_epoch(epoch)
+    for epoch in range(start, recipe.epochs):
         model.train()
         total, count = 0.0, 0
         for index in batch_order(len(X), recipe=recipe, generator=generator):
@@ -92,6 +105,11 @@ def fit(
                 best_score, best_state = score, copy.deepcopy(model.state_dict())
                 entry["selected"] = True
         log.append(entry)
+        if checkpoint is not None and epoch + 1 < recipe.epochs and checkpoint.due():
+            checkpoint.save({"epoch": epoch + 1, "model": snapshot(model.state_dict()),
+                             "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                             "best_score": best_score, "best_state": best_state, "log": log},
+                            point=f"epoch{epoch + 1}")
         if on_epoch is not None:
             on_epoch(epoch + 1)
     if best_state is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from distillguard.checkpoints import Checkpoint
 from distillguard.config import DistillConfig, StudentConfig
 from distillguard.data.preprocessing import Standardizer
 from distillguard.data.types import Schema
@@ -34,6 +35,7 @@ def train_student(
     distill: DistillConfig,
     seed: int,
     on_epoch=None,
+    checkpoint: Checkpoint | None = None,
 ) -> tuple[Classifier, list[dict]]:
     """Distill a student from (transfer inputs, teacher logits at T=1).
 
@@ -57,5 +59,6 @@ def train_student(
         model, X[train_rows], targets[train_rows], loss_fn=objective, recipe=Recipe.from_config(cfg),
         seed=derive_seed(seed, "student", "batches"), validation=validation,
         metric=lambda logits, t: -float(objective(logits, t)), on_epoch=on_epoch,
+        checkpoint=checkpoint,
     )
     return Classifier(model, arch, schema, scaler), log

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from distillguard.checkpoints import Checkpoint
 from distillguard.config import TeacherConfig
 from distillguard.data.preprocessing import Standardizer
 from distillguard.data.types import Schema, Split
@@ -42,7 +43,8 @@ def model_architecture(cfg: TeacherConfig, schema: Schema) -> dict:
                         hidden=cfg.hidden, channels=cfg.channels)
 
 
-def train_teacher(members: Split, *, schema: Schema, cfg: TeacherConfig, seed: int, on_epoch=None) -> TeacherFit:
+def train_teacher(members: Split, *, schema: Schema, cfg: TeacherConfig, seed: int, on_epoch=None,
+                  checkpoint: Checkpoint | None = None) -> TeacherFit:
     """Train on the members (minus the validation slice) with cross-entropy.
 
     Features are standardized with statistics of the training rows only: the teacher is
@@ -58,5 +60,6 @@ def train_teacher(members: Split, *, schema: Schema, cfg: TeacherConfig, seed: i
     model, log = fit(
         model, X[train_rows], y[train_rows], loss_fn=F.cross_entropy, recipe=Recipe.from_config(cfg),
         seed=derive_seed(seed, "teacher", "batches"), validation=validation, metric=accuracy, on_epoch=on_epoch,
+        checkpoint=checkpoint,
     )
     return TeacherFit(Classifier(model, arch, schema, scaler), train_rows, val_rows, log)
