@@ -66,8 +66,11 @@ def test_sigkill_in_every_stage_then_resume_gives_the_same_report(tmp_path: Path
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path):
     # A long teacher (many tiny epochs) so the interrupt lands inside its training.
     (tmp_path / "spec.toml").write_text(SPEC.replace("epochs = 15", "epochs = 100000", 1))
+    # A shell's background jobs inherit SIGINT ignored (and Python then keeps ignoring it):
+    # give the child the default disposition, as an interactive terminal would.
     process = subprocess.Popen([sys.executable, "-m", "distillguard", "run", "spec.toml", "--run-dir", "out"],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     checkpoint = tmp_path / "out" / ".checkpoints" / "teacher" / "teacher.pt"
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
