@@ -48,7 +48,7 @@ def run_teacher_stage(spec: Spec, run: RunDir) -> bool:
             with progress.task("teacher: DP-SGD on members", spec.teacher.epochs) as advance:
                 result = train_teacher_dp(members, schema=schema, cfg=spec.teacher, dp=spec.privacy.dp_settings(),
                                           seed=spec.run.seed, public_scaler=Standardizer.fit(transfer.X),
-                                          on_epoch=lambda e: advance(1))
+                                          on_epoch=lambda e: advance(1), checkpoint=checkpoints.slot("teacher"))
             clf, log, source = result.classifier, result.log, "trained (dp-sgd)"
             train_rows, val_rows = np.arange(len(members)), np.array([], dtype=np.int64)
             privacy = result.privacy_record()

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
+from distillguard.checkpoints import Checkpoint, snapshot
 from distillguard.config import TeacherConfig
 from distillguard.data.preprocessing import Standardizer
 from distillguard.data.types import Schema, Split
@@ -43,7 +44,7 @@ from distillguard.errors import ConfigError
 from distillguard.models.artifact import Classifier
 from distillguard.models.classifiers import build_model
 from distillguard.seeding import derive_seed
-from distillguard.train.loop import Recipe, batch_order
+from distillguard.train.loop import Recipe, batch_order, make_optimizer
 from distillguard.train.teacher import model_architecture
 
 if TYPE_CHECKING:  # opacus is imported where it is used: only DP runs need it
@@ -208,28 +209,47 @@ class _ShuffledBatches(Sampler[list[int]]):
             yield index.tolist()
 
 
-def _data_loader(X: torch.Tensor, y: torch.Tensor, *, recipe: Recipe, poisson: bool, seed: int) -> DataLoader:
+@dataclass(frozen=True)
+class _Streams:
+    """Every random stream of a DP-SGD training: seeded here, saved in checkpoints."""
+
+    sampling: torch.Generator  # Poisson masks (Opacus' DPDataLoader draws from the loader's generator)
+    batches: torch.Generator  # fixed-size shuffled batches when Poisson sampling is off
+    noise: torch.Generator  # the Gaussian noise added to clipped gradient sums
+
+    @classmethod
+    def seeded(cls, seed: int) -> _Streams:
+        return cls(torch.Generator().manual_seed(derive_seed(seed, "teacher", "dp", "sampling")),
+                   torch.Generator().manual_seed(derive_seed(seed, "teacher", "batches")),  # train_teacher's stream
+                   torch.Generator().manual_seed(derive_seed(seed, "teacher", "dp", "noise")))
+
+    def states(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name).get_state() for name in ("sampling", "batches", "noise")}
+
+    def restore(self, states: dict[str, torch.Tensor]) -> None:
+        for name, state in states.items():
+            getattr(self, name).set_state(state)
+
+
+def _data_loader(X: torch.Tensor, y: torch.Tensor, *, recipe: Recipe, poisson: bool, streams: _Streams) -> DataLoader:
     """The loader handed to Opacus; with Poisson sampling Opacus replaces its sampler.
 
     Opacus' ``DPDataLoader`` draws its Poisson masks from this loader's generator, so a
     seeded generator makes sampling reproducible without touching the global RNG.
     """
     dataset = TensorDataset(X, y)
-    generator = torch.Generator().manual_seed(derive_seed(seed, "teacher", "dp", "sampling"))
     if poisson:
-        return DataLoader(dataset, batch_size=recipe.batch_size, generator=generator)
-    batches = _ShuffledBatches(len(X), recipe=recipe, generator=torch.Generator().manual_seed(
-        derive_seed(seed, "teacher", "batches")))  # the stream train_teacher's fit uses
-    return DataLoader(dataset, batch_sampler=batches, generator=generator)
+        return DataLoader(dataset, batch_size=recipe.batch_size, generator=streams.sampling)
+    batches = _ShuffledBatches(len(X), recipe=recipe, generator=streams.batches)
+    return DataLoader(dataset, batch_sampler=batches, generator=streams.sampling)
 
 
 def _make_private(model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader, *,
                   dp: DPSettings, epochs: int, delta: float,
-                  seed: int) -> tuple[PrivacyEngine, GradSampleModule, DPOptimizer, DataLoader]:
+                  noise: torch.Generator) -> tuple[PrivacyEngine, GradSampleModule, DPOptimizer, DataLoader]:
     """Wrap model, optimizer and loader with Opacus; returns (engine, model, optimizer, loader)."""
     from opacus import PrivacyEngine
 
-    noise = torch.Generator().manual_seed(derive_seed(seed, "teacher", "dp", "noise"))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Ss]ecure RNG turned off.*")
         engine = PrivacyEngine(accountant=dp.accountant, secure_mode=False)
@@ -286,6 +306,7 @@ def train_teacher_dp(
     seed: int,
     public_scaler: Standardizer,
     on_epoch: Callable[[int], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> DPResult:
     """Train a teacher on all members with DP-SGD (Abadi et al. 2016, Alg. 1) via Opacus.
 
@@ -297,6 +318,8 @@ def train_teacher_dp(
         seed: the run seed; streams ``derive_seed(seed, "teacher", ...)``.
         public_scaler: standardization fitted on public data only.
         on_epoch: called with the epoch number after each epoch.
+        checkpoint: periodic saves (model, optimizer, the three random streams, the
+            accountant's history) to resume from exactly, as ``loop.fit`` does.
 
     Returns:
         The last-epoch classifier and its (ε, δ) with everything needed to recompute ε.
@@ -312,16 +335,32 @@ def train_teacher_dp(
     X = torch.from_numpy(public_scaler.transform(members.X))  # (n, d) float32
     y = torch.from_numpy(members.y).long()  # (n,)
     recipe, delta = Recipe.from_config(cfg), dp.resolved_delta(len(members))
-    loader = _data_loader(X, y, recipe=recipe, poisson=dp.poisson_sampling, seed=seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    streams = _Streams.seeded(seed)
+    loader = _data_loader(X, y, recipe=recipe, poisson=dp.poisson_sampling, streams=streams)
+    optimizer = make_optimizer(list(model.parameters()), recipe)
     engine, private_model, private_optimizer, private_loader = _make_private(
-        model, optimizer, loader, dp=dp, epochs=recipe.epochs, delta=delta, seed=seed)
-    log, steps = [], 0
-    for epoch in range(recipe.epochs):
+        model, optimizer, loader, dp=dp, epochs=recipe.epochs, delta=delta, noise=streams.noise)
+    log, steps, start = [], 0, 0
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])  # the GradSampleModule wraps these very parameters
+        optimizer.load_state_dict(saved["optimizer"])
+        streams.restore(saved["streams"])
+        engine.accountant.history = [tuple(entry) for entry in saved["accountant_history"]]
+        log, steps, start = saved["log"], saved["steps"], saved["epoch"]
+        for epoch in range(1, start + 1):
+            if on_epoch is not None:
+                on_epoch(epoch)
+    for epoch in range(start, recipe.epochs):
         loss, epoch_steps = _train_epoch(private_model, private_optimizer, private_loader,
                                          exact_mean=not dp.poisson_sampling)
         steps += epoch_steps
         log.append({"epoch": epoch + 1, "train_loss": loss, "steps": steps})
+        if checkpoint is not None and epoch + 1 < recipe.epochs and checkpoint.due():
+            checkpoint.save({"epoch": epoch + 1, "model": snapshot(model.state_dict()),
+                             "optimizer": optimizer.state_dict(), "streams": streams.states(),
+                             "accountant_history": [list(entry) for entry in engine.accountant.history],
+                             "log": log, "steps": steps}, point=f"epoch{epoch + 1}")
         if on_epoch is not None:
             on_epoch(epoch + 1)
     trained = private_model.to_standard_module().eval()
