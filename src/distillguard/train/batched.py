@@ -22,16 +22,15 @@ Equivalence with the loop holds by construction:
 Two forward paths. MLPs (the audit's default) run as a chain of ``baddbmm`` + ReLU with
 the backward that ``F.linear`` uses: per model slice these are the very GEMMs of the
 loop. A GEMM library may still pick another kernel for a batched call than for a single
-one (seen with odd or tiny matrix sizes), and fused AdamW rounds an element in a SIMD
-lane and one in a tensor's scalar remainder differently in the last bit; training can
-grow those 1e-7 differences, so "equal" means within 1e-5 (measured: 0 to 1e-7 on the
-benchmark's shapes).
+one (seen with odd or tiny matrix sizes); training can grow such 1e-7 differences, so
+"equal" means within 1e-5 (measured: 0 on the benchmark's MLP shapes).
 Any other architecture (the CNN) runs through ``vmap(functional_call)``, whose batched
 kernels round differently too; models ``vmap`` cannot handle fall back to ``loop.fit``.
 
-The optimizer is torch's own fused AdamW (:func:`loop.make_optimizer`, the loop's), run on
-cache-sized slices of the stacked tensors (:class:`_SlicedAdamW`): bit-for-bit the same
-update, with the state streamed from memory once per step instead of once per pass.
+The optimizer is the loop's AdamW (:func:`loop.make_optimizer`, single-tensor, not fused:
+fused AdamW rounds SIMD lanes and scalar remainders differently), run on cache-sized
+slices of the stacked tensors (:class:`_SlicedAdamW`): bit-for-bit the same update, with
+each pass over a slice served from cache instead of memory.
 """
 
 from __future__ import annotations
