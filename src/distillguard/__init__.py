@@ -5,7 +5,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "audit", "distill", "export", "gate", "label", "load_bundle", "report", "run", "train_teacher"]
+__all__ = ["__version__", "audit", "distill", "export", "gate", "label", "load_bundle", "report", "run", "train_teacher", "tune"]
 
 
 def __getattr__(name: str):

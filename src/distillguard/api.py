@@ -24,7 +24,7 @@ from distillguard.stages.label import run_label_stage
 from distillguard.stages.teacher import run_teacher_stage
 
 __all__ = ["Bundle", "RunResult", "audit", "distill", "export", "gate", "label", "load_bundle", "open_run", "report", "run",
-           "train_teacher"]
+           "train_teacher", "tune"]
 
 SpecLike = str | Path | Spec | None
 
@@ -126,6 +126,17 @@ def run(spec: SpecLike = None, *, run_dir: str | Path | None = None, destroy_tea
     if destroy_teacher:
         _destroy_teacher(run)
     return RunResult(run.root, result)
+
+
+def tune(spec: SpecLike = None, *, out_dir: str | Path | None = None, budget_minutes: float = 20.0,
+         max_accuracy_drop: float = 0.03, keep_runs: bool = False):
+    """Search the defense knobs (``distillguard tune``); see :func:`distillguard.tuning.search.tune`."""
+    from distillguard.tuning import tune as _tune
+
+    spec = spec if isinstance(spec, Spec) else load_spec(spec)
+    folder = Path(out_dir) if out_dir is not None else Path("runs") / f"{spec.run.name}-tune"
+    return _tune(spec, folder=folder, budget_minutes=budget_minutes, max_accuracy_drop=max_accuracy_drop,
+                 keep_runs=keep_runs)
 
 
 def gate(run_dir: str | Path) -> dict[str, Any]:

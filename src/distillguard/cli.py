@@ -131,6 +131,31 @@ def report(run_dir: Annotated[Path, typer.Argument(help="Run folder.", show_defa
     _summary(_guard(api.report, run_dir), run_dir)
 
 
+@app.command()
+def tune(
+    spec: SpecArg,
+    budget_minutes: Annotated[float, typer.Option("--budget-minutes", min=0.1, help="Wall-clock budget of the search.")] = 20.0,
+    max_accuracy_drop: Annotated[float, typer.Option(
+        "--max-accuracy-drop", min=0.0, max=1.0, help="Accuracy a defense may cost, below the undefended teacher's.")] = 0.03,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: runs/NAME-tune).")] = None,
+    keep_runs: Annotated[bool, typer.Option("--keep-runs", help="Keep the candidate runs and data copies (sensitive).")] = False,
+) -> None:
+    """Search the defense knobs for the least leaky student within the accuracy bar; write best.toml."""
+    result = _guard(api.tune, spec, out_dir=out_dir, budget_minutes=budget_minutes,
+                    max_accuracy_drop=max_accuracy_drop, keep_runs=keep_runs)
+    table = Table(title=f"distillguard tune · teacher {100 * result.teacher_accuracy:.1f}% on nonmembers")
+    for col in ("candidate", "shadows", "accuracy", "AUC", "TPR@1%FPR", "canary AUC"):
+        table.add_column(col, justify="left" if col == "candidate" else "right")
+    for i, e in enumerate(result.evaluations):
+        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        name = f"[bold]{e.name}[/bold]" if i in result.front else e.name
+        table.add_row(name, str(e.shadows), f"{e.accuracy:.3f}", f"{e.auc:.3f}", fmt(e.tpr), fmt(e.canary_auc))
+    out.print(table)
+    verdict = "within the accuracy bar" if result.met_target else "[red]no candidate met the accuracy bar[/red]"
+    out.print(f"chosen: {result.chosen.name} ({verdict}); spec: {result.best_spec}; "
+              f"report: {result.folder / 'report.html'} ({result.elapsed_seconds / 60:.1f} min)")
+
+
 def _stop_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # a scheduler's SIGTERM stops as cleanly as Ctrl-C
 

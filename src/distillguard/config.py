@@ -60,6 +60,9 @@ class DataConfig(_Strict):
     nonmembers: Path | None = None
     transfer: Path | None = None
     test: Path | None = None
+    input_shape: list[int] | None = Field(
+        None, min_length=1, description="Files only: reshape each record's features to this shape (e.g. [1, 8, 8] for "
+                                        "kind = \"cnn\"); the product must equal the number of feature columns.")
     sizes: SplitSizes | None = None
     synth: SynthConfig = SynthConfig()
     leak_policy: Literal["fail", "drop", "warn"] = Field(
@@ -81,6 +84,10 @@ class DataConfig(_Strict):
             given = [role for role, path in files.items() if path is not None]
             if given:
                 raise ValueError(f"builtin = {self.builtin!r} takes no files (got {', '.join(given)})")
+            if self.input_shape is not None:
+                raise ValueError(f"builtin = {self.builtin!r} has its own input shape; input_shape is for files")
+        if self.input_shape is not None and any(d < 1 for d in self.input_shape):
+            raise ValueError(f"input_shape must hold positive integers, got {self.input_shape}")
         return self
 
     def fingerprint_params(self) -> dict[str, Any]:
@@ -124,6 +131,9 @@ class ModelConfig(_Strict):
 
 
 class TeacherConfig(ModelConfig):
+    label_smoothing: float = Field(
+        0.0, ge=0.0, lt=1.0,
+        description="Cross-entropy label smoothing for the teacher: a regulariser that caps how confident it gets.")
     val_fraction: float = Field(
         0.1, ge=0.0, lt=0.5,
         description="Members held out for checkpoint selection; never trained on, so left out of the audit's members.",
@@ -143,6 +153,47 @@ class DistillConfig(_Strict):
     temperature: float = Field(1.0, gt=0, description="Softmax temperature applied to stored logits (Hinton et al. 2015).")
     alpha: float = Field(0.0, ge=0, le=1, description="Weight of cross-entropy on the teacher's argmax labels.")
     loss: Literal["kl"] = "kl"
+
+
+class SoftLabelConfig(_Strict):
+    """What the teacher releases to the student (applied in the label stage, at T=1).
+
+    The knobs run in a fixed order: noise on the logits, hard labels, top-k, rounding,
+    then uniform mixing (see :mod:`distillguard.train.label_defenses`).
+    """
+
+    labels: Literal["soft", "hard"] = Field("soft", description="hard: release the teacher's argmax only.")
+    top_k: int | None = Field(None, ge=1, description="Release only the k largest probabilities, renormalized.")
+    round_to: float | None = Field(None, gt=0, le=1, description="Round released probabilities to multiples of this step.")
+    mix_uniform: float = Field(0.0, ge=0, le=1, description="Mix with the uniform distribution: (1-λ)p + λ/C.")
+    logit_noise: float = Field(0.0, ge=0, description="σ of Gaussian noise added to the teacher's logits.")
+
+    def is_identity(self) -> bool:
+        return self == SoftLabelConfig()
+
+    def knobs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`~distillguard.train.label_defenses.defend_soft_labels`."""
+        return {"hard": self.labels == "hard", "top_k": self.top_k, "round_to": self.round_to,
+                "mix_uniform": self.mix_uniform, "logit_noise": self.logit_noise}
+
+
+class TransferConfig(_Strict):
+    """Which transfer records the teacher labels (after the leak guard)."""
+
+    size: int | None = Field(None, ge=1, description="Label a random subset of this many transfer records.")
+    select: Literal["all", "low_entropy", "far_from_private"] = Field(
+        "all", description="low_entropy: keep the records the teacher is surest about (DMP); far_from_private: drop "
+                           "the records nearest to a private record.")
+    keep_fraction: float = Field(1.0, gt=0, le=1, description="Fraction of records the selection rule keeps.")
+
+    @model_validator(mode="after")
+    def _fraction_with_rule(self) -> TransferConfig:
+        if self.select == "all" and self.keep_fraction != 1.0:
+            raise ValueError('keep_fraction needs select = "low_entropy" | "far_from_private"')
+        return self
+
+    def is_identity(self) -> bool:
+        return self == TransferConfig()
 
 
 class PrivacyConfig(_Strict):
@@ -230,6 +281,8 @@ class Spec(_Strict):
     teacher: TeacherConfig = TeacherConfig()
     student: StudentConfig = StudentConfig()
     distill: DistillConfig = DistillConfig()
+    softlabels: SoftLabelConfig = SoftLabelConfig()
+    transfer: TransferConfig = TransferConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     audit: AuditConfig = AuditConfig()
     gate: GateConfig = GateConfig()

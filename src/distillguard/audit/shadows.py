@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from distillguard.config import Spec
 from distillguard.data.preprocessing import Standardizer
@@ -31,8 +30,9 @@ from distillguard.seeding import derive_seed
 from distillguard.checkpoints import Checkpoint
 from distillguard.train.batched import fit_many, predict_many
 from distillguard.train.loop import Recipe, accuracy
+from distillguard.train.release import Release, release
 from distillguard.train.student import distill_objective
-from distillguard.train.teacher import model_architecture, validation_rows
+from distillguard.train.teacher import model_architecture, teacher_loss, validation_rows
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ def train_shadow_teachers(pool: AuditPool, canaries: CanarySet | None, membershi
     arch = model_architecture(cfg, schema)
     states = fit_many(
         arch, X_all, y_all, rows=offsets + torch.arange(m), val_rows=(offsets + m + torch.arange(v)) if v else None,
-        loss_fn=F.cross_entropy, recipe=Recipe.from_config(cfg),
+        loss_fn=teacher_loss(cfg), recipe=Recipe.from_config(cfg),
         seeds=[derive_seed(seed, "shadow", s, "teacher") for s in range(S)], metric=accuracy if v else None,
         batched=None if spec.audit.batched else False, on_epoch=on_model, checkpoint=checkpoint,
     )
@@ -187,31 +187,59 @@ def train_shadow_teachers(pool: AuditPool, canaries: CanarySet | None, membershi
     return out, scalers
 
 
-def train_shadow_students(teacher_transfer_logits: np.ndarray, *, transfer_X: np.ndarray, spec: Spec, schema: Schema,
+def replay_releases(teacher_transfer_logits: np.ndarray, *, transfer_X: np.ndarray, pool: AuditPool,
+                    canaries: CanarySet | None, membership: np.ndarray, spec: Spec) -> list[Release]:
+    """What each shadow teacher releases: the real pipeline's selection rule and soft-label knobs,
+    applied to that shadow's logits and private training set, with its own noise draw."""
+    if spec.softlabels.is_identity() and spec.transfer.is_identity():
+        return [Release(np.arange(len(transfer_X)), z.astype(np.float32)) for z in teacher_transfer_logits]
+    seed, out = spec.run.seed, []
+    for s, logits in enumerate(teacher_transfer_logits):
+        private_X = None
+        if spec.transfer.select == "far_from_private":
+            private_X = _shadow_training_set(s, pool, canaries, membership, val_fraction=0.0, seed=seed)[0]
+        out.append(release(logits, transfer_X=transfer_X, private_X=private_X, softlabels=spec.softlabels,
+                           transfer=spec.transfer, seed=seed, noise_seed=derive_seed(seed, "shadow", s, "softlabels")))
+    return out
+
+
+def train_shadow_students(releases: list[Release], *, transfer_X: np.ndarray, spec: Spec, schema: Schema,
                           eval_sets: dict[str, np.ndarray], on_model=None,
                           checkpoint: Checkpoint | None = None) -> dict[str, np.ndarray]:
-    """Distill one student per shadow teacher with the student's recipe; logits on ``eval_sets``."""
-    S, cfg, seed = len(teacher_transfer_logits), spec.student, spec.run.seed
-    n = len(transfer_X)
-    train_rows, val_rows = validation_rows(n, fraction=cfg.val_fraction, seed=derive_seed(seed, "student"))
-    scaler = Standardizer.fit(transfer_X[train_rows])  # as the student: transfer statistics only
-    X = torch.from_numpy(scaler.transform(transfer_X))
-    # Every shadow student sees the same inputs with its own teacher's logits: tile the inputs.
-    X_all = X.repeat(S, 1)
-    targets = torch.from_numpy(teacher_transfer_logits.reshape(S * n, -1).astype(np.float32))
+    """Distill one student per shadow release with the student's recipe; logits on ``eval_sets``.
+
+    Each shadow student sees the transfer rows its teacher released, scaled with statistics
+    of its own training rows, as the real student is.
+    """
+    S, cfg, seed = len(releases), spec.student, spec.run.seed
+    n = len(releases[0].rows)
+    if any(len(r.rows) != n for r in releases):
+        raise ValueError("shadow releases differ in size; transfer selection must keep a fixed count")
+    train_pos, val_pos = validation_rows(n, fraction=cfg.val_fraction, seed=derive_seed(seed, "student"))
+    shared = all(np.array_equal(r.rows, releases[0].rows) for r in releases)
+    scalers = [Standardizer.fit(transfer_X[r.rows][train_pos]) for r in (releases[:1] if shared else releases)]
+    if shared:  # every shadow student sees the same inputs with its own teacher's labels: tile them
+        X_all = torch.from_numpy(scalers[0].transform(transfer_X[releases[0].rows])).repeat(S, 1)
+    else:
+        X_all = torch.from_numpy(np.concatenate([sc.transform(transfer_X[r.rows]) for sc, r in zip(scalers, releases)]))
+    targets = torch.from_numpy(np.concatenate([r.targets for r in releases]).astype(np.float32))
     offsets = torch.arange(S)[:, None] * n
     objective = distill_objective(spec.distill)
     arch = architecture(kind=cfg.kind, input_shape=schema.input_shape, n_classes=schema.n_classes,
                         hidden=cfg.hidden, channels=cfg.channels)
     states = fit_many(
-        arch, X_all, targets, rows=offsets + torch.from_numpy(train_rows),
-        val_rows=(offsets + torch.from_numpy(val_rows)) if len(val_rows) else None,
+        arch, X_all, targets, rows=offsets + torch.from_numpy(train_pos),
+        val_rows=(offsets + torch.from_numpy(val_pos)) if len(val_pos) else None,
         loss_fn=objective, recipe=Recipe.from_config(cfg),
         seeds=[derive_seed(seed, "shadow", s, "student") for s in range(S)],
-        metric=(lambda logits, t: -float(objective(logits, t))) if len(val_rows) else None,
+        metric=(lambda logits, t: -float(objective(logits, t))) if len(val_pos) else None,
         batched=None if spec.audit.batched else False, on_epoch=on_model, checkpoint=checkpoint,
     )
-    return {name: predict_many(arch, states, torch.from_numpy(scaler.transform(X_eval))).double().numpy()
+    if shared:
+        return {name: predict_many(arch, states, torch.from_numpy(scalers[0].transform(X_eval))).double().numpy()
+                for name, X_eval in eval_sets.items()}
+    return {name: np.stack([predict_many(arch, [states[s]], torch.from_numpy(scalers[s].transform(X_eval)))[0]
+                            .double().numpy() for s in range(S)])
             for name, X_eval in eval_sets.items()}
 
 

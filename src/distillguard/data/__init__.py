@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from distillguard.config import DataConfig
 from distillguard.data.builtins import builtin_schema, load_builtin
 from distillguard.data.tables import load_split
@@ -25,7 +27,15 @@ def load_members(cfg: DataConfig, *, seed: int) -> tuple[Schema, Split]:
     split, columns, classes = load_split(
         Path(cfg.members), fmt=cfg.resolved_format(), label=cfg.label, role="members", columns=None, classes=None
     )
-    return Schema(columns, classes, (len(columns),)), split
+    shape = (len(columns),)
+    if cfg.input_shape is not None:
+        shape = tuple(cfg.input_shape)
+        if int(np.prod(shape)) != len(columns):
+            from distillguard.errors import ConfigError
+
+            raise ConfigError(f"[data].input_shape = {list(shape)} holds {int(np.prod(shape))} values, but "
+                              f"{cfg.members} has {len(columns)} feature columns")
+    return Schema(columns, classes, shape), split
 
 
 def load_role(cfg: DataConfig, role: str, *, schema: Schema, seed: int) -> Split:

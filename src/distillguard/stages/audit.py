@@ -24,7 +24,8 @@ from distillguard.audit.exchangeability import exchangeability_check
 from distillguard.audit.membership import score_canaries_leave_one_out, score_targets
 from distillguard.audit.metrics import roc, summarize
 from distillguard.audit.shadows import (AuditPool, CanarySet, ShadowLogits, build_pool, paired_membership,
-                                        plant_canaries, train_shadow_students, train_shadow_teachers)
+                                        plant_canaries, replay_releases, train_shadow_students,
+                                        train_shadow_teachers)
 from distillguard.audit.signals import ReferenceSignals, TargetSignals
 from distillguard.audit.utility import accuracy, agreement, mean_cross_entropy
 from distillguard.config import Spec
@@ -34,7 +35,7 @@ from distillguard.report.plots import save_roc_plot
 from distillguard.runs import RunDir, atomic_write_json, read_json
 from distillguard.seeding import derive_seed
 from distillguard.stages.common import checkpoint_store, execute_stage
-from distillguard.stages.label import read_soft_labels
+from distillguard.stages.label import read_query_ids
 
 OUTPUT = "audit"
 TARGETS = ("teacher", "student")
@@ -75,7 +76,10 @@ def run_audit_stage(spec: Spec, run: RunDir) -> bool:
     inputs.update({f"data.{role}": data_fingerprint(spec.data, role) for role in ("members", "nonmembers", "transfer", "test")})
     params = {"audit": spec.section_dict("audit"), "data": spec.data.fingerprint_params(), "seed": spec.run.seed,
               "teacher": spec.section_dict("teacher"), "student": spec.section_dict("student"),
-              "distill": spec.section_dict("distill")}
+              "distill": spec.section_dict("distill"), "softlabels": spec.section_dict("softlabels"),
+              "transfer": spec.section_dict("transfer")}
+    if spec.audit.shadows:  # the shadows replay the release from the recorded queries
+        inputs.update({rel: run.output_hash("label", rel) for rel in ("softlabels/meta.json", "softlabels/queries.parquet")})
 
     checkpoints = checkpoint_store(spec, run, "audit")
 
@@ -111,7 +115,7 @@ def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None
     shadows = None
     if cfg.shadows:
         transfer = load_role(spec.data, "transfer", schema=schema, seed=seed)
-        kept_ids = read_soft_labels(run / "softlabels")[0]  # the rows the leak guard let through
+        kept_ids = read_query_ids(run / "softlabels")  # every record the teacher was asked (the guard's survivors)
         transfer = transfer.subset(np.flatnonzero(np.isin(transfer.ids, kept_ids)))
         shadows = train_shadows(spec, schema=schema, pool=pool, transfer_X=transfer.X, population_X=test.X,
                                 checkpoints=checkpoints)
@@ -190,7 +194,9 @@ def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray
                                                on_model=lambda e: advance(1),
                                                checkpoint=checkpoints.slot("shadow-teachers") if checkpoints else None)
     with progress.task(f"audit: {cfg.shadows} shadow students", spec.student.epochs) as advance:
-        student_out = train_shadow_students(teacher_out["transfer"], transfer_X=transfer_X, spec=spec, schema=schema,
+        releases = replay_releases(teacher_out["transfer"], transfer_X=transfer_X, pool=pool, canaries=canaries,
+                                   membership=membership, spec=spec)
+        student_out = train_shadow_students(releases, transfer_X=transfer_X, spec=spec, schema=schema,
                                             eval_sets=eval_sets, on_model=lambda e: advance(1),
                                             checkpoint=checkpoints.slot("shadow-students") if checkpoints else None)
     empty = lambda out: np.zeros((cfg.shadows, 0, schema.n_classes))  # noqa: E731

@@ -21,9 +21,11 @@ from distillguard.data.types import Schema
 from distillguard.errors import ArtifactError
 from distillguard.models.artifact import load_classifier
 from distillguard.runs import RunDir, atomic_write_json, read_json
+from distillguard.seeding import derive_seed
 from distillguard.stages.common import execute_stage
 
 OUTPUT = "softlabels"
+QUERIES = "queries.parquet"
 SHARD_ROWS = 65_536
 
 
@@ -35,7 +37,8 @@ def run_label_stage(spec: Spec, run: RunDir) -> bool:
         "teacher/config.json": run.output_hash("teacher", "teacher/config.json"),
         "data.transfer": data_fingerprint(spec.data, "transfer"),
     }
-    params = {"data": spec.data.fingerprint_params(), "seed": spec.run.seed, "temperature": 1.0}
+    params = {"data": spec.data.fingerprint_params(), "seed": spec.run.seed, "temperature": 1.0,
+              "softlabels": spec.section_dict("softlabels"), "transfer": spec.section_dict("transfer")}
     # The leak guard compares the transfer set with the private data, so this stage reads
     # members and nonmembers (the teacher's side of the wall); the distill stage does not.
 
@@ -46,17 +49,56 @@ def run_label_stage(spec: Spec, run: RunDir) -> bool:
         if leaks.transfer_rows.size:
             progress.log(f"[yellow]leak guard ({spec.data.leak_policy}): {leaks.summary()}[/yellow]")
         transfer = transfer.subset(keep)
-        shards = write_logit_shards(folder, ids=transfer.ids, logits_of=teacher.logits, X=transfer.X)
+        released = np.ones(len(transfer), dtype=bool)
+        if spec.softlabels.is_identity() and spec.transfer.is_identity():
+            shards = write_logit_shards(folder, ids=transfer.ids, logits_of=teacher.logits, X=transfer.X)
+        else:
+            out = _release(spec, teacher, transfer)
+            released[:] = False
+            released[out.rows] = True
+            shards = write_logit_shards(folder, ids=transfer.ids[out.rows], logits_of=np.asarray, X=out.targets)
+        write_queries(folder, ids=transfer.ids, answered=released)
         atomic_write_json(folder / "meta.json", {
-            "temperature": 1.0, "kind": "logits", "n_records": len(transfer), "n_classes": teacher.schema.n_classes,
+            "temperature": 1.0, "kind": "logits", "n_records": int(released.sum()), "n_queries": len(transfer),
+            "queries": QUERIES, "softlabels": spec.section_dict("softlabels"), "transfer": spec.section_dict("transfer"),
+            "n_classes": teacher.schema.n_classes,
             "teacher_sha256": inputs["teacher/model.safetensors"], "transfer_sha256": inputs["data.transfer"],
             "schema": teacher.schema.to_dict(), "shards": shards, "leak_guard": leaks.to_dict(),
             "leak_policy": spec.data.leak_policy,
         })
-        return {"n_records": len(transfer), "leak_guard": {"policy": spec.data.leak_policy, "flagged": int(leaks.transfer_rows.size),
+        return {"n_records": int(released.sum()), "n_queries": len(transfer), "leak_guard": {"policy": spec.data.leak_policy, "flagged": int(leaks.transfer_rows.size),
                                                            "dropped": int(len(leaks.transfer_rows)) if spec.data.leak_policy == "drop" else 0}}
 
     return execute_stage(run, "label", params=params, inputs=inputs, output=OUTPUT, build=build)
+
+
+def _release(spec: Spec, teacher, transfer):
+    """Transfer selection and soft-label knobs (``[transfer]``, ``[softlabels]``) on the teacher's logits."""
+    from distillguard.data import load_members
+    from distillguard.train.release import release
+
+    logits = np.concatenate([np.asarray(teacher.logits(transfer.X[i:i + SHARD_ROWS]), dtype=np.float32)
+                             for i in range(0, len(transfer), SHARD_ROWS)]) if len(transfer) else np.zeros((0, 0))
+    private_X = load_members(spec.data, seed=spec.run.seed)[1].X if spec.transfer.select == "far_from_private" else None
+    return release(logits, transfer_X=transfer.X, private_X=private_X, softlabels=spec.softlabels,
+                   transfer=spec.transfer, seed=spec.run.seed, noise_seed=derive_seed(spec.run.seed, "softlabels"))
+
+
+def write_queries(folder: Path, *, ids: np.ndarray, answered: np.ndarray) -> None:
+    """Every transfer record the teacher was asked about, and whether its label was released.
+
+    The audit's shadows replay the release from these same queries.
+    """
+    pq.write_table(pa.table({"example_id": pa.array(ids, type=pa.int64()),
+                             "answered": pa.array(answered, type=pa.bool_())}), folder / QUERIES)
+
+
+def read_query_ids(folder: Path) -> np.ndarray:
+    """(n,) ids of every queried transfer record (the leak guard's survivors)."""
+    meta = read_json(folder / "meta.json")
+    if "queries" not in meta:  # a run labelled before queries were recorded
+        return read_soft_labels(folder)[0]
+    return pq.read_table(folder / meta["queries"]).column("example_id").to_numpy()
 
 
 def write_logit_shards(folder: Path, *, ids: np.ndarray, logits_of, X: np.ndarray) -> list[str]:

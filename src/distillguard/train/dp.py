@@ -270,7 +270,7 @@ def _make_private(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Da
 
 
 def _train_epoch(model: nn.Module, optimizer: DPOptimizer, loader: DataLoader, *,
-                 exact_mean: bool) -> tuple[float, int]:
+                 exact_mean: bool, label_smoothing: float = 0.0) -> tuple[float, int]:
     """One pass over ``loader``; returns (mean train loss, optimizer steps).
 
     Opacus divides the noisy gradient sum by the *expected* batch size. With Poisson
@@ -282,7 +282,7 @@ def _train_epoch(model: nn.Module, optimizer: DPOptimizer, loader: DataLoader, *
     total, count, steps = 0.0, 0, 0
     for xb, yb in loader:  # (B, d), (B,); B varies under Poisson sampling and may be 0
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(xb), yb)
+        loss = F.cross_entropy(model(xb), yb, label_smoothing=label_smoothing)
         with warnings.catch_warnings():  # Opacus' backward hooks fire on outputs: inputs need no grad
             warnings.filterwarnings("ignore", message="Full backward hook is firing")
             loss.backward()
@@ -353,7 +353,7 @@ def train_teacher_dp(
                 on_epoch(epoch)
     for epoch in range(start, recipe.epochs):
         loss, epoch_steps = _train_epoch(private_model, private_optimizer, private_loader,
-                                         exact_mean=not dp.poisson_sampling)
+                                         exact_mean=not dp.poisson_sampling, label_smoothing=cfg.label_smoothing)
         steps += epoch_steps
         log.append({"epoch": epoch + 1, "train_loss": loss, "steps": steps})
         if checkpoint is not None and epoch + 1 < recipe.epochs and checkpoint.due():

@@ -7,6 +7,7 @@ stage can record it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,13 @@ def model_architecture(cfg: TeacherConfig, schema: Schema) -> dict:
                         hidden=cfg.hidden, channels=cfg.channels)
 
 
+def teacher_loss(cfg: TeacherConfig):
+    """Cross-entropy, label-smoothed when the recipe asks (a regulariser against memorization)."""
+    if cfg.label_smoothing == 0.0:
+        return F.cross_entropy
+    return functools.partial(F.cross_entropy, label_smoothing=cfg.label_smoothing)
+
+
 def train_teacher(members: Split, *, schema: Schema, cfg: TeacherConfig, seed: int, on_epoch=None,
                   checkpoint: Checkpoint | None = None) -> TeacherFit:
     """Train on the members (minus the validation slice) with cross-entropy.
@@ -58,7 +66,7 @@ def train_teacher(members: Split, *, schema: Schema, cfg: TeacherConfig, seed: i
     model = build_model(arch, seed=derive_seed(seed, "teacher", "init"))
     validation = (X[val_rows], y[val_rows]) if len(val_rows) else None
     model, log = fit(
-        model, X[train_rows], y[train_rows], loss_fn=F.cross_entropy, recipe=Recipe.from_config(cfg),
+        model, X[train_rows], y[train_rows], loss_fn=teacher_loss(cfg), recipe=Recipe.from_config(cfg),
         seed=derive_seed(seed, "teacher", "batches"), validation=validation, metric=accuracy, on_epoch=on_epoch,
         checkpoint=checkpoint,
     )

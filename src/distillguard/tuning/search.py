@@ -1,0 +1,208 @@
+"""``distillguard tune``: a wall-clock-budgeted search for the least leaky good student.
+
+Successive halving over full pipeline runs: every candidate is first audited with half
+the spec's shadow pipelines (a cheap, noisier LiRA), and the most promising ones are
+audited again with all of them. Each candidate is a real run (teacher, release, student,
+and LiRA with shadows that replay that candidate's whole defense), so the numbers the
+tuner predicts are the numbers ``distillguard run`` will produce with the chosen spec,
+up to the held-out population and the slightly smaller transfer set the tuner uses.
+
+Selection never reads the test split (see :mod:`distillguard.tuning.workspace`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distillguard import progress
+from distillguard.config import Spec
+from distillguard.models.artifact import load_classifier
+from distillguard.runs import atomic_write_json, read_json, sha256_json
+from distillguard.tuning.pareto import Point, choose, pareto_front
+from distillguard.tuning.space import Candidate, default_space, override
+from distillguard.tuning.workspace import Workspace, prepare_workspace
+
+TOP_FRACTION = 1 / 3  # of rung-0 candidates promoted to the full audit
+
+
+@dataclass
+class Evaluation:
+    """One candidate audited at one rung (number of shadows)."""
+
+    name: str
+    overrides: dict
+    shadows: int
+    seconds: float
+    accuracy: float  # student on the nonmembers: an unbiased estimate of test accuracy
+    accuracy_ci: list[float]
+    fidelity: float  # agreement with the undefended teacher on held-out public records
+    attack: str
+    auc: float
+    auc_ci: list[float]
+    tpr: float | None
+    canary_auc: float | None = None
+    canary_tpr: float | None = None
+    teacher_auc: float | None = None
+
+    def point(self) -> Point:
+        return Point(self.accuracy, 1.0 if self.tpr is None else self.tpr, self.auc)
+
+
+@dataclass
+class TuneResult:
+    folder: Path
+    evaluations: list[Evaluation]
+    chosen: Evaluation
+    met_target: bool
+    front: list[int]
+    teacher_accuracy: float
+    min_accuracy: float
+    best_spec: Path
+    budget_seconds: float
+    elapsed_seconds: float
+    skipped: list[str] = field(default_factory=list)
+
+
+def tune(spec: Spec, *, folder: Path, budget_minutes: float = 20.0, max_accuracy_drop: float = 0.03,
+         fpr: str = "0.01", space: list[Candidate] | None = None, keep_runs: bool = False) -> TuneResult:
+    """Search the defense knobs within ``budget_minutes`` and write the Pareto front and the best spec.
+
+    Args:
+        spec: the user's spec; its ``[gate].attack`` is the attack that measures leakage.
+        folder: output folder (``tune.json``, ``pareto.png``, ``report.html``, ``best.toml``).
+        max_accuracy_drop: a candidate qualifies when its estimated accuracy is at most
+            this far below the undefended teacher's.
+        keep_runs: keep the candidate runs and the data copies (sensitive) afterwards.
+    """
+    started = time.monotonic()
+    budget = budget_minutes * 60.0
+    folder.mkdir(parents=True, exist_ok=True)
+    work = prepare_workspace(spec, folder / "private" / "data")
+    space = space if space is not None else default_space(spec, n_transfer=work.n_transfer)
+    full = spec.audit.shadows
+    rungs = [full] if full < 8 else [max(4, (full // 4) * 2), full]
+    evaluations: list[Evaluation] = []
+    skipped: list[str] = []
+
+    def affordable(shadows: int) -> bool:
+        done = [e.seconds * shadows / e.shadows for e in evaluations]
+        estimate = float(np.mean(done)) if done else 0.0
+        return time.monotonic() - started + estimate <= budget
+
+    with progress.task(f"tune: {len(space)} candidates, {budget_minutes:g} min budget", len(space)) as advance:
+        for candidate in space:
+            if evaluations and not affordable(rungs[0]):
+                skipped.append(candidate.name)
+                continue
+            evaluations.append(_evaluate(candidate, spec, work, folder=folder, shadows=rungs[0], fpr=fpr))
+            advance(1)
+    if len(rungs) > 1:
+        first = list(evaluations)
+        order = sorted(range(len(first)), key=lambda i: (first[i].point().accuracy < _bar(work, max_accuracy_drop),
+                                                         first[i].point().tpr, first[i].point().auc))
+        promoted = order[:max(1, int(np.ceil(TOP_FRACTION * len(first))))]
+        with progress.task(f"tune: full audit of {len(promoted)} candidates", len(promoted)) as advance:
+            for i in promoted:
+                if not affordable(rungs[1]):
+                    skipped.append(f"{first[i].name} (full audit)")
+                    continue
+                evaluations.append(_evaluate(Candidate(first[i].name, first[i].overrides), spec, work, folder=folder,
+                                             shadows=rungs[1], fpr=fpr))
+                advance(1)
+    final = [e for e in evaluations if e.shadows == max(x.shadows for x in evaluations)]
+    bar = _bar(work, max_accuracy_drop)
+    index, met = choose([e.point() for e in final], min_accuracy=bar)
+    chosen = final[index]
+    front = pareto_front([e.point() for e in final])
+    best_spec = folder / "best.toml"
+    from distillguard.runs import atomic_write_text
+
+    atomic_write_text(best_spec, override(spec, chosen.overrides).to_toml())
+    if not keep_runs:
+        shutil.rmtree(folder / "private", ignore_errors=True)
+    result = TuneResult(folder, evaluations, chosen, met, [evaluations.index(final[i]) for i in front],
+                        work.teacher_accuracy, bar, best_spec, budget, time.monotonic() - started, skipped)
+    _write_summary(result)
+    return result
+
+
+def _bar(work: Workspace, max_drop: float) -> float:
+    return work.teacher_accuracy - max_drop
+
+
+def _evaluate(candidate: Candidate, spec: Spec, work: Workspace, *, folder: Path, shadows: int, fpr: str) -> Evaluation:
+    """One full pipeline run of the candidate on the workspace data, audited with ``shadows`` shadows."""
+    from distillguard.api import run as run_pipeline
+
+    key = sha256_json({"overrides": candidate.overrides, "shadows": shadows})[:12]
+    candidate_spec = override(candidate.apply(spec), {
+        "run": {"name": f"tune-{key}"}, "data": {**_data_defaults(), **work.data},
+        "audit": {"shadows": shadows, "canaries": spec.audit.canaries if shadows >= 4 else 0},
+    })
+    run_dir = folder / "private" / "runs" / key
+    cached = run_dir / "evaluation.json"
+    if cached.is_file():
+        return Evaluation(**read_json(cached))
+    started = time.monotonic()
+    report = run_pipeline(candidate_spec, run_dir=run_dir).report
+    seconds = time.monotonic() - started
+    student, _ = load_classifier(run_dir / "student")
+    correct = student.logits(work.nonmembers.X).argmax(axis=1) == work.nonmembers.y
+    attack = spec.gate.attack
+
+    def find(target: str, population: str) -> dict | None:
+        return next((a for a in report["attacks"] if a["attack"] == attack and a["target"] == target
+                     and a["population"] == population), None)
+
+    student_all, canaries, teacher_all = find("student", "all"), find("student", "canaries"), find("teacher", "all")
+    evaluation = Evaluation(
+        name=candidate.name, overrides=candidate.overrides, shadows=shadows, seconds=seconds,
+        accuracy=float(correct.mean()), accuracy_ci=_wilson(int(correct.sum()), len(correct)),
+        fidelity=float(report["utility"]["student"]["test_accuracy"]), attack=attack,
+        auc=student_all["auc"], auc_ci=list(student_all.get("auc_ci") or [student_all["auc"]] * 2),
+        tpr=student_all["tpr_at_fpr"].get(fpr),
+        canary_auc=canaries["auc"] if canaries else None,
+        canary_tpr=canaries["tpr_at_fpr"].get(fpr) if canaries else None,
+        teacher_auc=teacher_all["auc"] if teacher_all else None,
+    )
+    atomic_write_json(cached, asdict(evaluation))
+    progress.log(f"tune: {candidate.name} [{shadows} shadows]: accuracy {evaluation.accuracy:.3f}, "
+                 f"{attack} AUC {evaluation.auc:.3f}, TPR@{fpr} {evaluation.tpr} ({seconds:.0f}s)")
+    return evaluation
+
+
+def _data_defaults() -> dict[str, Any]:
+    """[data] keys a workspace replaces: no built-in, no user files."""
+    return {"builtin": None, "sizes": None, "members": None, "nonmembers": None, "transfer": None, "test": None}
+
+
+def _wilson(successes: int, n: int, z: float = 1.96) -> list[float]:
+    """Wilson score interval for a binomial proportion (95% by default)."""
+    if n == 0:
+        return [0.0, 1.0]
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [float(centre - half), float(centre + half)]
+
+
+def _write_summary(result: TuneResult) -> None:
+    from distillguard.tuning.report import write_tune_report
+
+    atomic_write_json(result.folder / "tune.json", {
+        "teacher_accuracy": result.teacher_accuracy, "min_accuracy": result.min_accuracy,
+        "met_target": result.met_target, "chosen": asdict(result.chosen), "front": result.front,
+        "evaluations": [asdict(e) for e in result.evaluations], "skipped": result.skipped,
+        "budget_seconds": result.budget_seconds, "elapsed_seconds": result.elapsed_seconds,
+        "best_spec": str(result.best_spec),
+        "note": "accuracy: the student on the nonmembers (never trained on by teacher or student); leakage: the "
+                "attack on the student, calibrated on shadow pipelines that replay each candidate; the test split "
+                "was never read",
+    })
+    write_tune_report(result)

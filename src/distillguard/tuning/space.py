@@ -1,0 +1,67 @@
+"""The search space of ``distillguard tune``: candidate defenses as spec overrides.
+
+A candidate is a small, named set of overrides on the user's spec, one knob or a
+combination. The default space is ordered by prior promise (the literature and the
+reference measurements in the issue tracker), so a small budget evaluates the likely
+winners first: hard or truncated labels and query selection address the "student parrots
+the teacher" leak (Jagielski et al. 2023) at little accuracy cost; a higher temperature
+was measured to leak *more*, so it comes late.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from distillguard.config import Spec
+from distillguard.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One defense configuration: ``overrides[section][key] = value`` on the user's spec."""
+
+    name: str
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def apply(self, spec: Spec) -> Spec:
+        """The user's spec with these overrides (validated like any spec)."""
+        return override(spec, self.overrides)
+
+
+def override(spec: Spec, overrides: dict[str, dict[str, Any]]) -> Spec:
+    raw = spec.model_dump(mode="json")
+    for section, values in overrides.items():
+        if section not in raw or not isinstance(raw[section], dict):
+            raise ConfigError(f"tune: unknown spec section [{section}]")
+        raw[section] = {**raw[section], **values}
+    try:
+        return Spec.model_validate(raw)
+    except Exception as error:  # pydantic's message names the field
+        raise ConfigError(f"tune: candidate overrides {overrides} do not form a valid spec: {error}") from None
+
+
+def default_space(spec: Spec, *, n_transfer: int) -> list[Candidate]:
+    """The candidates tried by default, most promising first; the first is the spec itself."""
+    student_small = max(16, spec.student.hidden[0] // 4) if spec.student.hidden else 32
+    space = [
+        Candidate("plain KD (your spec)"),
+        Candidate("hard labels", {"softlabels": {"labels": "hard"}}),
+        Candidate("low-entropy transfer 50% + hard labels",
+                  {"transfer": {"select": "low_entropy", "keep_fraction": 0.5}, "softlabels": {"labels": "hard"}}),
+        Candidate("top-1 + uniform mix 0.5", {"softlabels": {"top_k": 1, "mix_uniform": 0.5}}),
+        Candidate("logit noise σ=4 + hard labels", {"softlabels": {"logit_noise": 4.0, "labels": "hard"}}),
+        Candidate("low-entropy transfer 50%", {"transfer": {"select": "low_entropy", "keep_fraction": 0.5}}),
+        Candidate("far-from-private transfer 70% + hard labels",
+                  {"transfer": {"select": "far_from_private", "keep_fraction": 0.7}, "softlabels": {"labels": "hard"}}),
+        Candidate("regularised teacher (wd 5e-3, smoothing 0.1) + hard labels",
+                  {"teacher": {"weight_decay": 5e-3, "label_smoothing": 0.1}, "softlabels": {"labels": "hard"}}),
+        Candidate("rounded labels (0.1)", {"softlabels": {"round_to": 0.1}}),
+        Candidate("small student + hard labels",
+                  {"student": {"hidden": [student_small]}, "softlabels": {"labels": "hard"}}),
+        Candidate("half the transfer set + hard labels",
+                  {"transfer": {"size": max(1, n_transfer // 2)}, "softlabels": {"labels": "hard"}}),
+        Candidate("temperature 4", {"distill": {"temperature": 4.0}}),
+    ]
+    return space
+

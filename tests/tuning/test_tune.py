@@ -1,0 +1,109 @@
+"""distillguard tune: Pareto maths, the budgeted successive halving, and an end-to-end CLI run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import csv_spec_text, run_cli, write_csv_splits
+from distillguard.config import load_spec, parse_spec
+from distillguard.tuning import search
+from distillguard.tuning.pareto import Point, choose, pareto_front
+from distillguard.tuning.space import Candidate, default_space
+from distillguard.tuning.workspace import Workspace
+
+
+def test_pareto_front_keeps_exactly_the_non_dominated_points() -> None:
+    points = [Point(0.90, 0.20, 0.80), Point(0.88, 0.05, 0.60), Point(0.85, 0.05, 0.65),  # 2 is dominated by 1
+              Point(0.70, 0.01, 0.52), Point(0.89, 0.30, 0.90)]                           # 4 is dominated by 0
+    assert pareto_front(points) == [0, 1, 3]
+    assert pareto_front([Point(0.8, 0.1, 0.6)] * 2) == [0, 1]  # equal points do not dominate each other
+
+
+def test_choice_is_the_least_leaky_point_above_the_accuracy_bar() -> None:
+    points = [Point(0.90, 0.20, 0.80), Point(0.88, 0.05, 0.60), Point(0.70, 0.01, 0.52)]
+    assert choose(points, min_accuracy=0.87) == (1, True)
+    assert choose(points, min_accuracy=0.60) == (2, True)
+    assert choose(points, min_accuracy=0.95) == (0, False)  # nobody qualifies: the most accurate, flagged
+
+
+def test_default_space_is_valid_specs_and_starts_with_the_users_own() -> None:
+    spec = parse_spec({}, base_dir=Path("."))
+    space = default_space(spec, n_transfer=3000)
+    assert space[0].overrides == {} and len({c.name for c in space}) == len(space) >= 8
+    for candidate in space:
+        candidate.apply(spec)  # every candidate validates as a spec
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_search_halves_promotes_the_best_and_never_overruns_its_budget(tmp_path, monkeypatch) -> None:
+    """Candidate cost is proportional to shadows (10 s per shadow here); leakage is made up."""
+    clock = FakeClock()
+    leak = {f"c{i}": 0.5 - 0.03 * i for i in range(8)}  # later candidates leak less ...
+    acc = {f"c{i}": 0.9 - (0.05 if i >= 6 else 0.0) for i in range(8)}  # ... but c6, c7 lose accuracy
+    calls: list[tuple[str, int]] = []
+
+    def fake_evaluate(candidate, spec, work, *, folder, shadows, fpr):
+        calls.append((candidate.name, shadows))
+        clock.now += 10.0 * shadows
+        return search.Evaluation(name=candidate.name, overrides=candidate.overrides, shadows=shadows,
+                                 seconds=10.0 * shadows, accuracy=acc[candidate.name], accuracy_ci=[0, 1], fidelity=1.0,
+                                 attack="lira_online", auc=0.5 + leak[candidate.name] / 2, auc_ci=[0, 1],
+                                 tpr=leak[candidate.name])
+
+    monkeypatch.setattr(search.time, "monotonic", clock)
+    monkeypatch.setattr(search, "_evaluate", fake_evaluate)
+    monkeypatch.setattr(search, "prepare_workspace", lambda spec, folder: Workspace({}, None, None, 0.9, 100))
+    spec = parse_spec({"audit": {"shadows": 16}}, base_dir=tmp_path)
+    space = [Candidate(f"c{i}", {"distill": {"temperature": 1.0 + i}}) for i in range(8)]
+
+    # 8 candidates × 8 shadows × 10 s = 640 s for rung 0; the best third (3) at 16 shadows = 480 s more.
+    result = search.tune(spec, folder=tmp_path / "t", budget_minutes=20, space=space)
+    assert [s for _, s in calls] == [8] * 8 + [16] * 3
+    assert [n for n, s in calls if s == 16] == ["c5", "c4", "c3"]  # least leaky among those above the bar
+    assert result.chosen.name == "c5" and result.chosen.shadows == 16 and result.met_target
+    assert result.elapsed_seconds <= result.budget_seconds
+
+    # A budget that holds only part of rung 0: the search stops before overrunning, and says what it skipped.
+    calls.clear()
+    clock.now = 0.0
+    result = search.tune(spec, folder=tmp_path / "t2", budget_minutes=5, space=space)
+    assert result.elapsed_seconds <= 300 and len(calls) == 3 and len(result.skipped) == 5 + 1
+    chosen_spec = load_spec(result.best_spec)
+    assert chosen_spec.distill.temperature == 1.0 + int(result.chosen.name[1:])
+    assert json.loads((tmp_path / "t2" / "tune.json").read_text())["chosen"]["name"] == result.chosen.name
+
+
+@pytest.mark.slow
+def test_tune_on_csv_splits_never_reads_the_test_split(tmp_path) -> None:
+    write_csv_splits(tmp_path)
+    garbage = b"\x00\xff not a csv file \x00"
+    (tmp_path / "test.csv").write_bytes(garbage)  # reading it would be a DataError
+    (tmp_path / "spec.toml").write_text(csv_spec_text(extra=(
+        "[teacher]\nhidden = [64]\nepochs = 15\n[student]\nhidden = [32]\nepochs = 15\n"
+        "[audit]\nbootstrap = 0\nshadows = 4\ncanaries = 8\n")))
+    result = run_cli("tune", "spec.toml", "--budget-minutes", "0.5", "--out", "t", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "chosen:" in result.stdout
+    summary = json.loads((tmp_path / "t" / "tune.json").read_text())
+    first = summary["evaluations"][0]
+    assert first["name"] == "plain KD (your spec)" and 0.0 <= first["auc"] <= 1.0 and first["shadows"] == 4
+    assert summary["skipped"]  # 12 candidates do not fit in 30 s
+    assert summary["elapsed_seconds"] <= 30 + max(e["seconds"] for e in summary["evaluations"])
+    assert (tmp_path / "test.csv").read_bytes() == garbage
+    assert not (tmp_path / "t" / "private").exists()  # data copies and candidate runs are removed
+    best = load_spec(tmp_path / "t" / "best.toml")
+    assert best.data.test == (tmp_path / "test.csv").resolve()  # the chosen spec runs on the user's own splits
+    page = (tmp_path / "t" / "report.html").read_text()
+    assert "Defense search" in page and "data:image/png;base64," in page
+    assert (tmp_path / "t" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
