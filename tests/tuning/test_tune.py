@@ -107,3 +107,39 @@ def test_tune_on_csv_splits_never_reads_the_test_split(tmp_path) -> None:
     page = (tmp_path / "t" / "report.html").read_text()
     assert "Defense search" in page and "data:image/png;base64," in page
     assert (tmp_path / "t" / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_shadow_teacher_cache_gives_the_same_audit_and_is_shared_downstream(tmp_path) -> None:
+    import distillguard
+    from distillguard.audit.shadow_cache import shadow_teacher_cache
+
+    base = {"run": {"name": "c"}, "data": {"builtin": "purchase-synth", "sizes": {"members": 120, "nonmembers": 120,
+                                                                                  "transfer": 300, "test": 150},
+                                          "synth": {"features": 40, "classes": 5, "clusters": 2}},
+            "teacher": {"hidden": [32], "epochs": 8}, "student": {"hidden": [16], "epochs": 8},
+            "audit": {"shadows": 4, "canaries": 8, "bootstrap": 0}}
+    cache = tmp_path / "cache"
+    with shadow_teacher_cache(cache):
+        trained = distillguard.run(parse_spec(base, base_dir=tmp_path), run_dir=tmp_path / "a").report
+        assert len(list(cache.glob("*.safetensors"))) == 1
+        reused = distillguard.run(parse_spec(base, base_dir=tmp_path), run_dir=tmp_path / "b").report
+        knob = distillguard.run(parse_spec({**base, "softlabels": {"labels": "hard"}}, base_dir=tmp_path),
+                                run_dir=tmp_path / "k").report
+        assert len(list(cache.glob("*.safetensors"))) == 1  # a downstream knob shares the shadow teachers
+    assert trained["attacks"] == reused["attacks"]  # loading gives exactly what training gave
+    teacher_rows = lambda r: [a for a in r["attacks"] if a["target"] == "teacher"]  # noqa: E731
+    assert teacher_rows(knob) == teacher_rows(trained) and knob["attacks"] != trained["attacks"]
+
+
+def test_shadow_cache_key_changes_with_any_input() -> None:
+    from distillguard.audit.shadow_cache import cache_key
+
+    X = np.arange(12.0).reshape(4, 3)
+    base = cache_key(arrays={"pool.X": X}, params={"teacher": {"epochs": 8}})
+    assert base == cache_key(arrays={"pool.X": X.copy()}, params={"teacher": {"epochs": 8}})
+    assert base != cache_key(arrays={"pool.X": X}, params={"teacher": {"epochs": 9}})
+    changed = X.copy()
+    changed[2, 1] += 1e-9
+    assert base != cache_key(arrays={"pool.X": changed}, params={"teacher": {"epochs": 8}})
+    assert base != cache_key(arrays={"pool.X": X.astype(np.float32)}, params={"teacher": {"epochs": 8}})

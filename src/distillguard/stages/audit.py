@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from distillguard import progress
 from distillguard.checkpoints import CheckpointStore, failpoint
+from distillguard.audit import shadow_cache
 from distillguard.audit.empirical_epsilon import one_run_epsilon
 from distillguard.audit.exchangeability import exchangeability_check
 from distillguard.audit.membership import score_canaries_leave_one_out, score_targets
@@ -188,11 +189,22 @@ def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray
         eval_sets["canaries"] = canaries.X
     # Batched shadows report once per epoch; DP-SGD shadows (looped) once per model.
     teacher_steps = cfg.shadows if spec.privacy.mechanism == "dp-sgd" else spec.teacher.epochs
-    with progress.task(f"audit: {cfg.shadows} shadow teachers", teacher_steps) as advance:
-        teacher_out, _ = train_shadow_teachers(pool, canaries, membership, spec=spec, schema=schema,
-                                               eval_sets={**eval_sets, "transfer": transfer_X},
-                                               on_model=lambda e: advance(1),
-                                               checkpoint=checkpoints.slot("shadow-teachers") if checkpoints else None)
+    teacher_sets = {**eval_sets, "transfer": transfer_X}
+    key = shadow_cache.cache_key(
+        arrays={"pool.X": pool.X, "pool.y": pool.y, "membership": membership, **{f"eval.{k}": v for k, v in teacher_sets.items()},
+                **({f"canaries.{k}": getattr(canaries, k) for k in ("X", "y", "decoy_X", "decoy_y", "repeats", "included")}
+                   if canaries is not None else {})},
+        params={"teacher": spec.section_dict("teacher"), "privacy": spec.section_dict("privacy"), "seed": seed,
+                "batched": cfg.batched, "schema": schema.to_dict()})
+    teacher_out = shadow_cache.load(key)
+    if teacher_out is None:
+        with progress.task(f"audit: {cfg.shadows} shadow teachers", teacher_steps) as advance:
+            teacher_out, _ = train_shadow_teachers(pool, canaries, membership, spec=spec, schema=schema,
+                                                   eval_sets=teacher_sets, on_model=lambda e: advance(1),
+                                                   checkpoint=checkpoints.slot("shadow-teachers") if checkpoints else None)
+        shadow_cache.store(key, teacher_out)
+    else:
+        progress.log(f"audit: {cfg.shadows} shadow teachers reused from the search's cache")
     with progress.task(f"audit: {cfg.shadows} shadow students", spec.student.epochs) as advance:
         releases = replay_releases(teacher_out["transfer"], transfer_X=transfer_X, pool=pool, canaries=canaries,
                                    membership=membership, spec=spec)

@@ -7,6 +7,8 @@ and LiRA with shadows that replay that candidate's whole defense), so the number
 tuner predicts are the numbers ``distillguard run`` will produce with the chosen spec,
 up to the held-out population and the slightly smaller transfer set the tuner uses.
 
+Candidates that differ only downstream of the teacher share its shadow teachers
+(:mod:`distillguard.audit.shadow_cache`), which is most of an audit's cost.
 Selection never reads the test split (see :mod:`distillguard.tuning.workspace`).
 """
 
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from distillguard import progress
+from distillguard.audit.shadow_cache import shadow_teacher_cache
 from distillguard.config import Spec
 from distillguard.models.artifact import load_classifier
 from distillguard.runs import atomic_write_json, read_json, sha256_json
@@ -95,7 +98,8 @@ def tune(spec: Spec, *, folder: Path, budget_minutes: float = 20.0, max_accuracy
         estimate = float(np.mean(done)) if done else 0.0
         return time.monotonic() - started + estimate <= budget
 
-    with progress.task(f"tune: {len(space)} candidates, {budget_minutes:g} min budget", len(space)) as advance:
+    with shadow_teacher_cache(folder / "private" / "shadow-teachers"), \
+            progress.task(f"tune: {len(space)} candidates, {budget_minutes:g} min budget", len(space)) as advance:
         for candidate in space:
             if evaluations and not affordable(rungs[0]):
                 skipped.append(candidate.name)
@@ -107,7 +111,8 @@ def tune(spec: Spec, *, folder: Path, budget_minutes: float = 20.0, max_accuracy
         order = sorted(range(len(first)), key=lambda i: (first[i].point().accuracy < _bar(work, max_accuracy_drop),
                                                          first[i].point().tpr, first[i].point().auc))
         promoted = order[:max(1, int(np.ceil(TOP_FRACTION * len(first))))]
-        with progress.task(f"tune: full audit of {len(promoted)} candidates", len(promoted)) as advance:
+        with shadow_teacher_cache(folder / "private" / "shadow-teachers"), \
+                progress.task(f"tune: full audit of {len(promoted)} candidates", len(promoted)) as advance:
             for i in promoted:
                 if not affordable(rungs[1]):
                     skipped.append(f"{first[i].name} (full audit)")
