@@ -39,3 +39,25 @@ def test_distill_runs_with_the_private_files_gone(tmp_path, tiny_csv_spec, csv_s
     inputs = run.stage("distill")["inputs"]
     assert set(inputs) == {"data.transfer"} | {k for k in inputs if k.startswith("softlabels/")}
     assert (run / "student" / "model.safetensors").is_file()
+
+
+def test_pate_student_trains_with_the_private_files_and_ensemble_gone(tmp_path, csv_splits):
+    from tests.conftest import TINY_MODELS, csv_spec_text
+    from distillguard.train.student import train_student_on_labels
+
+    assert [p.name for p in inspect.signature(train_student_on_labels).parameters.values()
+            if p.kind is p.POSITIONAL_OR_KEYWORD] == ["transfer_X", "labels"]
+    path = tmp_path / "spec.toml"
+    path.write_text(csv_spec_text(extra=TINY_MODELS + '[privacy]\nmechanism = "pate"\nteachers = 5\nsigma = 1.0\n'))
+    spec, run = load_spec(path), RunDir(tmp_path / "run")
+    run.root.mkdir()
+    run_teacher_stage(spec, run)
+    run_label_stage(spec, run)
+    for role in ("members", "nonmembers", "test"):
+        csv_splits[role].unlink()
+    for item in (run / "teacher").iterdir():
+        item.unlink()
+    assert distill_stage.run_distill_stage(spec, run) is True
+    assert set(run.stage("distill")["inputs"]) == {"data.transfer", "softlabels/meta.json",
+                                                   "softlabels/part-00000.parquet", "softlabels/queries.parquet"}
+    assert run.stage("distill")["n_transfer"] == 600  # every transfer row was answered

@@ -178,3 +178,44 @@ def test_ensemble_trains_one_distinct_teacher_per_partition():
     assert (plurality(vote_counts(predictions, 3)) == nearest_center).mean() > 0.8
     again = train_teacher_ensemble(members, schema=schema, cfg=cfg, n_teachers=5, seed=0, scaler=scaler)
     assert np.array_equal(ensemble_predictions(again, queries), predictions)
+
+
+def test_fit_partitions_trains_each_uneven_part_as_loop_fit_would():
+    import torch
+    import torch.nn.functional as F
+
+    from distillguard.models.classifiers import architecture, build_model
+    from distillguard.train.loop import Recipe, fit
+    from distillguard.train.pate import fit_partitions
+
+    rng = np.random.default_rng(3)
+    X = torch.from_numpy(rng.normal(size=(23, 6)).astype(np.float32))
+    y = torch.from_numpy(rng.integers(0, 3, 23))
+    parts = partition_rows(23, 4, seed=1)  # sizes 6, 6, 6, 5: two batched groups
+    arch = architecture(kind="mlp", input_shape=(6,), n_classes=3, hidden=[8], channels=[])
+    recipe = Recipe(epochs=4, batch_size=4, lr=1e-2, weight_decay=0.0)
+    states = fit_partitions(arch, X, y, parts, recipe=recipe, seeds=[10, 11, 12, 13])
+    for part, seed, state in zip(parts, [10, 11, 12, 13], states):
+        index = torch.from_numpy(part)
+        model, _ = fit(build_model(arch, seed=seed), X[index], y[index], loss_fn=F.cross_entropy, recipe=recipe, seed=seed)
+        for name, tensor in model.state_dict().items():
+            torch.testing.assert_close(state[name], tensor, atol=1e-5, rtol=0)
+    assert not torch.allclose(states[0][next(iter(states[0]))], states[3][next(iter(states[3]))])
+
+
+def test_stored_ensemble_answers_with_averaged_probabilities_and_member_votes(tmp_path):
+    from distillguard.models.artifact import load_classifier, save_classifier
+    from distillguard.train.pate import as_ensemble, ensemble_votes
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 5)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    schema = Schema([f"f{i}" for i in range(5)], [0, 1], (5,))
+    cfg = TeacherConfig(hidden=[4], epochs=3, batch_size=16)
+    teachers = train_teacher_ensemble(Split(X=X, y=y, ids=np.arange(120)), schema=schema, cfg=cfg, n_teachers=3,
+                                      seed=0, scaler=Standardizer.fit(X))
+    save_classifier(tmp_path, as_ensemble(teachers))
+    loaded, _ = load_classifier(tmp_path)
+    probs = np.mean([t.predict_proba(X) for t in teachers], axis=0)
+    np.testing.assert_allclose(loaded.predict_proba(X), probs, atol=1e-6)
+    assert np.array_equal(ensemble_votes(loaded, X), ensemble_predictions(teachers, X))

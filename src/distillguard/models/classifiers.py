@@ -62,6 +62,33 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x))
 
 
+class Ensemble(nn.Module):
+    """T classifiers of one architecture answering as one: the log of their mean probabilities.
+
+    A PATE teacher ensemble is stored this way, so the teacher folder loads like any other
+    model and the audit can attack it: its "logits" are log((1/T)·Σ_t softmax(z_t)), whose
+    softmax is the ensemble's averaged probability. The votes PATE aggregates are the
+    members' own argmaxes (:meth:`member_logits`).
+    """
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def member_logits(self, x: torch.Tensor) -> torch.Tensor:  # (B, ...) -> (T, B, C)
+        return torch.stack([member(x) for member in self.members])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, ...) -> (B, C)
+        log_probs = torch.log_softmax(self.member_logits(x), dim=-1)  # (T, B, C)
+        return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
+
+
+def ensemble_architecture(base: dict[str, Any], *, members: int) -> dict[str, Any]:
+    """Architecture dict of an :class:`Ensemble` of ``members`` models of architecture ``base``."""
+    return {"kind": "ensemble", "members": int(members), "base": dict(base),
+            "input_shape": list(base["input_shape"]), "n_classes": base["n_classes"]}
+
+
 def architecture(*, kind: str, input_shape: tuple[int, ...], n_classes: int, hidden: list[int], channels: list[int]) -> dict[str, Any]:
     """The JSON-able description ``build_model`` needs (stored as config.json)."""
     return {"kind": kind, "input_shape": list(input_shape), "n_classes": n_classes, "hidden": list(hidden), "channels": list(channels)}
@@ -71,6 +98,8 @@ def build_model(arch: dict[str, Any], *, seed: int) -> nn.Module:
     """Fresh model with parameters drawn from ``seed`` (global RNG state untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        if arch["kind"] == "ensemble":
+            return Ensemble([build_model(arch["base"], seed=seed + t) for t in range(int(arch["members"]))])
         if arch["kind"] == "cnn":
             return SmallCNN(tuple(arch["input_shape"]), arch["channels"], arch["hidden"], arch["n_classes"])
         return MLP(math.prod(arch["input_shape"]), arch["hidden"], arch["n_classes"])

@@ -21,6 +21,7 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
     metrics = read_json(run / "audit" / "metrics.json")
     manifest = run.load_manifest()
     teacher_stage = manifest["stages"].get("teacher", {})
+    label_stage = manifest["stages"].get("label", {})  # PATE spends its budget when the ensemble votes
     utility = metrics["utility"]
     report: dict[str, Any] = {
         "schema_version": 1,
@@ -33,7 +34,7 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
             "teacher": utility["teacher"], "student": utility["student"],
             "accuracy_gap": utility["accuracy_gap"], "agreement": utility["agreement"], "n_test": utility["n_test"],
         },
-        "privacy": teacher_stage.get("privacy") or {"mechanism": spec.privacy.mechanism, "epsilon": None, "delta": None},
+        "privacy": teacher_stage.get("privacy") or label_stage.get("privacy") or {"mechanism": spec.privacy.mechanism, "epsilon": None, "delta": None},
         "teacher": {"source": teacher_stage.get("source", "trained"),
                     "note": "loaded teacher: attacks that replay training use the recipe in [teacher]"
                     if teacher_stage.get("source") == "loaded" else None},

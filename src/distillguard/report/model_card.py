@@ -39,7 +39,9 @@ def render_model_card(report: dict[str, Any]) -> str:
                      f"{_fmt(a['tpr_at_fpr'].get('0.01'), True)} | {_fmt(a['tpr_at_fpr'].get('0.001'), True)} |")
     lines += [
         "",
-        f"Privacy mechanism: {report['privacy']['mechanism']}.",
+        f"Privacy mechanism: {report['privacy']['mechanism']}"
+        + (f" (ε = {report['privacy']['epsilon']:.3g}, δ = {report['privacy']['delta']:.3g})."
+           if report["privacy"].get("epsilon") is not None else "."),
         "",
         f"## Release gate: {'PASSED' if gate['passed'] else 'FAILED'}",
         "",

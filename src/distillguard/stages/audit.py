@@ -79,6 +79,8 @@ def run_audit_stage(spec: Spec, run: RunDir) -> bool:
               "teacher": spec.section_dict("teacher"), "student": spec.section_dict("student"),
               "distill": spec.section_dict("distill"), "softlabels": spec.section_dict("softlabels"),
               "transfer": spec.section_dict("transfer")}
+    if spec.privacy.mechanism == "pate":  # the shadows replay the votes' noise and threshold
+        params["privacy"] = spec.section_dict("privacy")
     if spec.audit.shadows:  # the shadows replay the release from the recorded queries
         inputs.update({rel: run.output_hash("label", rel) for rel in ("softlabels/meta.json", "softlabels/queries.parquet")})
 
@@ -139,7 +141,9 @@ def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None
     metrics["attacks"] = results
     metrics["populations"] = {"all": {"n_members": int(pool.is_member.sum()), "n_nonmembers": int((~pool.is_member).sum())}}
     if shadows is not None:
-        metrics["shadows"] = {"count": cfg.shadows, "replay": "teacher training + labeling + distillation",
+        replay = ("PATE: teachers on partitions of each shadow's half + noisy votes + student on the noisy labels"
+                  if spec.privacy.mechanism == "pate" else "teacher training + labeling + distillation")
+        metrics["shadows"] = {"count": cfg.shadows, "replay": replay,
                               "canaries": 0 if shadows.canaries is None else len(shadows.canaries)}
     if epsilons:
         metrics["empirical_epsilon"] = {**next(e for e in epsilons if e["target"] == "student"), "by_target": epsilons}
@@ -187,6 +191,11 @@ def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray
     eval_sets = {"pool": pool.X, "population": population_X}
     if canaries is not None:
         eval_sets["canaries"] = canaries.X
+    if spec.privacy.mechanism == "pate":
+        teacher_out, student_out = _train_pate_shadows(spec, schema=schema, pool=pool, canaries=canaries,
+                                                       membership=membership, transfer_X=transfer_X,
+                                                       eval_sets=eval_sets, checkpoints=checkpoints)
+        return _shadow_logits(membership, canaries, teacher_out, student_out, n_classes=schema.n_classes)
     # Batched shadows report once per epoch; DP-SGD shadows (looped) once per model.
     teacher_steps = cfg.shadows if spec.privacy.mechanism == "dp-sgd" else spec.teacher.epochs
     teacher_sets = {**eval_sets, "transfer": transfer_X}
@@ -211,12 +220,34 @@ def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray
         student_out = train_shadow_students(releases, transfer_X=transfer_X, spec=spec, schema=schema,
                                             eval_sets=eval_sets, on_model=lambda e: advance(1),
                                             checkpoint=checkpoints.slot("shadow-students") if checkpoints else None)
-    empty = lambda out: np.zeros((cfg.shadows, 0, schema.n_classes))  # noqa: E731
+    return _shadow_logits(membership, canaries, teacher_out, student_out, n_classes=schema.n_classes)
+
+
+def _shadow_logits(membership: np.ndarray, canaries: CanarySet | None, teacher_out: dict, student_out: dict, *,
+                   n_classes: int) -> Shadows:
+    empty = np.zeros((len(membership), 0, n_classes))
     logits = {
-        kind: ShadowLogits(out["pool"], out["population"], out["canaries"] if canaries is not None else empty(out))
+        kind: ShadowLogits(out["pool"], out["population"], out["canaries"] if canaries is not None else empty)
         for kind, out in (("teacher", teacher_out), ("student", student_out))
     }
     return Shadows(membership, canaries, logits)
+
+
+def _train_pate_shadows(spec: Spec, *, schema, pool: AuditPool, canaries: CanarySet | None, membership: np.ndarray,
+                        transfer_X: np.ndarray, eval_sets: dict, checkpoints: CheckpointStore | None):
+    """PATE shadows: ensembles on partitions, noisy votes, students on labels (audit/pate_shadows.py)."""
+    from distillguard.audit.pate_shadows import train_pate_shadows
+    from distillguard.train.pate import partition_groups
+
+    cfg = spec.audit
+    groups = partition_groups(int(membership[0].sum()) + (int(canaries.repeats.sum()) if canaries is not None else 0),
+                              spec.privacy.teachers)
+    with progress.task(f"audit: {cfg.shadows}×{spec.privacy.teachers} PATE shadow teachers, then students",
+                       spec.teacher.epochs * groups + spec.student.epochs) as advance:
+        return train_pate_shadows(pool, canaries, membership, spec=spec, schema=schema, transfer_X=transfer_X,
+                                  eval_sets=eval_sets, on_teacher_epoch=lambda e: advance(1),
+                                  on_student_epoch=lambda e: advance(1),
+                                  checkpoint=checkpoints.slot("pate-shadows") if checkpoints else None)
 
 
 def utility(models: dict[str, Classifier], X: np.ndarray, y: np.ndarray) -> dict:

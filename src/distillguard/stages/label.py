@@ -18,7 +18,7 @@ from distillguard.checkpoints import failpoint
 from distillguard.config import Spec
 from distillguard.data import data_fingerprint, guard_transfer, load_role
 from distillguard.data.types import Schema
-from distillguard.errors import ArtifactError
+from distillguard.errors import ArtifactError, ConfigError
 from distillguard.models.artifact import load_classifier
 from distillguard.runs import RunDir, atomic_write_json, read_json
 from distillguard.seeding import derive_seed
@@ -39,6 +39,8 @@ def run_label_stage(spec: Spec, run: RunDir) -> bool:
     }
     params = {"data": spec.data.fingerprint_params(), "seed": spec.run.seed, "temperature": 1.0,
               "softlabels": spec.section_dict("softlabels"), "transfer": spec.section_dict("transfer")}
+    if spec.privacy.mechanism == "pate":
+        params["privacy"] = spec.section_dict("privacy")
     # The leak guard compares the transfer set with the private data, so this stage reads
     # members and nonmembers (the teacher's side of the wall); the distill stage does not.
 
@@ -49,6 +51,8 @@ def run_label_stage(spec: Spec, run: RunDir) -> bool:
         if leaks.transfer_rows.size:
             progress.log(f"[yellow]leak guard ({spec.data.leak_policy}): {leaks.summary()}[/yellow]")
         transfer = transfer.subset(keep)
+        if spec.privacy.mechanism == "pate":
+            return _write_pate_labels(spec, folder, teacher=teacher, transfer=transfer, inputs=inputs, leaks=leaks)
         released = np.ones(len(transfer), dtype=bool)
         if spec.softlabels.is_identity() and spec.transfer.is_identity():
             shards = write_logit_shards(folder, ids=transfer.ids, logits_of=teacher.logits, X=transfer.X)
@@ -101,6 +105,66 @@ def read_query_ids(folder: Path) -> np.ndarray:
     return pq.read_table(folder / meta["queries"]).column("example_id").to_numpy()
 
 
+def _write_pate_labels(spec: Spec, folder: Path, *, teacher, transfer, inputs: dict, leaks) -> dict:
+    """PATE: noisy votes of the ensemble on every kept transfer row; only answered ones are released.
+
+    ``queries.parquet`` lists every query and whether it was answered (the audit's
+    shadows replay the same queries); the shards hold the answered rows' labels.
+    """
+    from distillguard.data import load_members
+    from distillguard.train.pate import aggregate, ensemble_votes, pate_privacy_record, vote_counts
+
+    cfg, schema = spec.privacy, teacher.schema
+    n_members = len(load_members(spec.data, seed=spec.run.seed)[1])
+    votes = vote_counts(ensemble_votes(teacher, transfer.X), schema.n_classes)  # (n, C)
+    labels, answered = aggregate(votes, sigma=cfg.sigma, threshold=cfg.threshold, sigma_threshold=cfg.sigma_threshold,
+                                 rng=np.random.default_rng(derive_seed(spec.run.seed, "pate", "noise")))
+    if not answered.any():
+        raise ConfigError(f"[privacy].threshold = {cfg.threshold}: Confident-GNMax answered none of the {len(votes)} "
+                          f"queries of {cfg.teachers} teachers; lower the threshold or sigma_threshold")
+    privacy = pate_privacy_record(votes, answered, teachers=cfg.teachers, sigma=cfg.sigma, threshold=cfg.threshold,
+                                  sigma_threshold=cfg.sigma_threshold, delta=cfg.resolved_delta(n_members),
+                                  data_dependent=bool(cfg.data_dependent))
+    write_queries(folder, ids=transfer.ids, answered=answered)
+    shards = write_label_shards(folder, ids=transfer.ids[answered], labels=labels[answered])
+    atomic_write_json(folder / "meta.json", {
+        "kind": "labels", "aggregator": privacy["aggregator"], "n_records": int(answered.sum()),
+        "n_queries": len(transfer), "n_classes": schema.n_classes, "teacher_sha256": inputs["teacher/model.safetensors"],
+        "transfer_sha256": inputs["data.transfer"], "schema": schema.to_dict(), "shards": shards,
+        "queries": QUERIES, "privacy": privacy, "leak_guard": leaks.to_dict(), "leak_policy": spec.data.leak_policy,
+    })
+    progress.log(f"label: PATE answered {privacy['answered']}/{privacy['queries']} queries, "
+                 f"ε = {privacy['epsilon']:.3g} at δ = {privacy['delta']:.3g} (data-independent)")
+    return {"n_records": int(answered.sum()), "privacy": privacy,
+            "leak_guard": {"policy": spec.data.leak_policy, "flagged": int(leaks.transfer_rows.size),
+                           "dropped": int(len(leaks.transfer_rows)) if spec.data.leak_policy == "drop" else 0}}
+
+
+def write_label_shards(folder: Path, *, ids: np.ndarray, labels: np.ndarray) -> list[str]:
+    """Released hard labels (PATE), ``example_id`` and ``label`` columns, shard by shard."""
+    names = []
+    for k, start in enumerate(range(0, max(len(ids), 1), SHARD_ROWS)):
+        name = f"part-{k:05d}.parquet"
+        pq.write_table(pa.table({"example_id": pa.array(ids[start:start + SHARD_ROWS], type=pa.int64()),
+                                 "label": pa.array(labels[start:start + SHARD_ROWS], type=pa.int64())}), folder / name)
+        names.append(name)
+        failpoint(f"label/{name}")
+    return names
+
+
+def read_noisy_labels(folder: Path) -> tuple[np.ndarray, np.ndarray, Schema, dict]:
+    """(example_ids (n,), labels (n,) int64, schema, meta) of the answered queries of a PATE softlabels/."""
+    meta = read_json(folder / "meta.json")
+    if meta.get("kind") != "labels":
+        raise ArtifactError(f"{folder / 'meta.json'}: holds {meta.get('kind')!r}, not PATE labels")
+    tables = [pq.read_table(folder / name) for name in meta["shards"]]
+    ids = np.concatenate([t.column("example_id").to_numpy() for t in tables]).astype(np.int64)
+    labels = np.concatenate([t.column("label").to_numpy() for t in tables]).astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= meta["n_classes"]):
+        raise ArtifactError(f"{folder}: labels outside [0, {meta['n_classes']})")
+    return ids, labels, Schema.from_dict(meta["schema"]), meta
+
+
 def write_logit_shards(folder: Path, *, ids: np.ndarray, logits_of, X: np.ndarray) -> list[str]:
     """Label ``X`` shard by shard (memory bounded by the shard size), one Parquet file each."""
     names = []
@@ -124,6 +188,8 @@ def write_logit_shards(folder: Path, *, ids: np.ndarray, logits_of, X: np.ndarra
 def read_soft_labels(folder: Path) -> tuple[np.ndarray, np.ndarray, Schema, dict]:
     """(example_ids (n,), logits (n, C) float32, schema, meta) from a softlabels/ folder."""
     meta = read_json(folder / "meta.json")
+    if meta.get("kind") == "labels":
+        raise ArtifactError(f"{folder / 'meta.json'}: holds PATE hard labels, not logits; use read_noisy_labels")
     ids, blocks = [], []
     for name in meta["shards"]:
         table = pq.read_table(folder / name)

@@ -28,7 +28,7 @@ def run_teacher_stage(spec: Spec, run: RunDir) -> bool:
         inputs["teacher.path"] = sha256_file(_weights(spec.teacher.path))
     params = {"teacher": spec.section_dict("teacher"), "data": spec.data.fingerprint_params(), "seed": spec.run.seed,
               "privacy": spec.section_dict("privacy")}
-    if spec.privacy.mechanism == "dp-sgd":
+    if spec.privacy.mechanism in ("dp-sgd", "pate"):
         inputs["data.transfer"] = data_fingerprint(spec.data, "transfer")  # public scaler
 
     checkpoints = checkpoint_store(spec, run, "teacher")
@@ -53,6 +53,9 @@ def run_teacher_stage(spec: Spec, run: RunDir) -> bool:
             train_rows, val_rows = np.arange(len(members)), np.array([], dtype=np.int64)
             privacy = result.privacy_record()
             atomic_write_json(folder / "privacy.json", privacy)
+        elif spec.privacy.mechanism == "pate":
+            clf, log = _train_pate_ensemble(spec, schema, members, checkpoints)
+            train_rows, val_rows, source = np.arange(len(members)), np.array([], dtype=np.int64), "trained (pate ensemble)"
         else:
             with progress.task("teacher: training on members", spec.teacher.epochs) as advance:
                 result = train_teacher(members, schema=schema, cfg=spec.teacher, seed=spec.run.seed,
@@ -68,6 +71,29 @@ def run_teacher_stage(spec: Spec, run: RunDir) -> bool:
 
     return execute_stage(run, "teacher", params=params, inputs=inputs, output=OUTPUT, build=build,
                          checkpoints=checkpoints)
+
+
+def _train_pate_ensemble(spec: Spec, schema, members, checkpoints) -> tuple:
+    """PATE: ``[privacy].teachers`` models on disjoint partitions, stored as one :class:`Ensemble`.
+
+    The scaler is fitted on the public transfer inputs (a member-fitted one would let one
+    record move every teacher) and no teacher selects checkpoints on private data. Every
+    member is trained on by exactly one teacher, so all of them are audit members.
+    """
+    from distillguard.train.pate import as_ensemble, partition_groups, train_teacher_ensemble
+
+    n_teachers = spec.privacy.teachers
+    transfer = load_role(spec.data, "transfer", schema=schema, seed=spec.run.seed)
+    total = spec.teacher.epochs * partition_groups(len(members), n_teachers) if n_teachers <= len(members) else 1
+    with progress.task(f"teacher: {n_teachers} PATE teachers on partitions", total) as advance:
+        teachers = train_teacher_ensemble(members, schema=schema, cfg=spec.teacher, n_teachers=n_teachers,
+                                          seed=spec.run.seed, scaler=Standardizer.fit(transfer.X),
+                                          batched=None if spec.audit.batched else False,
+                                          on_epoch=lambda e: advance(1), checkpoint=checkpoints.slot("teacher"))
+    log = [{"teachers": n_teachers, "epochs": spec.teacher.epochs, "partition_sizes":
+            sorted({int(len(members) // n_teachers), int(-(-len(members) // n_teachers))}),
+            "checkpoint": "last epoch (no selection on private data)"}]
+    return as_ensemble(teachers), log
 
 
 def _weights(path: Path) -> Path:

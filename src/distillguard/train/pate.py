@@ -10,7 +10,7 @@ teachers agree, and analyse both with Rényi DP (Mironov 2017).
 One record lives in exactly one partition, so changing it changes one teacher's vote:
 two vote counts move by 1 each (L2 sensitivity √2), and the top count moves by at most 1.
 
-Everything here except :func:`train_teacher_ensemble` is pure numpy maths. The
+Everything here except the teacher training (:func:`train_teacher_ensemble`) is pure numpy maths. The
 data-independent bound (:func:`pate_epsilon`) is a DP guarantee; the data-dependent one
 (:func:`data_dependent_epsilon`) depends on the private votes, so the ε it reports is not
 itself private (Papernot et al. 2018 release a smooth-sensitivity-noised version; that
@@ -30,11 +30,13 @@ import torch.nn.functional as F
 from distillguard.config import TeacherConfig
 from distillguard.data.preprocessing import Standardizer
 from distillguard.data.types import Schema, Split
-from distillguard.errors import ConfigError
+from distillguard.checkpoints import Checkpoint
+from distillguard.errors import ArtifactError, ConfigError
 from distillguard.models.artifact import Classifier
-from distillguard.models.classifiers import build_model
+from distillguard.models.classifiers import Ensemble, build_model, ensemble_architecture
 from distillguard.seeding import derive_seed
-from distillguard.train.loop import Recipe, fit
+from distillguard.train.batched import fit_many
+from distillguard.train.loop import Recipe
 from distillguard.train.teacher import model_architecture
 
 #: RDP orders searched by default: 1 + a log grid over (1e-3, 1e5), dense enough that the
@@ -266,6 +268,17 @@ def gnmax_rdp_data_dependent(alpha: np.ndarray, *, logq: float, sigma: float) ->
     return np.where(applies, np.minimum(bound, dependent), bound)
 
 
+def data_dependent_rdp(votes: np.ndarray, *, sigma: float, alphas: np.ndarray) -> np.ndarray:
+    """(K,) data-dependent RDP curve of GNMax answers to the (n, C) ``votes``: the sum over rows."""
+    votes, alphas = np.asarray(votes), _check_alphas(alphas)
+    rdp = np.zeros_like(alphas)
+    if len(votes):
+        rows, counts = np.unique(votes, axis=0, return_counts=True)  # vote rows repeat a lot
+        for row, count in zip(rows, counts):
+            rdp += count * gnmax_rdp_data_dependent(alphas, logq=gnmax_logq(row, sigma=sigma), sigma=sigma)
+    return rdp
+
+
 def data_dependent_epsilon(votes: np.ndarray, *, sigma: float, delta: float,
                            alphas: np.ndarray | None = None) -> dict:
     """Data-dependent (ε, δ) of GNMax answers to the (n, C) ``votes`` (Papernot et al. 2018, Sec. 3).
@@ -283,51 +296,160 @@ def data_dependent_epsilon(votes: np.ndarray, *, sigma: float, delta: float,
     """
     votes = np.asarray(votes)
     alphas = DEFAULT_ALPHAS if alphas is None else _check_alphas(alphas)
-    rdp = np.zeros_like(alphas)
-    if len(votes):
-        rows, counts = np.unique(votes, axis=0, return_counts=True)  # vote rows repeat a lot
-        for row, count in zip(rows, counts):
-            rdp += count * gnmax_rdp_data_dependent(alphas, logq=gnmax_logq(row, sigma=sigma), sigma=sigma)
+    rdp = data_dependent_rdp(votes, sigma=sigma, alphas=alphas)
     epsilon, best_alpha = rdp_to_dp(alphas, rdp, delta=delta) if len(votes) else (0.0, float("nan"))
     return {"epsilon": epsilon, "delta": delta, "best_alpha": best_alpha, "answered": int(len(votes)),
             "sigma": sigma, "analysis": "data-dependent (not itself private)"}
 
 
+def aggregate(votes: np.ndarray, *, sigma: float, threshold: float | None, sigma_threshold: float | None,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """GNMax, or Confident-GNMax when ``threshold`` is set: (labels (n,), answered (n,) bool).
+
+    Unanswered queries get label -1.
+    """
+    if threshold is None:
+        return gnmax(votes, sigma=sigma, rng=rng), np.ones(len(votes), dtype=bool)
+    return confident_gnmax(votes, threshold=threshold, sigma1=sigma_threshold, sigma2=sigma, rng=rng)
+
+
+def pate_privacy_record(votes: np.ndarray, answered: np.ndarray, *, teachers: int, sigma: float,
+                        threshold: float | None, sigma_threshold: float | None, delta: float,
+                        data_dependent: bool) -> dict:
+    """The report's privacy block of one PATE labelling run.
+
+    ``epsilon`` is the data-independent guarantee (:func:`pate_epsilon`), recomputable
+    from ``answered``, ``queries``, ``sigma``, ``sigma_threshold`` and ``delta`` alone.
+    With ``data_dependent`` the record adds the Papernot et al. (2018) analysis of the
+    actual votes (plus the data-independent threshold cost), which is **not** a DP
+    guarantee by itself (it depends on the private votes) and is labelled so.
+
+    Args:
+        votes: (queries, C) vote counts of every query; answered: (queries,) bool.
+    """
+    votes, answered = np.asarray(votes), np.asarray(answered, dtype=bool)
+    bound = pate_epsilon(answered=int(answered.sum()), queries=len(votes), sigma=sigma, sigma1=sigma_threshold,
+                         delta=delta)
+    record = {"mechanism": "pate", "epsilon": bound["epsilon"], "delta": delta, "analysis": bound["analysis"],
+              "best_alpha": bound["best_alpha"], "teachers": int(teachers), "sigma": sigma,
+              "threshold": threshold, "sigma_threshold": sigma_threshold, "queries": bound["queries"],
+              "answered": bound["answered"], "aggregator": "confident-gnmax" if threshold is not None else "gnmax",
+              "accountant": "rdp (data-independent, Mironov 2017 conversion)", "data_dependent": None}
+    if data_dependent:
+        rdp = data_dependent_rdp(votes[answered], sigma=sigma, alphas=DEFAULT_ALPHAS)
+        if sigma_threshold is not None:
+            rdp = rdp + len(votes) * threshold_rdp(DEFAULT_ALPHAS, sigma1=sigma_threshold)
+        eps, alpha = rdp_to_dp(DEFAULT_ALPHAS, rdp, delta=delta) if len(votes) else (0.0, float("nan"))
+        record["data_dependent"] = {
+            "epsilon": eps, "best_alpha": alpha, "analysis": "data-dependent (Papernot et al. 2018)",
+            "note": "depends on the private votes, so it is not itself differentially private; "
+                    "the guarantee is 'epsilon' above"}
+    return record
+
+
+def recompute_pate_epsilon(record: dict) -> float:
+    """The data-independent ε of a :func:`pate_privacy_record`, from its counts and noise alone."""
+    return pate_epsilon(answered=int(record["answered"]), queries=int(record["queries"]), sigma=float(record["sigma"]),
+                        sigma1=record.get("sigma_threshold"), delta=float(record["delta"]))["epsilon"]
+
+
 # --------------------------------------------------------------------------- teachers
 
 
+def fit_partitions(arch: dict, X: torch.Tensor, y: torch.Tensor, parts: list[np.ndarray], *, recipe: Recipe,
+                   seeds: list[int], batched: bool | None = None, on_epoch=None,
+                   checkpoint: Checkpoint | None = None) -> list[dict[str, torch.Tensor]]:
+    """Train one model per row set with cross-entropy, many at once (:func:`fit_many`).
+
+    ``fit_many`` needs one row count per call, and partitions differ by at most one row,
+    so the models train in one batched group per distinct size. Model k is exactly
+    ``loop.fit(build_model(arch, seed=seeds[k]), X[parts[k]], y[parts[k]], seed=seeds[k])``
+    with its last epoch kept (no selection on private data).
+
+    Returns:
+        One state dict per part, in the order of ``parts``.
+    """
+    states: list[dict[str, torch.Tensor] | None] = [None] * len(parts)
+    for size in sorted({len(p) for p in parts}):
+        which = [k for k, p in enumerate(parts) if len(p) == size]
+        rows = torch.from_numpy(np.stack([parts[k] for k in which]).astype(np.int64))  # (k, size)
+        group = fit_many(arch, X, y, rows=rows, loss_fn=F.cross_entropy, recipe=recipe,
+                         seeds=[seeds[k] for k in which], batched=batched, on_epoch=on_epoch,
+                         checkpoint=checkpoint.child(f"size{size}") if checkpoint is not None else None)
+        for k, state in zip(which, group):
+            states[k] = state
+    return states
+
+
+def partition_groups(n: int, n_teachers: int) -> int:
+    """How many batched groups :func:`fit_partitions` trains for ``n`` rows in ``n_teachers`` parts (1 or 2)."""
+    return 1 if n % n_teachers == 0 else 2
+
+
+def teacher_seeds(seed: int, n_teachers: int) -> list[int]:
+    """Seeds of the ensemble's teachers (initialization and batch order)."""
+    return [derive_seed(seed, "pate", t) for t in range(n_teachers)]
+
+
 def train_teacher_ensemble(members: Split, *, schema: Schema, cfg: TeacherConfig, n_teachers: int, seed: int,
-                           scaler: Standardizer) -> list[Classifier]:
+                           scaler: Standardizer, batched: bool | None = None, on_epoch=None,
+                           checkpoint: Checkpoint | None = None) -> list[Classifier]:
     """One teacher per disjoint partition of the members (Papernot et al. 2017, Sec. 2.1).
 
-    Each teacher is trained with ``loop.fit`` on its partition for ``cfg.epochs`` epochs
-    and keeps its last epoch: ``cfg.val_fraction`` is ignored, since selecting on held-out
-    members would be a private choice outside the accounting. The partition uses
+    Each teacher is trained as ``loop.fit`` would on its partition for ``cfg.epochs``
+    epochs (all at once, :func:`fit_partitions`) and keeps its last epoch:
+    ``cfg.val_fraction`` is ignored, since selecting on held-out members would be a
+    private choice outside the accounting. The partition uses
     ``derive_seed(seed, "pate", "partition")``; teacher t draws its initialization and
     batches from ``derive_seed(seed, "pate", t)``.
 
     Args:
         scaler: standardization every teacher shares; fit it on public data so the
-            teachers carry no statistics of the members.
+            teachers carry no statistics of the members (a member-fitted scaler would
+            move every teacher at once and break the one-vote sensitivity).
 
     Returns:
         ``n_teachers`` classifiers, in partition order.
     """
     if members.y is None:
         raise ConfigError("PATE teachers need labeled members (members.y is None)")
+    if not 1 <= n_teachers <= len(members):
+        raise ConfigError(f"[privacy].teachers = {n_teachers}: must be between 1 and the number of members "
+                          f"({len(members)}), one partition per teacher")
     arch = model_architecture(cfg, schema)
     X = torch.from_numpy(scaler.transform(members.X))  # (n, d)
     y = torch.from_numpy(members.y).long()  # (n,)
     parts = partition_rows(len(members), n_teachers, seed=derive_seed(seed, "pate", "partition"))
+    states = fit_partitions(arch, X, y, parts, recipe=Recipe.from_config(cfg), seeds=teacher_seeds(seed, n_teachers),
+                            batched=batched, on_epoch=on_epoch, checkpoint=checkpoint)
     teachers = []
-    for t, rows in enumerate(parts):
-        teacher_seed = derive_seed(seed, "pate", t)
-        model = build_model(arch, seed=derive_seed(teacher_seed, "init"))
-        index = torch.from_numpy(rows)
-        model, _ = fit(model, X[index], y[index], loss_fn=F.cross_entropy, recipe=Recipe.from_config(cfg),
-                       seed=derive_seed(teacher_seed, "batches"))
+    for state in states:
+        model = build_model(arch, seed=0)
+        model.load_state_dict(state)
+        model.eval()
         teachers.append(Classifier(model, arch, schema, scaler))
     return teachers
+
+
+def as_ensemble(teachers: list[Classifier]) -> Classifier:
+    """The teachers as one :class:`Ensemble` classifier (shared scaler): what teacher/ stores."""
+    first = teachers[0]
+    if any(t.scaler is not first.scaler and t.scaler.to_dict() != first.scaler.to_dict() for t in teachers):
+        raise ValueError("ensemble members must share one scaler")
+    model = Ensemble([t.model for t in teachers])
+    model.eval()
+    return Classifier(model, ensemble_architecture(first.arch, members=len(teachers)), first.schema, first.scaler)
+
+
+def ensemble_votes(ensemble: Classifier, X: np.ndarray) -> np.ndarray:
+    """(T, n) int64 argmax of each member of a stored :class:`Ensemble` on raw (n, d) rows."""
+    if not isinstance(ensemble.model, Ensemble):
+        raise ArtifactError("the teacher folder holds a single model, not a PATE ensemble; rerun the teacher stage "
+                            'with [privacy] mechanism = "pate"')
+    with torch.no_grad():
+        inputs = torch.from_numpy(ensemble.scaler.transform(np.asarray(X, dtype=np.float32)))
+        chunks = [ensemble.model.member_logits(chunk).argmax(-1) for chunk in inputs.split(4096)]
+    return (torch.cat(chunks, dim=1) if chunks else torch.empty(len(ensemble.model.members), 0)).numpy().astype(np.int64)
 
 
 def ensemble_predictions(teachers: list[Classifier], X: np.ndarray) -> np.ndarray:
