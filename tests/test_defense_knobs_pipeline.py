@@ -99,3 +99,35 @@ def test_knob_spec_errors_name_the_field(tmp_path) -> None:
         parse_spec({"transfer": {"keep_fraction": 0.5}}, base_dir=tmp_path)
     with pytest.raises(ConfigError, match=r"\[softlabels\]\.mix_uniform"):
         parse_spec({"softlabels": {"mix_uniform": 2.0}}, base_dir=tmp_path)
+
+
+def test_teacher_ensemble_releases_the_averaged_probabilities_of_disjoint_teachers(tmp_path) -> None:
+    import torch
+
+    from distillguard.train.label_defenses import average_ensemble
+
+    spec = KNOB_SPEC.replace("label_smoothing = 0.05", "ensemble = 3").replace(
+        "[softlabels]\ntop_k = 2\nmix_uniform = 0.1\n", "").replace(
+        '[transfer]\nselect = "low_entropy"\nkeep_fraction = 0.5\n', "")
+    (tmp_path / "spec.toml").write_text(spec)
+    report = distillguard.run(tmp_path / "spec.toml", run_dir=tmp_path / "run").report
+    run = tmp_path / "run"
+    assert report["teacher"]["source"] == "trained (ensemble of 3)"
+    ids, targets, schema, _ = read_soft_labels(run / "softlabels")
+    teacher, _ = load_classifier(run / "teacher")
+    transfer = load_role(distillguard.config.load_spec(run / "spec.toml").data, "transfer", schema=schema, seed=0)
+    X = torch.from_numpy(teacher.scaler.transform(transfer.X[:50]))
+    with torch.no_grad():
+        members = np.stack([m(X).double().numpy() for m in teacher.model.members])  # (3, 50, C)
+    assert len(members) == 3
+    np.testing.assert_allclose(softmax(targets[:50]), softmax(average_ensemble(members)), atol=1e-5)
+    split = read_json(run / "teacher" / "split.json")
+    assert len(split["train_ids"]) == 150 and not split["val_ids"]  # every member trains exactly one teacher
+    assert {a["attack"] for a in report["attacks"]} >= {"lira_online"}
+
+
+def test_ensemble_with_a_privacy_mechanism_is_a_spec_error(tmp_path) -> None:
+    from distillguard.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"ensemble = 4 is the non-private ensemble"):
+        parse_spec({"teacher": {"ensemble": 4}, "privacy": {"mechanism": "pate"}}, base_dir=tmp_path)

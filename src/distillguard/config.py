@@ -134,6 +134,9 @@ class TeacherConfig(ModelConfig):
     label_smoothing: float = Field(
         0.0, ge=0.0, lt=1.0,
         description="Cross-entropy label smoothing for the teacher: a regulariser that caps how confident it gets.")
+    ensemble: int = Field(
+        1, ge=1, description="Teachers on disjoint partitions of the members whose averaged probabilities are the "
+                             "soft labels (subsample-and-aggregate: one record moves them by at most 1/n).")
     val_fraction: float = Field(
         0.1, ge=0.0, lt=0.5,
         description="Members held out for checkpoint selection; never trained on, so left out of the audit's members.",
@@ -357,6 +360,15 @@ class Spec(_Strict):
             if strongest:
                 raw = {**raw, "gate": {**gate, "attack": strongest[0]}}
         return {**raw, "audit": audit} if audit or "audit" in raw else raw
+
+    @model_validator(mode="after")
+    def _one_kind_of_ensemble(self) -> Spec:
+        if self.teacher.ensemble > 1 and self.privacy.mechanism != "none":
+            raise ValueError(f'[teacher].ensemble = {self.teacher.ensemble} is the non-private ensemble; with mechanism = '
+                             f'"{self.privacy.mechanism}" leave it at 1 (PATE sets its size with [privacy].teachers)')
+        if self.teacher.ensemble > 1 and self.teacher.path is not None:
+            raise ValueError("[teacher].ensemble trains teachers; it cannot be combined with [teacher].path")
+        return self
 
     @model_validator(mode="after")
     def _release_knobs_fit_the_mechanism(self) -> Spec:

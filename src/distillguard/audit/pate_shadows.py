@@ -31,6 +31,46 @@ from distillguard.train.pate import aggregate, fit_partitions, partition_rows, v
 from distillguard.train.teacher import model_architecture, validation_rows
 
 
+def train_shadow_ensembles(pool: AuditPool, canaries: CanarySet | None, membership: np.ndarray, *, spec: Spec,
+                           schema: Schema, n_teachers: int, transfer_X: np.ndarray, eval_sets: dict[str, np.ndarray],
+                           on_epoch=None, checkpoint: Checkpoint | None = None):
+    """Each shadow's teacher ensemble: ``n_teachers`` models on disjoint partitions of its half.
+
+    Replays :func:`distillguard.train.pate.train_teacher_ensemble` (public scaler, last
+    epoch kept) for PATE and for the non-private ``[teacher] ensemble``.
+
+    Returns:
+        (teacher_out, states, scaler, arch): ``teacher_out`` maps each eval set to (S, n, C),
+        the log of each shadow ensemble's averaged probabilities; ``states`` holds the S·T
+        member models, shadow-major.
+    """
+    S, seed, T = len(membership), spec.run.seed, n_teachers
+    scaler = Standardizer.fit(transfer_X)  # as the real ensemble: public statistics
+    teacher_X, teacher_y, parts = [], [], []
+    offset = 0
+    for s in range(S):
+        X, y, _, _ = _shadow_training_set(s, pool, canaries, membership, val_fraction=0.0, seed=seed)
+        teacher_X.append(scaler.transform(X))
+        teacher_y.append(y.astype(np.int64))
+        parts += [offset + p for p in partition_rows(len(X), T, seed=derive_seed(seed, "shadow", s, "pate", "partition"))]
+        offset += len(X)
+    arch = model_architecture(spec.teacher, schema)
+    states = fit_partitions(
+        arch, torch.from_numpy(np.concatenate(teacher_X)), torch.from_numpy(np.concatenate(teacher_y)), parts,
+        recipe=Recipe.from_config(spec.teacher),
+        seeds=[derive_seed(seed, "shadow", s, "pate", t) for s in range(S) for t in range(T)],
+        batched=None if spec.audit.batched else False, on_epoch=on_epoch,
+        checkpoint=checkpoint.child("teachers") if checkpoint is not None else None)
+    teacher_out: dict[str, list] = {name: [] for name in eval_sets}
+    scaled_eval = {name: torch.from_numpy(scaler.transform(X)) for name, X in eval_sets.items()}
+    for s in range(S):
+        ensemble = states[s * T:(s + 1) * T]
+        for name, X in scaled_eval.items():
+            logits = predict_many(arch, ensemble, X).double()  # (T, n, C)
+            teacher_out[name].append((torch.logsumexp(torch.log_softmax(logits, -1), 0) - np.log(T)).numpy())
+    return {name: np.stack(v) for name, v in teacher_out.items()}, states, scaler, arch
+
+
 def train_pate_shadows(pool: AuditPool, canaries: CanarySet | None, membership: np.ndarray, *, spec: Spec,
                        schema: Schema, transfer_X: np.ndarray, eval_sets: dict[str, np.ndarray],
                        on_teacher_epoch=None, on_student_epoch=None, checkpoint: Checkpoint | None = None,
@@ -48,33 +88,14 @@ def train_pate_shadows(pool: AuditPool, canaries: CanarySet | None, membership: 
     """
     S, privacy, seed = len(membership), spec.privacy, spec.run.seed
     T = privacy.teachers
-    scaler = Standardizer.fit(transfer_X)  # as the real ensemble: public statistics
-    teacher_X, teacher_y, parts = [], [], []
-    offset = 0
-    for s in range(S):
-        X, y, _, _ = _shadow_training_set(s, pool, canaries, membership, val_fraction=0.0, seed=seed)
-        teacher_X.append(scaler.transform(X))
-        teacher_y.append(y.astype(np.int64))
-        parts += [offset + p for p in partition_rows(len(X), T, seed=derive_seed(seed, "shadow", s, "pate", "partition"))]
-        offset += len(X)
-    arch = model_architecture(spec.teacher, schema)
-    states = fit_partitions(
-        arch, torch.from_numpy(np.concatenate(teacher_X)), torch.from_numpy(np.concatenate(teacher_y)), parts,
-        recipe=Recipe.from_config(spec.teacher),
-        seeds=[derive_seed(seed, "shadow", s, "pate", t) for s in range(S) for t in range(T)],
-        batched=None if spec.audit.batched else False, on_epoch=on_teacher_epoch,
-        checkpoint=checkpoint.child("teachers") if checkpoint is not None else None)
-
-    teacher_out: dict[str, list] = {name: [] for name in eval_sets}
+    teacher_out, states, scaler, arch = train_shadow_ensembles(
+        pool, canaries, membership, spec=spec, schema=schema, n_teachers=T, transfer_X=transfer_X,
+        eval_sets=eval_sets, on_epoch=on_teacher_epoch, checkpoint=checkpoint)
     labels, answered = [], []
-    scaled_eval = {name: torch.from_numpy(scaler.transform(X)) for name, X in eval_sets.items()}
     scaled_transfer = torch.from_numpy(scaler.transform(transfer_X))
     for s in range(S):
-        ensemble = states[s * T:(s + 1) * T]
-        for name, X in scaled_eval.items():
-            logits = predict_many(arch, ensemble, X).double()  # (T, n, C)
-            teacher_out[name].append((torch.logsumexp(torch.log_softmax(logits, -1), 0) - np.log(T)).numpy())
-        votes = vote_counts(predict_many(arch, ensemble, scaled_transfer).argmax(-1).numpy(), schema.n_classes)
+        votes = vote_counts(predict_many(arch, states[s * T:(s + 1) * T], scaled_transfer).argmax(-1).numpy(),
+                            schema.n_classes)
         got, mask = aggregate(votes, sigma=privacy.sigma, threshold=privacy.threshold,
                               sigma_threshold=privacy.sigma_threshold,
                               rng=np.random.default_rng(derive_seed(seed, "shadow", s, "pate", "noise")))
@@ -83,7 +104,7 @@ def train_pate_shadows(pool: AuditPool, canaries: CanarySet | None, membership: 
     student_out = _train_label_students(transfer_X, labels, answered, spec=spec, schema=schema, eval_sets=eval_sets,
                                         on_epoch=on_student_epoch,
                                         checkpoint=checkpoint.child("students") if checkpoint is not None else None)
-    return {name: np.stack(v) for name, v in teacher_out.items()}, student_out
+    return teacher_out, student_out
 
 
 def _train_label_students(transfer_X: np.ndarray, labels: list[np.ndarray], answered: list[np.ndarray], *, spec: Spec,

@@ -206,7 +206,12 @@ def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray
         params={"teacher": spec.section_dict("teacher"), "privacy": spec.section_dict("privacy"), "seed": seed,
                 "batched": cfg.batched, "schema": schema.to_dict()})
     teacher_out = shadow_cache.load(key)
-    if teacher_out is None:
+    if teacher_out is None and spec.teacher.ensemble > 1:
+        teacher_out = _train_ensemble_shadow_teachers(spec, schema=schema, pool=pool, canaries=canaries,
+                                                      membership=membership, transfer_X=transfer_X,
+                                                      eval_sets=teacher_sets, checkpoints=checkpoints)
+        shadow_cache.store(key, teacher_out)
+    elif teacher_out is None:
         with progress.task(f"audit: {cfg.shadows} shadow teachers", teacher_steps) as advance:
             teacher_out, _ = train_shadow_teachers(pool, canaries, membership, spec=spec, schema=schema,
                                                    eval_sets=teacher_sets, on_model=lambda e: advance(1),
@@ -231,6 +236,23 @@ def _shadow_logits(membership: np.ndarray, canaries: CanarySet | None, teacher_o
         for kind, out in (("teacher", teacher_out), ("student", student_out))
     }
     return Shadows(membership, canaries, logits)
+
+
+def _train_ensemble_shadow_teachers(spec: Spec, *, schema, pool: AuditPool, canaries: CanarySet | None,
+                                    membership: np.ndarray, transfer_X: np.ndarray, eval_sets: dict,
+                                    checkpoints: CheckpointStore | None) -> dict:
+    """``[teacher] ensemble``: each shadow trains its own ensemble on partitions of its half."""
+    from distillguard.audit.pate_shadows import train_shadow_ensembles
+    from distillguard.train.pate import partition_groups
+
+    n = spec.teacher.ensemble
+    groups = partition_groups(int(membership[0].sum()) + (int(canaries.repeats.sum()) if canaries is not None else 0), n)
+    with progress.task(f"audit: {spec.audit.shadows}×{n} shadow ensemble teachers", spec.teacher.epochs * groups) as advance:
+        teacher_out, *_ = train_shadow_ensembles(
+            pool, canaries, membership, spec=spec, schema=schema, n_teachers=n, transfer_X=transfer_X,
+            eval_sets=eval_sets, on_epoch=lambda e: advance(1),
+            checkpoint=checkpoints.slot("ensemble-shadows") if checkpoints else None)
+    return teacher_out
 
 
 def _train_pate_shadows(spec: Spec, *, schema, pool: AuditPool, canaries: CanarySet | None, membership: np.ndarray,

@@ -28,7 +28,7 @@ def run_teacher_stage(spec: Spec, run: RunDir) -> bool:
         inputs["teacher.path"] = sha256_file(_weights(spec.teacher.path))
     params = {"teacher": spec.section_dict("teacher"), "data": spec.data.fingerprint_params(), "seed": spec.run.seed,
               "privacy": spec.section_dict("privacy")}
-    if spec.privacy.mechanism in ("dp-sgd", "pate"):
+    if spec.privacy.mechanism in ("dp-sgd", "pate") or spec.teacher.ensemble > 1:
         inputs["data.transfer"] = data_fingerprint(spec.data, "transfer")  # public scaler
 
     checkpoints = checkpoint_store(spec, run, "teacher")
@@ -54,8 +54,12 @@ def run_teacher_stage(spec: Spec, run: RunDir) -> bool:
             privacy = result.privacy_record()
             atomic_write_json(folder / "privacy.json", privacy)
         elif spec.privacy.mechanism == "pate":
-            clf, log = _train_pate_ensemble(spec, schema, members, checkpoints)
+            clf, log = _train_ensemble(spec, schema, members, checkpoints, n_teachers=spec.privacy.teachers)
             train_rows, val_rows, source = np.arange(len(members)), np.array([], dtype=np.int64), "trained (pate ensemble)"
+        elif spec.teacher.ensemble > 1:
+            clf, log = _train_ensemble(spec, schema, members, checkpoints, n_teachers=spec.teacher.ensemble)
+            train_rows, val_rows = np.arange(len(members)), np.array([], dtype=np.int64)
+            source = f"trained (ensemble of {spec.teacher.ensemble})"
         else:
             with progress.task("teacher: training on members", spec.teacher.epochs) as advance:
                 result = train_teacher(members, schema=schema, cfg=spec.teacher, seed=spec.run.seed,
@@ -73,8 +77,11 @@ def run_teacher_stage(spec: Spec, run: RunDir) -> bool:
                          checkpoints=checkpoints)
 
 
-def _train_pate_ensemble(spec: Spec, schema, members, checkpoints) -> tuple:
-    """PATE: ``[privacy].teachers`` models on disjoint partitions, stored as one :class:`Ensemble`.
+def _train_ensemble(spec: Spec, schema, members, checkpoints, *, n_teachers: int) -> tuple:
+    """``n_teachers`` models on disjoint partitions, stored as one :class:`Ensemble`.
+
+    PATE votes with them; the non-private ``[teacher] ensemble`` releases their averaged
+    probabilities (subsample-and-aggregate), which one record moves by at most 1/n.
 
     The scaler is fitted on the public transfer inputs (a member-fitted one would let one
     record move every teacher) and no teacher selects checkpoints on private data. Every
@@ -82,10 +89,9 @@ def _train_pate_ensemble(spec: Spec, schema, members, checkpoints) -> tuple:
     """
     from distillguard.train.pate import as_ensemble, partition_groups, train_teacher_ensemble
 
-    n_teachers = spec.privacy.teachers
     transfer = load_role(spec.data, "transfer", schema=schema, seed=spec.run.seed)
     total = spec.teacher.epochs * partition_groups(len(members), n_teachers) if n_teachers <= len(members) else 1
-    with progress.task(f"teacher: {n_teachers} PATE teachers on partitions", total) as advance:
+    with progress.task(f"teacher: {n_teachers} teachers on partitions", total) as advance:
         teachers = train_teacher_ensemble(members, schema=schema, cfg=spec.teacher, n_teachers=n_teachers,
                                           seed=spec.run.seed, scaler=Standardizer.fit(transfer.X),
                                           batched=None if spec.audit.batched else False,

@@ -56,6 +56,7 @@ def default_space(spec: Spec, *, n_transfer: int) -> list[Candidate]:
                   {"transfer": {"select": "far_from_private", "keep_fraction": 0.7}, "softlabels": {"labels": "hard"}}),
         Candidate("regularised teacher (wd 5e-3, smoothing 0.1) + hard labels",
                   {"teacher": {"weight_decay": 5e-3, "label_smoothing": 0.1}, "softlabels": {"labels": "hard"}}),
+        Candidate("teacher ensemble of 4 (subsample-and-aggregate)", {"teacher": {"ensemble": 4}}),
         Candidate("rounded labels (0.1)", {"softlabels": {"round_to": 0.1}}),
         Candidate("small student + hard labels",
                   {"student": {"hidden": [student_small]}, "softlabels": {"labels": "hard"}}),
