@@ -10,6 +10,7 @@ One module per concept, as the folder list reads:
 - :mod:`~distillguard.lm.softlabels`: the label stage's core (top-k Parquet shards, streamed).
 - :mod:`~distillguard.lm.losses`: sparse (top-k + leftover) forward/reverse KL and JSD(β).
 - :mod:`~distillguard.lm.train`: teacher fine-tuning and student distillation loops.
+- :mod:`~distillguard.lm.prefix_guard`: flags transfer documents holding a canary's prefix.
 
 Heavy imports (``transformers``, ``tokenizers``, ``faker``) happen inside the modules that
 need them, so importing this package is cheap.
