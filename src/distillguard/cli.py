@@ -51,15 +51,17 @@ def _guard(fn, *args: Any, **kwargs: Any) -> Any:
 
 def _summary(report: dict, run_dir: Path) -> None:
     u = report["utility"]
+    lm = report.get("model_kind") == "causal-lm"
     table = Table(title=f"distillguard · {report['run']['name']}", show_lines=False)
-    for col in ("model", "test acc", "attack", "AUC", "TPR@1%FPR", "TPR@0.1%FPR"):
+    for col in ("model", "test ppl" if lm else "test acc", "attack", "AUC", "TPR@1%FPR", "TPR@0.1%FPR"):
         table.add_column(col, justify="left" if col in ("model", "attack") else "right")
     for a in report["attacks"]:
         if a["population"] != "all":
             continue
         tpr = a["tpr_at_fpr"]
         fmt = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
-        table.add_row(a["target"], f"{100 * u[a['target']]['test_accuracy']:.1f}%", a["attack"], f"{a['auc']:.3f}",
+        utility = f"{u[a['target']]['test_perplexity']:.2f}" if lm else f"{100 * u[a['target']]['test_accuracy']:.1f}%"
+        table.add_row(a["target"], utility, a["attack"], f"{a['auc']:.3f}",
                       fmt(tpr.get("0.01")), fmt(tpr.get("0.001")))
     out.print(table)
     gate = report["gate"]
