@@ -267,11 +267,11 @@ class LMProbeConfig(_Strict):
 
     exposure_references: int = Field(2000, ge=10, description="Random fillings per canary (Carlini et al. 2019).")
     reference_epochs: int = Field(
-        2, ge=0, description="Epochs of the reference model, trained on the transfer text only (0: untrained). "
+        1, ge=0, description="Epochs of the reference model, trained on the transfer text only (0: untrained). "
                              "It is each canary's exposure baseline and the 'reference' attack's denominator.")
     mia_texts: int = Field(400, ge=10, description="Members and as many nonmembers scored by the LM attacks.")
     min_k: float = Field(0.2, gt=0, le=1, description="Fraction of tokens for min_k / min_k_pp.")
-    pii_records: int = Field(200, ge=1, description="PII records probed (first N of the PII file).")
+    pii_records: int = Field(100, ge=1, description="PII records probed (first N of the PII file).")
     pii_samples: int = Field(4, ge=0, description="Sampled completions per PII prompt (0: greedy only).")
     pii_tokens: int = Field(24, ge=1, description="Tokens generated per PII completion (fewer when the context is short).")
     pii_templates: dict[str, list[str]] = Field(
@@ -444,8 +444,8 @@ class Spec(_Strict):
 # Defaults of the causal-LM track where the classifier defaults make no sense (sized for the
 # built-in pii-corpus of ~300 kB on 2 CPU cores; see README, "Language models").
 LM_DEFAULTS: dict[str, dict[str, Any]] = {
-    "teacher": {"kind": "causal-lm", "epochs": 12, "batch_size": 16, "lr": 2e-3, "val_fraction": 0.0},
-    "student": {"kind": "causal-lm", "epochs": 6, "batch_size": 16, "lr": 2e-3, "val_fraction": 0.0},
+    "teacher": {"kind": "causal-lm", "epochs": 8, "batch_size": 16, "lr": 3e-3, "val_fraction": 0.0},
+    "student": {"kind": "causal-lm", "epochs": 3, "batch_size": 16, "lr": 3e-3, "val_fraction": 0.0},
     "audit": {"shadows": 0, "canaries": 0, "attacks": list(LM_ATTACKS)},
     "gate": {"max_accuracy_gap": None, "max_mean_exposure_bits": 4.0, "max_perplexity_ratio": 1.15},
 }
