@@ -64,10 +64,24 @@ def _summary(report: dict, run_dir: Path) -> None:
         table.add_row(a["target"], utility, a["attack"], f"{a['auc']:.3f}",
                       fmt(tpr.get("0.01")), fmt(tpr.get("0.001")))
     out.print(table)
+    if lm:
+        _lm_summary(report)
     gate = report["gate"]
     verdict = "[green]PASSED[/green]" if gate["passed"] else "[red]FAILED[/red]"
     out.print(f"gate {verdict} ({gate['attack']} on {gate['target']}); report: {run_dir / 'report.html'}; "
               f"bundle: {run_dir / 'deploy'}")
+
+
+def _lm_summary(report: dict) -> None:
+    from distillguard.report.model_card import exposure_summary
+
+    for e in exposure_summary(report.get("probes", [])):
+        out.print(f"canaries x{e['repetitions']}: {e['target']} mean exposure {e['mean_exposure_bits']:.2f} bits "
+                  f"(baseline {e['mean_baseline_bits']:.2f}, max {e['max_bits']:.2f})", highlight=False)
+    for p in report.get("probes", []):
+        if p.get("probe") == "pii_completion":
+            out.print(f"PII completion exact match, {p['target']}: {100 * p['exact_match_rate']:.1f}% of {p['n']}",
+                      highlight=False)
 
 
 @app.command()

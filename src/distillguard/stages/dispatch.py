@@ -13,7 +13,11 @@ STAGES = ("teacher", "label", "distill", "audit", "export")
 def stage_function(spec: Spec, name: str) -> Callable[[Spec, RunDir], bool]:
     """The entry function of stage ``name`` for this spec's model kind."""
     if spec.is_lm:
+        from transformers.utils import logging as hf_logging
+
         from distillguard.stages.lm import audit, distill, export, label, teacher
+
+        hf_logging.disable_progress_bar()  # our own bars report the stages; HF's would interleave with them
 
         table = {"teacher": teacher.run_lm_teacher_stage, "label": label.run_lm_label_stage,
                  "distill": distill.run_lm_distill_stage, "audit": audit.run_lm_audit_stage,

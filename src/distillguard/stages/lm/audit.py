@@ -72,7 +72,8 @@ def audit_language_models(spec: Spec, run: RunDir) -> tuple[dict, ScoreRows]:
     counts = {c["canary_id"]: c["counted"] for c in (run.stage("teacher") or {}).get("canaries", [])}
     probes = exposure_probes(spec, models_and_ref, tokenizer, load_canaries(data, seed=seed), counts)
     probes += pii_probes(spec, models_and_ref, tokenizer, load_pii(data, seed=seed))
-    probes += generation_probes(spec, models, tokenizer, members, transfer, reference)
+    with np.errstate(divide="ignore", invalid="ignore"):  # ratios of generations with nothing to score are NaN
+        probes += generation_probes(spec, models, tokenizer, members, transfer, reference)
     metrics["probes"] = probes
     attacks, rows, n = membership_attacks(spec, models, tokenizer, members, nonmembers, reference)
     metrics["attacks"] = attacks
