@@ -169,3 +169,17 @@ def test_student_with_another_vocabulary_is_refused_naming_both_sizes(tmp_path, 
     line = done.stderr.strip().splitlines()[-1]
     assert "has 300 tokens but the student's has 400" in line, line
     assert not (tmp_path / "run" / "teacher").exists()
+
+
+@pytest.mark.parametrize(("policy", "kept"), [("drop", 2), ("warn", 3)])
+def test_leak_policy_drop_and_warn_keep_what_they_say(tmp_path, corpus, policy, kept):
+    from distillguard.config import load_spec
+    from distillguard.stages.lm.label import guard_transfer_text
+
+    copy = corpus.nonmembers[0]
+    transfer = [corpus.transfer[0], copy, corpus.transfer[1]]
+    _write_jsonl_set(tmp_path, corpus, transfer=transfer)
+    (tmp_path / "spec.toml").write_text(JSONL_DATA + f'leak_policy = "{policy}"\n')
+    keep, report = guard_transfer_text(load_spec(tmp_path / "spec.toml"), transfer)
+    assert len(keep) == kept and (1 not in keep.tolist()) == (policy == "drop")
+    assert report.to_dict()["exact"] == [{"transfer_row": 1, "split": "nonmembers", "private_row": 0}]
