@@ -186,22 +186,26 @@ def _fields_of(template: str) -> set[str]:
 def generation_probes(spec: Spec, models: dict, tokenizer, members: list[str], transfer: list[str],
                       reference) -> list[dict]:
     """Sampled extraction (Carlini et al. 2021), k-extractability (2022) and divergence (Nasr et al. 2023)."""
+    from distillguard.lm.models import context_length
     from distillguard.lm.probes import divergence_probe, extraction_probe, k_extractable
 
     cfg, seed = spec.audit.lm, spec.run.seed
     sample = random.Random(derive_seed(seed, "k-extractable")).sample(members, min(cfg.extractable_texts, len(members)))
     out = []
     for name, model in models.items():
+        context = context_length(model)  # generations and prompts must fit it
         with progress.task(f"audit: generation probes ({name})", 3) as advance:
             if cfg.extraction_samples:
                 out.append({**extraction_probe(model, tokenizer, members, n_samples=cfg.extraction_samples,
-                                               max_new_tokens=cfg.extraction_tokens, min_length=cfg.min_private_length,
+                                               max_new_tokens=min(cfg.extraction_tokens, context - 2),
+                                               min_length=cfg.min_private_length,
                                                public_texts=transfer, reference_model=reference,
                                                seed=derive_seed(seed, "extraction")), "target": name})
             advance(1)
-            if cfg.extractable_texts:
+            if cfg.extractable_texts and cfg.extractable_k < context:
                 out.append({**k_extractable(model, tokenizer, sample, k=cfg.extractable_k,
-                                            suffix_len=cfg.extractable_suffix), "target": name})
+                                            suffix_len=min(cfg.extractable_suffix, context - cfg.extractable_k)),
+                            "target": name})
             advance(1)
             if cfg.divergence_samples:
                 new_tokens, repeats = _divergence_budget(model, tokenizer, cfg.extraction_tokens)
