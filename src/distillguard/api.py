@@ -16,12 +16,8 @@ from distillguard.data import guard_transfer, load_members, load_role
 from distillguard.report.build import build_report, write_report
 from distillguard.report.gate import evaluate_gate
 from distillguard.runs import RunDir, atomic_write_text, library_versions, read_json
-from distillguard.stages.audit import run_audit_stage
-from distillguard.stages.distill import run_distill_stage
+from distillguard.stages.dispatch import run_stage
 from distillguard.stages.export import destroy_teacher as _destroy_teacher
-from distillguard.stages.export import run_export_stage
-from distillguard.stages.label import run_label_stage
-from distillguard.stages.teacher import run_teacher_stage
 
 __all__ = ["Bundle", "RunResult", "audit", "distill", "export", "gate", "label", "load_bundle", "open_run", "report", "run",
            "train_teacher", "tune"]
@@ -57,6 +53,11 @@ def open_run(spec: SpecLike, run_dir: str | Path | None = None) -> tuple[Spec, R
 
 def check_data(spec: Spec) -> None:
     """Load every role once, so bad data fails before any stage writes anything."""
+    if spec.is_lm:
+        from distillguard.stages.lm.checks import check_text_data
+
+        check_text_data(spec)
+        return
     schema, _ = load_members(spec.data, seed=spec.run.seed)
     for role in ROLES[1:]:
         split = load_role(spec.data, role, schema=schema, seed=spec.run.seed)
@@ -66,28 +67,29 @@ def check_data(spec: Spec) -> None:
 
 def train_teacher(spec: SpecLike = None, *, run_dir: str | Path | None = None) -> Path:
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
-    load_members(spec.data, seed=spec.run.seed)
+    if not spec.is_lm:
+        load_members(spec.data, seed=spec.run.seed)
     spec, run = open_run(spec, run_dir)
-    run_teacher_stage(spec, run)
+    run_stage(spec, run, "teacher")
     return run / "teacher"
 
 
 def label(spec: SpecLike = None, *, run_dir: str | Path | None = None) -> Path:
     spec, run = open_run(spec, run_dir)
-    run_label_stage(spec, run)
+    run_stage(spec, run, "label")
     return run / "softlabels"
 
 
 def distill(spec: SpecLike = None, *, run_dir: str | Path | None = None) -> Path:
     spec, run = open_run(spec, run_dir)
-    run_distill_stage(spec, run)
+    run_stage(spec, run, "distill")
     return run / "student"
 
 
 def audit(spec: SpecLike = None, *, run_dir: str | Path | None = None) -> RunResult:
     """Run the audit stage and (re)write report.json and report.html."""
     spec, run = open_run(spec, run_dir)
-    run_audit_stage(spec, run)
+    run_stage(spec, run, "audit")
     return RunResult(run.root, report(run.root))
 
 
@@ -102,7 +104,7 @@ def report(run_dir: str | Path) -> dict[str, Any]:
 
 def export(spec: SpecLike = None, *, run_dir: str | Path | None = None, destroy_teacher: bool = False) -> Path:
     spec, run = open_run(spec, run_dir)
-    run_export_stage(spec, run)
+    run_stage(spec, run, "export")
     if destroy_teacher:
         _destroy_teacher(run)
     return run / "deploy"
@@ -117,12 +119,12 @@ def run(spec: SpecLike = None, *, run_dir: str | Path | None = None, destroy_tea
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     check_data(spec)
     spec, run = open_run(spec, run_dir)
-    run_teacher_stage(spec, run)
-    run_label_stage(spec, run)
-    run_distill_stage(spec, run)
-    run_audit_stage(spec, run)
+    run_stage(spec, run, "teacher")
+    run_stage(spec, run, "label")
+    run_stage(spec, run, "distill")
+    run_stage(spec, run, "audit")
     result = report(run.root)
-    run_export_stage(spec, run)
+    run_stage(spec, run, "export")
     if destroy_teacher:
         _destroy_teacher(run)
     return RunResult(run.root, result)

@@ -51,21 +51,37 @@ def _guard(fn, *args: Any, **kwargs: Any) -> Any:
 
 def _summary(report: dict, run_dir: Path) -> None:
     u = report["utility"]
+    lm = report.get("model_kind") == "causal-lm"
     table = Table(title=f"distillguard · {report['run']['name']}", show_lines=False)
-    for col in ("model", "test acc", "attack", "AUC", "TPR@1%FPR", "TPR@0.1%FPR"):
+    for col in ("model", "test ppl" if lm else "test acc", "attack", "AUC", "TPR@1%FPR", "TPR@0.1%FPR"):
         table.add_column(col, justify="left" if col in ("model", "attack") else "right")
     for a in report["attacks"]:
         if a["population"] != "all":
             continue
         tpr = a["tpr_at_fpr"]
         fmt = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
-        table.add_row(a["target"], f"{100 * u[a['target']]['test_accuracy']:.1f}%", a["attack"], f"{a['auc']:.3f}",
+        utility = f"{u[a['target']]['test_perplexity']:.2f}" if lm else f"{100 * u[a['target']]['test_accuracy']:.1f}%"
+        table.add_row(a["target"], utility, a["attack"], f"{a['auc']:.3f}",
                       fmt(tpr.get("0.01")), fmt(tpr.get("0.001")))
     out.print(table)
+    if lm:
+        _lm_summary(report)
     gate = report["gate"]
     verdict = "[green]PASSED[/green]" if gate["passed"] else "[red]FAILED[/red]"
     out.print(f"gate {verdict} ({gate['attack']} on {gate['target']}); report: {run_dir / 'report.html'}; "
               f"bundle: {run_dir / 'deploy'}")
+
+
+def _lm_summary(report: dict) -> None:
+    from distillguard.report.model_card import exposure_summary
+
+    for e in exposure_summary(report.get("probes", [])):
+        out.print(f"canaries x{e['repetitions']}: {e['target']} mean exposure {e['mean_exposure_bits']:.2f} bits "
+                  f"(baseline {e['mean_baseline_bits']:.2f}, max {e['max_bits']:.2f})", highlight=False)
+    for p in report.get("probes", []):
+        if p.get("probe") == "pii_completion":
+            out.print(f"PII completion exact match, {p['target']}: {100 * p['exact_match_rate']:.1f}% of {p['n']}",
+                      highlight=False)
 
 
 @app.command()

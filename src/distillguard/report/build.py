@@ -32,7 +32,9 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
         },
         "utility": {
             "teacher": utility["teacher"], "student": utility["student"],
-            "accuracy_gap": utility["accuracy_gap"], "agreement": utility["agreement"], "n_test": utility["n_test"],
+            "accuracy_gap": utility.get("accuracy_gap"), "agreement": utility.get("agreement"),
+            "n_test": utility["n_test"],
+            **{k: utility[k] for k in ("reference", "perplexity_ratio", "n_test_tokens") if k in utility},
         },
         "privacy": teacher_stage.get("privacy") or label_stage.get("privacy") or {"mechanism": spec.privacy.mechanism, "epsilon": None, "delta": None},
         "teacher": {"source": teacher_stage.get("source", "trained"),
@@ -46,6 +48,11 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
         "empirical_epsilon": metrics.get("empirical_epsilon"),
         "warnings": metrics.get("warnings", []),
     }
+    if spec.is_lm:
+        report["model_kind"] = "causal-lm"
+        report["reference_model"] = metrics.get("reference_model")
+        report["leak_guard"] = manifest["stages"].get("label", {}).get("leak_guard")
+        report["tokenizer"] = teacher_stage.get("tokenizer")
     upper, lower = report["privacy"].get("epsilon"), (report["empirical_epsilon"] or {}).get("epsilon_lower")
     if upper is not None and lower is not None and lower > upper:
         report["warnings"].append(

@@ -36,5 +36,32 @@ def evaluate_gate(report: dict[str, Any], gate: GateConfig) -> dict[str, Any]:
         checks.append(_check(f"tpr_at_fpr<={fpr}[{where}]", value, threshold))
     if gate.max_accuracy_gap is not None:
         checks.append(_check("accuracy_gap", report.get("utility", {}).get("accuracy_gap"), gate.max_accuracy_gap))
+    checks += _lm_checks(report, gate)
     return {"passed": all(c["passed"] for c in checks), "attack": gate.attack, "target": gate.target,
             "population": gate.population, "checks": checks}
+
+
+def mean_top_exposure(probes: list[dict[str, Any]], target: str) -> tuple[float | None, int | None]:
+    """Mean exposure (bits) of ``target`` over the most repeated canaries, and that repetition count."""
+    entries = [p for p in probes if p.get("probe") == "exposure" and p.get("target") == target]
+    if not entries:
+        return None, None
+    top = max(p["repetitions"] for p in entries)
+    values = [p["exposure_bits"] for p in entries if p["repetitions"] == top]
+    return sum(values) / len(values), top
+
+
+def _lm_checks(report: dict[str, Any], gate: GateConfig) -> list[dict[str, Any]]:
+    """Checks on the language-model probes and utility (absent unless the spec sets them)."""
+    probes, checks = report.get("probes", []), []
+    if gate.max_mean_exposure_bits is not None:
+        value, top = mean_top_exposure(probes, gate.target)
+        checks.append(_check(f"mean_exposure_bits[{gate.target}, canaries x{top}]", value, gate.max_mean_exposure_bits))
+    if gate.max_pii_exact_match is not None:
+        entry = next((p for p in probes if p.get("probe") == "pii_completion" and p.get("target") == gate.target), None)
+        checks.append(_check(f"pii_exact_match[{gate.target}]", None if entry is None else entry["exact_match_rate"],
+                             gate.max_pii_exact_match))
+    if gate.max_perplexity_ratio is not None:
+        checks.append(_check("perplexity_ratio[student/teacher]", report.get("utility", {}).get("perplexity_ratio"),
+                             gate.max_perplexity_ratio))
+    return checks

@@ -1,0 +1,92 @@
+"""Text data for language models: one loader per role, as :mod:`distillguard.data` for tables.
+
+A role is a JSONL file (``{"text": ...}`` per line) or a role of the built-in
+``pii-corpus``. The transfer text of the built-in is generated from its own stream
+(:func:`~distillguard.lm.pii_corpus.generate_transfer_texts`), so the label and distill
+stages can produce it without generating the sensitive roles. Canaries and PII records
+come from their optional files or from the built-in.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from distillguard.config import DataConfig, PiiCorpusConfig
+from distillguard.errors import DataError
+from distillguard.runs import sha256_file, sha256_json
+
+__all__ = ["load_canaries", "load_pii", "load_texts", "text_fingerprint"]
+
+
+def _source(cfg: DataConfig, role: str) -> str:
+    return str(getattr(cfg, role)) if cfg.builtin is None else f"builtin {cfg.builtin} {role} text"
+
+
+def _builtin(seed: int, knobs: PiiCorpusConfig):
+    return _generate(seed, knobs.model_dump_json())
+
+
+@lru_cache(maxsize=4)
+def _generate(seed: int, knobs_json: str):
+    """The whole built-in corpus, cached per (seed, knobs): every stage of a run asks for it."""
+    from distillguard.lm.pii_corpus import generate_pii_corpus
+
+    knobs = PiiCorpusConfig.model_validate_json(knobs_json)
+    return generate_pii_corpus(seed=seed, target_bytes=knobs.member_bytes, repetitions=tuple(knobs.repetitions),
+                               canaries_per_count=knobs.canaries_per_count, nonmember_bytes=knobs.nonmember_bytes,
+                               test_bytes=knobs.test_bytes, transfer_bytes=knobs.transfer_bytes)
+
+
+@lru_cache(maxsize=4)
+def _builtin_transfer(seed: int, transfer_bytes: int) -> tuple[str, ...]:
+    from distillguard.lm.pii_corpus import generate_transfer_texts
+
+    return tuple(generate_transfer_texts(seed=seed, target_bytes=transfer_bytes))
+
+
+def load_texts(cfg: DataConfig, role: str, *, seed: int) -> list[str]:
+    """The documents of one role (``members``, ``nonmembers``, ``transfer`` or ``test``).
+
+    Raises:
+        DataError: a bad JSONL file, naming the file and line.
+    """
+    from distillguard.lm.data import read_jsonl_texts
+
+    if cfg.builtin is None:
+        return read_jsonl_texts(Path(getattr(cfg, role)))
+    knobs = cfg.pii_corpus
+    if role == "transfer":
+        return list(_builtin_transfer(seed, knobs.transfer_bytes or knobs.member_bytes))
+    return list(getattr(_builtin(seed, knobs), role))
+
+
+def load_canaries(cfg: DataConfig, *, seed: int) -> list:
+    """The planted canaries (:class:`~distillguard.lm.data.CanarySpec`), index = canary id; [] if none."""
+    from distillguard.lm.data import read_canaries
+
+    if cfg.builtin is not None:
+        return list(_builtin(seed, cfg.pii_corpus).canaries)
+    return read_canaries(cfg.canaries) if cfg.canaries is not None else []
+
+
+def load_pii(cfg: DataConfig, *, seed: int) -> list:
+    """The PII records (:class:`~distillguard.lm.data.PiiRecord`) the members mention; [] if none."""
+    from distillguard.lm.data import read_pii
+
+    if cfg.builtin is not None:
+        return list(_builtin(seed, cfg.pii_corpus).pii)
+    return read_pii(cfg.pii) if cfg.pii is not None else []
+
+
+def text_fingerprint(cfg: DataConfig, role: str, *, seed: int) -> str:
+    """sha256 of a role's file (or of the built-in's parameters: it is regenerated from them)."""
+    if cfg.builtin is not None:
+        return sha256_json({"builtin": cfg.builtin, "seed": seed, "knobs": cfg.pii_corpus.model_dump(),
+                            "role": role})
+    path = getattr(cfg, role)
+    if path is None:
+        return "absent"
+    if not Path(path).is_file():
+        raise DataError(f"{path}: [data].{role} file not found")
+    return sha256_file(path)

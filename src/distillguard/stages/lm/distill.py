@@ -1,0 +1,60 @@
+"""LM stage 3: the student, trained from softlabels/ only.
+
+Reads the soft-label shards (which carry the transfer blocks' token ids) and the
+tokenizer copied beside them; never teacher/, never a private file. The temperature is
+applied at load time by the loss (re-tempering truncated top-k is an approximation:
+README, "Language models"). A student started from ``[student] path`` must share the
+teacher's tokenizer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from distillguard import progress
+from distillguard.config import Spec
+from distillguard.errors import ArtifactError
+from distillguard.runs import RunDir, atomic_write_json
+from distillguard.seeding import derive_seed
+from distillguard.stages.common import execute_stage
+from distillguard.stages.lm.common import check_student_context, folder_digest
+from distillguard.stages.lm.label import TOKENIZER_DIR
+
+OUTPUT = "student"
+
+
+def run_lm_distill_stage(spec: Spec, run: RunDir) -> bool:
+    label_outputs = (run.stage("label") or {}).get("outputs", {})
+    if not label_outputs:
+        raise ArtifactError(f"{run / 'softlabels'}: no soft labels recorded in {run.manifest_path}; run the label stage first")
+    inputs = {rel: run.output_hash("label", rel) for rel in sorted(label_outputs)}
+    if spec.student.path is not None:
+        inputs["student.path"] = folder_digest(spec.student.path, what="[student].path")
+    params = {"student": spec.section_dict("student"), "distill": spec.section_dict("distill"), "seed": spec.run.seed}
+
+    def build(folder: Path) -> dict:
+        from distillguard.lm.models import build_causal_lm, check_same_tokenizer, load_causal_lm, save_causal_lm
+        from distillguard.lm.softlabels import SoftLabelReader
+        from distillguard.lm.tokenizer import load_tokenizer
+        from distillguard.lm.train import distill_causal_lm
+
+        reader = SoftLabelReader(run / "softlabels")
+        tokenizer = load_tokenizer(run / "softlabels" / TOKENIZER_DIR)
+        if spec.student.path is not None:
+            student, student_tokenizer = load_causal_lm(spec.student.path)
+            check_same_tokenizer(tokenizer, student_tokenizer)
+        else:
+            student = build_causal_lm(spec.student.arch.model_config_dict(), tokenizer=tokenizer,
+                                      seed=derive_seed(spec.run.seed, "student", "init"))
+        check_student_context(student, int(reader.meta["block_len"]), where="[student]")
+        d = spec.distill
+        with progress.task("distill: student on top-k soft labels", spec.student.epochs) as advance:
+            log = distill_causal_lm(student, reader, loss=d.lm_loss(), beta=d.beta, temperature=d.temperature,
+                                    epochs=spec.student.epochs, lr=spec.student.lr, batch_size=spec.student.batch_size,
+                                    weight_decay=spec.student.weight_decay,
+                                    seed=derive_seed(spec.run.seed, "student", "train"), on_epoch=lambda e: advance(1))
+        save_causal_lm(student, tokenizer, folder)
+        atomic_write_json(folder / "training_log.json", log)
+        return {"n_blocks": len(reader), "k": reader.k, "loss": d.lm_loss(), "temperature": d.temperature}
+
+    return execute_stage(run, "distill", params=params, inputs=inputs, output=OUTPUT, build=build)

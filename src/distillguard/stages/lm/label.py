@@ -1,0 +1,87 @@
+"""LM stage 2: the text leak guard, then the teacher's top-k log-probabilities on the transfer text.
+
+The guard runs first: a transfer document that copies a member or nonmember document
+(exactly, or lightly edited: MinHash LSH over character 5-grams, exact Jaccard check) would
+be labeled with the teacher's memorized distribution and leak it to the student. Policy
+``[data] leak_policy``: fail (exit 2, nothing labeled), drop, or warn; what was found goes
+to the manifest and to ``softlabels.json``.
+
+Then the kept documents are packed into blocks and labeled as a stream of Parquet shards
+(:func:`distillguard.lm.softlabels.write_soft_labels`: memory is one batch's logits,
+whatever the corpus length), at T = 1 with the leftover mass. The tokenizer (fitted on
+public text and checked for secrets) is copied to ``softlabels/tokenizer`` so the distill
+stage never opens teacher/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from distillguard import progress
+from distillguard.config import Spec
+from distillguard.data.text import load_texts, text_fingerprint
+from distillguard.runs import RunDir
+from distillguard.stages.common import execute_stage
+from distillguard.stages.lm.common import model_hashes
+
+OUTPUT = "softlabels"
+TOKENIZER_DIR = "tokenizer"
+
+
+def guard_transfer_text(spec: Spec, transfer: list[str]):
+    """(kept transfer document indices, LeakReport) under ``[data] leak_policy``.
+
+    Raises:
+        DataLeakError: policy ``fail`` and a transfer document copies a private one.
+    """
+    from distillguard.data.leakguard import apply_policy, find_text_leaks
+
+    seed = spec.run.seed
+    private = {role: load_texts(spec.data, role, seed=seed) for role in ("members", "nonmembers")}
+    report = find_text_leaks(transfer, private, jaccard_threshold=spec.data.text_leak_jaccard, seed=seed)
+    source = str(spec.data.transfer) if spec.data.transfer is not None else f"builtin {spec.data.builtin} transfer text"
+    keep = apply_policy(report, policy=spec.data.leak_policy, n_transfer=len(transfer), source=source)
+    return keep, report
+
+
+def run_lm_label_stage(spec: Spec, run: RunDir) -> bool:
+    seed = spec.run.seed
+    inputs = {f"data.{role}": text_fingerprint(spec.data, role, seed=seed)
+              for role in ("members", "nonmembers", "transfer")}
+    inputs.update(model_hashes(run, "teacher", "teacher"))
+    params = {"data": spec.data.fingerprint_params(), "seed": seed, "temperature": 1.0, "top_k": spec.distill.top_k}
+    # The guard compares the transfer text with the private text, so this stage reads
+    # members and nonmembers (the teacher's side of the wall); the distill stage does not.
+
+    def build(folder: Path) -> dict:
+        from distillguard.lm.blocks import iter_token_blocks
+        from distillguard.lm.models import context_length, load_causal_lm
+        from distillguard.lm.softlabels import write_soft_labels
+        from distillguard.lm.tokenizer import save_tokenizer
+
+        transfer = load_texts(spec.data, "transfer", seed=seed)
+        keep, leaks = guard_transfer_text(spec, transfer)
+        if leaks.transfer_rows.size:
+            progress.log(f"[yellow]leak guard ({spec.data.leak_policy}): {leaks.summary()}[/yellow]")
+        # prefix guard: the lead calls distillguard.lm.prefix_guard.find_secret_contexts(kept texts, canaries)
+        # here after merging (transfer documents holding a canary prefix lead the teacher into its secret).
+        kept = [transfer[int(i)] for i in keep]
+        teacher, tokenizer = load_causal_lm(run / "teacher")
+        vocab = int(teacher.get_output_embeddings().weight.shape[0])
+        k = min(spec.distill.top_k, vocab)
+        blocks = iter_token_blocks(tokenizer, kept, block_len=context_length(teacher))
+        with progress.task("label: teacher top-k on transfer text", len(kept)) as advance:
+            meta = write_soft_labels(teacher, blocks, folder=folder, k=k, extra_meta={
+                "teacher_sha256": inputs["teacher/model.safetensors"], "transfer_sha256": inputs["data.transfer"],
+                "kept_documents": [int(i) for i in keep], "leak_policy": spec.data.leak_policy,
+                "leak_guard": leaks.to_dict()})
+            advance(len(kept))
+        save_tokenizer(tokenizer, folder / TOKENIZER_DIR)
+        flagged = int(leaks.transfer_rows.size)
+        return {"n_documents": len(kept), "n_blocks": meta["n_blocks"], "n_tokens": meta["n_tokens"], "k": k,
+                "leak_guard": {"policy": spec.data.leak_policy, "method": leaks.method, "criterion": leaks.criterion,
+                               "flagged": flagged, "n_exact": leaks.n_exact, "n_near": leaks.n_near,
+                               "dropped": flagged if spec.data.leak_policy == "drop" else 0}}
+
+    return execute_stage(run, "label", params=params, inputs=inputs, output=OUTPUT, build=build)
+

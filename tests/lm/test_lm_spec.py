@@ -1,0 +1,69 @@
+"""The spec keys of the language-model track: defaults, paths, and invalid combinations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from distillguard.config import load_spec, parse_spec
+from distillguard.errors import ConfigError
+from distillguard.report.gate import evaluate_gate
+
+
+def spec(raw: dict, base: Path = Path("/tmp")):
+    return parse_spec(raw, base_dir=base)
+
+
+def test_text_data_selects_the_lm_track_and_its_defaults():
+    s = spec({"data": {"builtin": "pii-corpus"}})
+    assert s.is_lm and s.teacher.kind == s.student.kind == "causal-lm"
+    assert s.audit.shadows == 0 and set(s.audit.attacks) == {"loss", "zlib", "min_k", "min_k_pp", "reference"}
+    assert s.gate.attack == "reference" and s.gate.max_accuracy_gap is None
+    assert s.audit.lm.exposure_references == 2000 and s.distill.lm_loss() == "forward_kl"
+    again = parse_spec(__import__("tomllib").loads(s.to_toml()), base_dir=Path("/tmp"))
+    assert again == s  # the resolved spec reloads to the same spec
+
+
+def test_jsonl_paths_are_resolved_against_the_spec(tmp_path):
+    (tmp_path / "spec.toml").write_text(
+        '[data]\nformat = "jsonl"\nmembers = "m.jsonl"\nnonmembers = "n.jsonl"\ntransfer = "t.jsonl"\n'
+        'test = "x.jsonl"\ncanaries = "c.jsonl"\npii = "p.jsonl"\n'
+        '[teacher]\ntokenizer = { path = "tok" }\n[student]\npath = "init"\n')
+    s = load_spec(tmp_path / "spec.toml")
+    assert s.data.canaries == tmp_path / "c.jsonl" and s.data.pii == tmp_path / "p.jsonl"
+    assert s.teacher.tokenizer.path == tmp_path / "tok" and s.student.path == tmp_path / "init"
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"data": {"builtin": "digits"}, "teacher": {"kind": "causal-lm"}}, '[teacher].kind: "causal-lm" needs text data'),
+    ({"data": {"format": "csv", "members": "a.csv", "nonmembers": "b.csv", "transfer": "c.csv", "test": "d.csv"},
+      "student": {"kind": "causal-lm"}}, "got 'csv'"),
+    ({"data": {"builtin": "pii-corpus"}, "teacher": {"kind": "mlp"}}, '[teacher].kind: text data'),
+    ({"data": {"builtin": "digits"}, "distill": {"loss": "jsd"}}, '[distill].loss: classifiers distill with "kl"'),
+    ({"data": {"builtin": "pii-corpus"}, "audit": {"attacks": ["lira_online"], "shadows": 4}}, "[audit].attacks"),
+    ({"data": {"builtin": "pii-corpus"}, "distill": {"loss": "cross"}}, "[distill].loss"),
+    ({"data": {"builtin": "pii-corpus"}, "teacher": {"arch": {"width": 100, "heads": 3}}}, "[teacher].arch"),
+    ({"data": {"builtin": "digits", "canaries": "c.jsonl"}}, "takes no files"),
+    ({"data": {"builtin": "pii-corpus"}, "privacy": {"mechanism": "dp-sgd", "epsilon": 1.0}}, "[privacy].mechanism"),
+])
+def test_invalid_combinations_name_the_field(raw, message):
+    with pytest.raises(ConfigError) as error:
+        spec(raw)
+    assert message in str(error.value), str(error.value)
+
+
+def test_lm_gate_checks_read_the_probes():
+    s = spec({"data": {"builtin": "pii-corpus"}, "gate": {"max_pii_exact_match": 0.1, "max_tpr_at_fpr": {}}})
+    probes = [{"probe": "exposure", "target": "student", "canary_id": i, "repetitions": r, "exposure_bits": b}
+              for i, (r, b) in enumerate([(16, 3.0), (16, 4.6), (4, 9.0)])]
+    probes.append({"probe": "pii_completion", "target": "student", "exact_match_rate": 0.05, "n": 40})
+    report = {"attacks": [{"attack": "reference", "target": "student", "population": "all", "auc": 0.5,
+                           "auc_ci": [0.45, 0.55], "tpr_at_fpr": {}}],
+              "probes": probes, "utility": {"perplexity_ratio": 1.2}}
+    checks = {c["name"]: c for c in evaluate_gate(report, s.gate)["checks"]}
+    exposure = checks["mean_exposure_bits[student, canaries x16]"]
+    assert exposure["value"] == pytest.approx(3.8) and exposure["passed"]  # only the 16x canaries count
+    assert checks["pii_exact_match[student]"]["passed"]
+    assert not checks["perplexity_ratio[student/teacher]"]["passed"]  # 1.2 > 1.15
+    assert "accuracy_gap" not in checks
