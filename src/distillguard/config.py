@@ -513,6 +513,13 @@ class Spec(_Strict):
                                 'use "none"')
             if self.gate.population != "all":
                 problems.append('[gate].population: a causal-LM audit has population "all" only')
+            knobs = [name for name, off in (("[softlabels]", self.softlabels.is_identity()),
+                                            ("[transfer]", self.transfer.is_identity()),
+                                            ("[teacher].ensemble", self.teacher.ensemble == 1),
+                                            ("[teacher].label_smoothing", self.teacher.label_smoothing == 0.0)) if not off]
+            if knobs:
+                problems.append(f"{', '.join(knobs)}: the classifier defense knobs are not supported for causal LMs; "
+                                "leave them at their defaults ([distill] top_k and temperature apply)")
         else:
             bad = [a for a in self.audit.attacks if a in LM_ATTACKS and a != "loss"]
             if bad:

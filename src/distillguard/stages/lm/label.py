@@ -44,10 +44,43 @@ def guard_transfer_text(spec: Spec, transfer: list[str]):
     return keep, report
 
 
+def guard_secret_contexts(spec: Spec, transfer: list[str], keep) -> tuple[list[int], dict]:
+    """Transfer documents holding a canary's prefix, under ``[data] leak_policy``.
+
+    After such a prefix the teacher's top-k labels spell out its memorized secret, and the
+    student learns it without the secret ever being in the transfer text
+    (:mod:`distillguard.lm.prefix_guard`; ``benchmarks/bench_lm_transfer_leak.py``
+    measures the leak). ``fail`` raises, ``drop`` removes those documents, ``warn`` keeps
+    them; the record names canary ids and document counts, never a prefix or secret.
+    """
+    from distillguard.data.text import load_canaries
+    from distillguard.lm.prefix_guard import check_no_secret_contexts, find_secret_contexts
+
+    keep = [int(i) for i in keep]
+    canaries = load_canaries(spec.data, seed=spec.run.seed)
+    if not canaries:
+        return keep, {"checked": False, "reason": "no canaries file"}
+    kept = [transfer[i] for i in keep]
+    hits = find_secret_contexts(kept, canaries)
+    flagged = sorted({keep[h.document] for h in hits})
+    record = {"checked": True, "flagged_documents": len(flagged), "canary_ids": sorted({h.canary_id for h in hits}),
+              "dropped": len(flagged) if spec.data.leak_policy == "drop" else 0}
+    if not hits:
+        return keep, record
+    if spec.data.leak_policy == "fail":
+        source = str(spec.data.transfer) if spec.data.transfer is not None else f"builtin {spec.data.builtin} transfer text"
+        check_no_secret_contexts(kept, canaries, where=source)
+    progress.log(f"[yellow]prefix guard ({spec.data.leak_policy}): {len(flagged)} transfer document(s) hold the "
+                 f"prefixes of canaries {record['canary_ids']}[/yellow]")
+    if spec.data.leak_policy == "drop":
+        keep = [i for i in keep if i not in set(flagged)]
+    return keep, record
+
+
 def run_lm_label_stage(spec: Spec, run: RunDir) -> bool:
     seed = spec.run.seed
     inputs = {f"data.{role}": text_fingerprint(spec.data, role, seed=seed)
-              for role in ("members", "nonmembers", "transfer")}
+              for role in ("members", "nonmembers", "transfer", "canaries")}
     inputs.update(model_hashes(run, "teacher", "teacher"))
     params = {"data": spec.data.fingerprint_params(), "seed": seed, "temperature": 1.0, "top_k": spec.distill.top_k}
     # The guard compares the transfer text with the private text, so this stage reads
@@ -63,8 +96,7 @@ def run_lm_label_stage(spec: Spec, run: RunDir) -> bool:
         keep, leaks = guard_transfer_text(spec, transfer)
         if leaks.transfer_rows.size:
             progress.log(f"[yellow]leak guard ({spec.data.leak_policy}): {leaks.summary()}[/yellow]")
-        # prefix guard: the lead calls distillguard.lm.prefix_guard.find_secret_contexts(kept texts, canaries)
-        # here after merging (transfer documents holding a canary prefix lead the teacher into its secret).
+        keep, contexts = guard_secret_contexts(spec, transfer, keep)
         kept = [transfer[int(i)] for i in keep]
         teacher, tokenizer = load_causal_lm(run / "teacher")
         vocab = int(teacher.get_output_embeddings().weight.shape[0])
@@ -74,14 +106,15 @@ def run_lm_label_stage(spec: Spec, run: RunDir) -> bool:
             meta = write_soft_labels(teacher, blocks, folder=folder, k=k, extra_meta={
                 "teacher_sha256": inputs["teacher/model.safetensors"], "transfer_sha256": inputs["data.transfer"],
                 "kept_documents": [int(i) for i in keep], "leak_policy": spec.data.leak_policy,
-                "leak_guard": leaks.to_dict()})
+                "leak_guard": leaks.to_dict(), "prefix_guard": contexts})
             advance(len(kept))
         save_tokenizer(tokenizer, folder / TOKENIZER_DIR)
         flagged = int(leaks.transfer_rows.size)
         return {"n_documents": len(kept), "n_blocks": meta["n_blocks"], "n_tokens": meta["n_tokens"], "k": k,
                 "leak_guard": {"policy": spec.data.leak_policy, "method": leaks.method, "criterion": leaks.criterion,
                                "flagged": flagged, "n_exact": leaks.n_exact, "n_near": leaks.n_near,
-                               "dropped": flagged if spec.data.leak_policy == "drop" else 0}}
+                               "dropped": flagged if spec.data.leak_policy == "drop" else 0},
+                "prefix_guard": contexts}
 
     return execute_stage(run, "label", params=params, inputs=inputs, output=OUTPUT, build=build)
 
