@@ -1,7 +1,7 @@
 """Does a memorized secret leak through top-k soft labels when the transfer text holds its prefix?
 
 Usage: python benchmarks/bench_lm_transfer_leak.py [--quick] [--members-bytes 300000]
-           [--transfer-bytes 300000] [--prefix-copies 20] [--ks 8,128] [--temperatures 1,2]
+           [--transfer-bytes 300000] [--prefix-copies 20] [--no-clean] [--ks 8,128] [--temperatures 1,2]
            [--teacher-epochs 20] [--student-epochs 6] [--references 2000] [--teacher-cache DIR]
            [--json results.json]
 
@@ -69,7 +69,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_recipe_flags(parser, Recipe())
     parser.add_argument("--quick", action="store_true", help="small corpus and models: a smoke run of ~2 minutes")
-    parser.add_argument("--prefix-copies", type=int, default=20)
+    parser.add_argument("--prefix-copies", default="20",
+                        help="comma-separated copies of each prefix; one prefixed condition per value")
+    parser.add_argument("--no-clean", action="store_true", help="skip the clean-transfer students")
     parser.add_argument("--ks", default="8,128", help="comma-separated top-k values (capped at the vocabulary)")
     parser.add_argument("--temperatures", default="1,2", help="comma-separated distillation temperatures")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
@@ -104,10 +106,10 @@ def main() -> None:
     log(f"teacher exposure 16x {teacher_row['exposure_16x']:.2f}, 4x {teacher_row['exposure_4x']:.2f}, "
         f"1x {teacher_row['exposure_1x']:.2f} bits; test ppl {teacher_row['test_perplexity']:.2f}")
 
-    transfers = {"clean": corpus.transfer,
-                 f"prefixed ({args.prefix_copies}x each)": prefixed_transfer(
-                     corpus.transfer, [c.prefix for c in corpus.canaries], copies=args.prefix_copies,
-                     seed=recipe.seed)}
+    transfers = {"clean": corpus.transfer}
+    for copies in (int(c) for c in args.prefix_copies.split(",")):
+        transfers[f"prefixed ({copies}x each)"] = prefixed_transfer(
+            corpus.transfer, [c.prefix for c in corpus.canaries], copies=copies, seed=recipe.seed)
     guard = {}
     for name, texts in transfers.items():
         hits = find_secret_contexts(texts, corpus.canaries)
@@ -117,6 +119,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-lm-leak-") as scratch:
         for name, texts in transfers.items():
+            if name == "clean" and args.no_clean:
+                continue
             for k in ks:
                 folder = Path(scratch) / f"{name.split()[0]}-k{k}"
                 meta = label(teacher, texts, folder=folder, k=k, block_len=recipe.block_len)
