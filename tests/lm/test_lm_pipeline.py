@@ -183,3 +183,29 @@ def test_leak_policy_drop_and_warn_keep_what_they_say(tmp_path, corpus, policy, 
     keep, report = guard_transfer_text(load_spec(tmp_path / "spec.toml"), transfer)
     assert len(keep) == kept and (1 not in keep.tolist()) == (policy == "drop")
     assert report.to_dict()["exact"] == [{"transfer_row": 1, "split": "nonmembers", "private_row": 0}]
+
+
+@pytest.mark.parametrize(("policy", "kept"), [("fail", None), ("drop", 2), ("warn", 3)])
+def test_prefix_guard_in_the_label_stage_follows_the_leak_policy(tmp_path, corpus, policy, kept):
+    """A transfer document holding a canary's prefix (not its secret) is refused, dropped or kept."""
+    from distillguard.config import load_spec
+    from distillguard.errors import DataLeakError
+    from distillguard.stages.lm.label import guard_secret_contexts
+
+    canary = corpus.canaries[0]
+    leading = f"Some public text. {canary.prefix} and then other words."
+    assert canary.secret not in leading
+    transfer = [corpus.transfer[0], leading, corpus.transfer[1]]
+    _write_jsonl_set(tmp_path, corpus, transfer=transfer)
+    (tmp_path / "spec.toml").write_text(JSONL_DATA + f'leak_policy = "{policy}"\n')
+    spec = load_spec(tmp_path / "spec.toml")
+    if policy == "fail":
+        with pytest.raises(DataLeakError, match=r"transfer.jsonl contains the prefixes of canaries \(canary 0: 1 "):
+            guard_secret_contexts(spec, transfer, [0, 1, 2])
+        return
+    keep, record = guard_secret_contexts(spec, transfer, [0, 1, 2])
+    assert len(keep) == kept and (1 in keep) == (policy == "warn")
+    assert record == {"checked": True, "flagged_documents": 1, "canary_ids": [0],
+                      "dropped": 1 if policy == "drop" else 0}
+    clean_keep, clean = guard_secret_contexts(spec, [corpus.transfer[0], corpus.transfer[1]], [0, 1])
+    assert clean_keep == [0, 1] and clean["flagged_documents"] == 0
