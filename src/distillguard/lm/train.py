@@ -6,6 +6,11 @@ for the shard reader), and dropout draws from torch's global generator inside
 ``fork_rng`` seeded with ``derive_seed(seed, "dropout")``, so on CPU a model is a pure
 function of (initial weights, data, recipe, seed) and the caller's random state is left
 alone. The optimizer is AdamW.
+
+Both loops checkpoint at epoch ends when given a :class:`~distillguard.checkpoints.Checkpoint`
+(model, optimizer, the batch-order generator, the dropout generator, the log), so a
+killed stage resumes at its last saved epoch and ends with the same weights as an
+uninterrupted run.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from distillguard.checkpoints import Checkpoint, snapshot
 from distillguard.lm.blocks import TokenBlocks
 from distillguard.lm.losses import check_loss_params, sparse_kd_loss
 from distillguard.lm.models import check_vocab_size, context_length
@@ -63,6 +69,7 @@ def train_causal_lm(
     weight_decay: float = 0.0,
     grad_clip: float | None = 1.0,
     on_epoch: Callable[[int], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> list[dict[str, float]]:
     """Fine-tune ``model`` in place with plain next-token CE (the teacher on the members).
 
@@ -87,7 +94,8 @@ def train_causal_lm(
     log: list[dict[str, float]] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "dropout"))
-        for epoch in range(epochs):
+        start = _resume(checkpoint, model, optimizer, log, on_epoch, generator=generator)
+        for epoch in range(start, epochs):
             model.train()
             total, count = 0.0, 0
             for index in torch.randperm(len(token_blocks), generator=generator).split(batch_size):
@@ -95,10 +103,40 @@ def train_causal_lm(
                 _step(model, optimizer, loss, grad_clip)
                 total, count = total + loss.item(), count + 1
             log.append({"epoch": epoch, "loss": total / max(count, 1)})
+            _save(checkpoint, model, optimizer, log, epoch=epoch + 1, epochs=epochs, generator=generator)
             if on_epoch is not None:
                 on_epoch(epoch)
     model.eval()
     return log
+
+
+def _resume(checkpoint: Checkpoint | None, model, optimizer, log: list, on_epoch, *,
+            generator: torch.Generator | None = None) -> int:
+    """Restore a saved epoch boundary (inside the loop's ``fork_rng``); the epoch to start at."""
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is None:
+        return 0
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    torch.set_rng_state(saved["dropout_rng"])
+    if generator is not None:
+        generator.set_state(saved["order_rng"])
+    log.extend(saved["log"])
+    for epoch in range(saved["epoch"]):
+        if on_epoch is not None:
+            on_epoch(epoch)
+    return int(saved["epoch"])
+
+
+def _save(checkpoint: Checkpoint | None, model, optimizer, log: list, *, epoch: int, epochs: int,
+          generator: torch.Generator | None = None) -> None:
+    if checkpoint is None or epoch >= epochs or not checkpoint.due():
+        return
+    state = {"epoch": epoch, "model": snapshot(model.state_dict()), "optimizer": optimizer.state_dict(),
+             "dropout_rng": torch.get_rng_state(), "log": list(log)}
+    if generator is not None:
+        state["order_rng"] = generator.get_state()
+    checkpoint.save(state, point=f"epoch{epoch}")
 
 
 def _step(
@@ -126,6 +164,7 @@ def distill_causal_lm(
     grad_clip: float | None = 1.0,
     shuffle_rows: int = 1024,
     on_epoch: Callable[[int], None] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> list[dict[str, float]]:
     """Train ``student`` in place from stored top-k teacher labels only.
 
@@ -151,7 +190,8 @@ def distill_causal_lm(
     log: list[dict[str, float]] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "dropout"))
-        for epoch in range(epochs):
+        start = _resume(checkpoint, student, optimizer, log, on_epoch)
+        for epoch in range(start, epochs):
             student.train()
             total, tokens = 0.0, 0
             for batch in shard_reader.batches(batch_size=batch_size, seed=derive_seed(seed, "order", epoch),
@@ -164,6 +204,7 @@ def distill_causal_lm(
                 n = int(batch.mask.sum())
                 total, tokens = total + value.item() * n, tokens + n
             log.append({"epoch": epoch, "loss": total / max(tokens, 1)})
+            _save(checkpoint, student, optimizer, log, epoch=epoch + 1, epochs=epochs)
             if on_epoch is not None:
                 on_epoch(epoch)
     student.eval()

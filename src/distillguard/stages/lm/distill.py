@@ -16,7 +16,7 @@ from distillguard.config import Spec
 from distillguard.errors import ArtifactError
 from distillguard.runs import RunDir, atomic_write_json
 from distillguard.seeding import derive_seed
-from distillguard.stages.common import execute_stage
+from distillguard.stages.common import checkpoint_store, execute_stage
 from distillguard.stages.lm.common import check_student_context, folder_digest
 from distillguard.stages.lm.label import TOKENIZER_DIR
 
@@ -31,6 +31,8 @@ def run_lm_distill_stage(spec: Spec, run: RunDir) -> bool:
     if spec.student.path is not None:
         inputs["student.path"] = folder_digest(spec.student.path, what="[student].path")
     params = {"student": spec.section_dict("student"), "distill": spec.section_dict("distill"), "seed": spec.run.seed}
+
+    checkpoints = checkpoint_store(spec, run, "distill")
 
     def build(folder: Path) -> dict:
         from distillguard.lm.models import build_causal_lm, check_same_tokenizer, load_causal_lm, save_causal_lm
@@ -52,9 +54,11 @@ def run_lm_distill_stage(spec: Spec, run: RunDir) -> bool:
             log = distill_causal_lm(student, reader, loss=d.lm_loss(), beta=d.beta, temperature=d.temperature,
                                     epochs=spec.student.epochs, lr=spec.student.lr, batch_size=spec.student.batch_size,
                                     weight_decay=spec.student.weight_decay,
-                                    seed=derive_seed(spec.run.seed, "student", "train"), on_epoch=lambda e: advance(1))
+                                    seed=derive_seed(spec.run.seed, "student", "train"), on_epoch=lambda e: advance(1),
+                                  checkpoint=checkpoints.slot("student"))
         save_causal_lm(student, tokenizer, folder)
         atomic_write_json(folder / "training_log.json", log)
         return {"n_blocks": len(reader), "k": reader.k, "loss": d.lm_loss(), "temperature": d.temperature}
 
-    return execute_stage(run, "distill", params=params, inputs=inputs, output=OUTPUT, build=build)
+    return execute_stage(run, "distill", params=params, inputs=inputs, output=OUTPUT, build=build,
+                         checkpoints=checkpoints)

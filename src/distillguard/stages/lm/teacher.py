@@ -16,7 +16,7 @@ from distillguard.config import Spec
 from distillguard.data.text import load_canaries, load_texts, text_fingerprint
 from distillguard.runs import RunDir, atomic_write_json
 from distillguard.seeding import derive_seed
-from distillguard.stages.common import execute_stage
+from distillguard.stages.common import checkpoint_store, execute_stage
 from distillguard.stages.lm.common import fit_or_load_tokenizer, folder_digest
 
 OUTPUT = "teacher"
@@ -30,6 +30,8 @@ def run_lm_teacher_stage(spec: Spec, run: RunDir) -> bool:
     if spec.teacher.tokenizer.path is not None:
         inputs["tokenizer.path"] = folder_digest(spec.teacher.tokenizer.path, what="[teacher.tokenizer].path")
     params = {"teacher": spec.section_dict("teacher"), "data": spec.data.fingerprint_params(), "seed": seed}
+
+    checkpoints = checkpoint_store(spec, run, "teacher")
 
     def build(folder: Path) -> dict:
         from distillguard.lm.blocks import encode_blocks
@@ -59,7 +61,8 @@ def run_lm_teacher_stage(spec: Spec, run: RunDir) -> bool:
         with progress.task("teacher: causal LM on members", spec.teacher.epochs) as advance:
             log = train_causal_lm(model, blocks, epochs=spec.teacher.epochs, lr=spec.teacher.lr,
                                   batch_size=spec.teacher.batch_size, weight_decay=spec.teacher.weight_decay,
-                                  seed=derive_seed(seed, "teacher", "train"), on_epoch=lambda e: advance(1))
+                                  seed=derive_seed(seed, "teacher", "train"), on_epoch=lambda e: advance(1),
+                                  checkpoint=checkpoints.slot("teacher"))
         save_causal_lm(model, tokenizer, folder)
         atomic_write_json(folder / "split.json", {
             "train_ids": list(range(len(members))), "val_ids": [],
@@ -71,4 +74,5 @@ def run_lm_teacher_stage(spec: Spec, run: RunDir) -> bool:
                 "canaries": [{"canary_id": c.canary_id, "declared": c.declared, "counted": c.counted} for c in counts],
                 "privacy": None}
 
-    return execute_stage(run, "teacher", params=params, inputs=inputs, output=OUTPUT, build=build)
+    return execute_stage(run, "teacher", params=params, inputs=inputs, output=OUTPUT, build=build,
+                         checkpoints=checkpoints)
