@@ -1,8 +1,8 @@
 """Privacy–utility benchmark: plain KD, DP-SGD teachers and PATE behind one audit.
 
-Usage: python benchmarks/bench_privacy_utility.py [--datasets purchase-synth digits]
+Usage: python benchmarks/bench_privacy_utility.py [--datasets digits purchase-synth]
            [--shadows 4] [--canaries 8] [--dp-epsilons 1 4 8] [--teacher-hidden 128]
-           [--teacher-epochs 40] [--student-epochs 40] [--out FILE.md] [--keep DIR]
+           [--teacher-epochs 15] [--student-epochs 20] [--out FILE.md] [--keep DIR]
 
 For each built-in data set it writes one spec per defense into a temp folder and runs the
 real pipeline on it (``distillguard.run``: teacher → label → distill → full audit with
@@ -33,8 +33,8 @@ import distillguard
 
 DATASETS = {
     # The built-in defaults (the demo's sizes); digits uses all 1,797 images.
-    "purchase-synth": '[data]\nbuiltin = "purchase-synth"\n',
     "digits": '[data]\nbuiltin = "digits"\n',
+    "purchase-synth": '[data]\nbuiltin = "purchase-synth"\n',
 }
 
 
@@ -109,8 +109,8 @@ def main() -> None:
     parser.add_argument("--dp-epsilons", type=float, nargs="+", default=[1.0, 4.0, 8.0])
     parser.add_argument("--teacher-hidden", type=int, nargs="+", default=[128],
                         help="teacher MLP widths for every defense (default [128]; the spec default is [256, 256])")
-    parser.add_argument("--teacher-epochs", type=int, default=40, help="teacher epochs (default 40; spec default 60)")
-    parser.add_argument("--student-epochs", type=int, default=40, help="student epochs (default 40; spec default 80)")
+    parser.add_argument("--teacher-epochs", type=int, default=15, help="teacher epochs (default 15; spec default 60)")
+    parser.add_argument("--student-epochs", type=int, default=20, help="student epochs (default 20; spec default 80)")
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown table and raw rows here")
     parser.add_argument("--keep", type=Path, default=None, help="keep the run folders here (default: a temp folder)")
     args = parser.parse_args()
