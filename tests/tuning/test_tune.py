@@ -28,6 +28,9 @@ def test_choice_is_the_least_leaky_point_above_the_accuracy_bar() -> None:
     assert choose(points, min_accuracy=0.87) == (1, True)
     assert choose(points, min_accuracy=0.60) == (2, True)
     assert choose(points, min_accuracy=0.95) == (0, False)  # nobody qualifies: the most accurate, flagged
+    # AUC leads: a noisy 0.7-point TPR edge does not beat an AUC at chance (the digits case).
+    digits = [Point(0.938, 0.0133, 0.596), Point(0.938, 0.0200, 0.528)]
+    assert choose(digits, min_accuracy=0.918) == (1, True)
 
 
 def test_default_space_is_valid_specs_and_starts_with_the_users_own() -> None:
@@ -58,7 +61,8 @@ def test_search_halves_promotes_the_best_and_never_overruns_its_budget(tmp_path,
         clock.now += 10.0 * shadows
         return search.Evaluation(name=candidate.name, overrides=candidate.overrides, shadows=shadows,
                                  seconds=10.0 * shadows, accuracy=acc[candidate.name], accuracy_ci=[0, 1], fidelity=1.0,
-                                 attack="lira_online", auc=0.5 + leak[candidate.name] / 2, auc_ci=[0, 1],
+                                 attack="lira_online", auc=0.5 + leak[candidate.name] / 2,
+                                 auc_ci=[0.48 + leak[candidate.name] / 2, 0.52 + leak[candidate.name] / 2],
                                  tpr=leak[candidate.name])
 
     monkeypatch.setattr(search.time, "monotonic", clock)

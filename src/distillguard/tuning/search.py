@@ -54,7 +54,8 @@ class Evaluation:
     teacher_auc: float | None = None
 
     def point(self) -> Point:
-        return Point(self.accuracy, 1.0 if self.tpr is None else self.tpr, self.auc)
+        """Selection coordinates: leakage as the upper end of the AUC interval (as the gate reads it)."""
+        return Point(self.accuracy, 1.0 if self.tpr is None else self.tpr, self.auc_ci[1])
 
 
 @dataclass
@@ -111,7 +112,7 @@ def tune(spec: Spec, *, folder: Path, budget_minutes: float = 20.0, max_accuracy
     if len(rungs) > 1:
         first = list(evaluations)
         order = sorted(range(len(first)), key=lambda i: (first[i].point().accuracy < _bar(work, max_accuracy_drop),
-                                                         first[i].point().tpr, first[i].point().auc))
+                                                         first[i].point().auc, first[i].point().tpr))
         promoted = order[:max(1, int(np.ceil(TOP_FRACTION * len(first))))]
         with shadow_teacher_cache(folder / "private" / "shadow-teachers"), \
                 progress.task(f"tune: full audit of {len(promoted)} candidates", len(promoted)) as advance:
