@@ -36,15 +36,20 @@ def assert_no_teacher_tensor(deploy_weights: Path, teacher_digests: dict[str, st
         raise ArtifactError(f"{deploy_weights}: {len(shared)} tensor(s) identical to the teacher's; refusing to export")
 
 
-def run_export_stage(spec: Spec, run: RunDir) -> bool:
-    inputs = {rel: run.output_hash("distill", rel) for rel in ("student/model.safetensors", "student/config.json")}
-    inputs["report.json"] = sha256_file(run / "report.json")
+def teacher_tensor_digests(run: RunDir) -> dict[str, str]:
+    """The teacher's tensor digests: from its (hash-checked) weights, or, once it was
+    destroyed, from the digests the last export recorded."""
     teacher_weights = run / "teacher" / "model.safetensors"
     if teacher_weights.exists():
         run.output_hash("teacher", "teacher/model.safetensors")
-        teacher_digests = tensor_digests(teacher_weights)
-    else:
-        teacher_digests = (run.stage("export") or {}).get("teacher_tensor_sha256", {})
+        return tensor_digests(teacher_weights)
+    return (run.stage("export") or {}).get("teacher_tensor_sha256", {})
+
+
+def run_export_stage(spec: Spec, run: RunDir) -> bool:
+    inputs = {rel: run.output_hash("distill", rel) for rel in ("student/model.safetensors", "student/config.json")}
+    inputs["report.json"] = sha256_file(run / "report.json")
+    teacher_digests = teacher_tensor_digests(run)
     params = {"run": spec.section_dict("run")}
 
     def build(folder: Path) -> dict:

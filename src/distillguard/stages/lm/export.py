@@ -16,7 +16,7 @@ from distillguard.errors import ArtifactError
 from distillguard.report.model_card import render_lm_model_card
 from distillguard.runs import RunDir, atomic_write_json, atomic_write_text, read_json, sha256_file
 from distillguard.stages.common import execute_stage
-from distillguard.stages.export import assert_no_teacher_tensor, tensor_digests
+from distillguard.stages.export import assert_no_teacher_tensor, teacher_tensor_digests
 from distillguard.stages.lm.common import model_hashes
 
 OUTPUT = "deploy"
@@ -48,12 +48,7 @@ def private_values(spec: Spec) -> list[str]:
 def run_lm_export_stage(spec: Spec, run: RunDir) -> bool:
     inputs = model_hashes(run, "distill", "student")
     inputs["report.json"] = sha256_file(run / "report.json")
-    teacher_weights = run / "teacher" / "model.safetensors"
-    if teacher_weights.exists():
-        run.output_hash("teacher", "teacher/model.safetensors")
-        teacher_digests = tensor_digests(teacher_weights)
-    else:
-        teacher_digests = (run.stage("export") or {}).get("teacher_tensor_sha256", {})
+    teacher_digests = teacher_tensor_digests(run)
     params = {"run": spec.section_dict("run")}
 
     def build(folder: Path) -> dict:
