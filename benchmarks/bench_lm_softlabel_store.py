@@ -54,8 +54,7 @@ from lm_bench_common import (
     log,
     markdown_table,
     perplexity,
-    recipe_from_args,
-    set_threads,
+    parse_args,
     train_teacher,
 )
 
@@ -143,13 +142,7 @@ def main() -> None:
                         help="transfer blocks for the full-vocabulary sizes and the re-tempering error")
     parser.add_argument("--no-full-student", action="store_true", help="skip the k=V student")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
-    args = parser.parse_args()
-    if args.quick:
-        for key, value in QUICK.items():
-            if parser.get_default(key) == getattr(args, key):
-                setattr(args, key, value)
-    set_threads(args.threads)
-    recipe = recipe_from_args(args)
+    args, recipe = parse_args(parser, QUICK)
     ks = sorted({min(int(k), recipe.vocab_size) for k in args.ks.split(",")})
     start = time.perf_counter()
     teacher = train_teacher(recipe, cache=args.teacher_cache)

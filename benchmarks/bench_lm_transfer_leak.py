@@ -45,8 +45,7 @@ from lm_bench_common import (
     markdown_table,
     mean_exposure,
     perplexity,
-    recipe_from_args,
-    set_threads,
+    parse_args,
     train_teacher,
 )
 
@@ -75,13 +74,7 @@ def main() -> None:
     parser.add_argument("--ks", default="8,128", help="comma-separated top-k values (capped at the vocabulary)")
     parser.add_argument("--temperatures", default="1,2", help="comma-separated distillation temperatures")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
-    args = parser.parse_args()
-    if args.quick:
-        for key, value in QUICK.items():
-            if parser.get_default(key) == getattr(args, key):
-                setattr(args, key, value)
-    set_threads(args.threads)
-    recipe = recipe_from_args(args)
+    args, recipe = parse_args(parser, QUICK)
     ks = sorted({min(int(k), recipe.vocab_size) for k in args.ks.split(",")})
     temperatures = [float(t) for t in args.temperatures.split(",")]
     start = time.perf_counter()

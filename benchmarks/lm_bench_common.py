@@ -84,6 +84,17 @@ def add_recipe_flags(parser: Any, defaults: Recipe) -> None:
                         help="torch threads (1 is fastest for these tiny models on a shared machine)")
 
 
+def parse_args(parser: Any, quick: dict[str, Any]) -> tuple[Any, Recipe]:
+    """Parse, let ``--quick`` replace the flags left at their defaults, set threads; (args, recipe)."""
+    args = parser.parse_args()
+    if args.quick:
+        for key, value in quick.items():
+            if parser.get_default(key) == getattr(args, key):
+                setattr(args, key, value)
+    set_threads(args.threads)
+    return args, recipe_from_args(args)
+
+
 def recipe_from_args(args: Any) -> Recipe:
     model = {**DEFAULT_MODEL_CONFIG, "n_layer": args.layers, "n_embd": args.width,
              "n_positions": max(args.block_len, 2)}
