@@ -77,7 +77,11 @@ def run_label_stage(spec: Spec, run: RunDir) -> bool:
 
 
 def _release(spec: Spec, teacher, transfer):
-    """Transfer selection and soft-label knobs (``[transfer]``, ``[softlabels]``) on the teacher's logits."""
+    """Transfer selection and soft-label knobs (``[transfer]``, ``[softlabels]``) on the teacher's logits.
+
+    Unlike the default path, which labels shard by shard, this holds all (n, C) logits at
+    once: low-entropy selection ranks the whole set. A streamed top-fraction would lift it.
+    """
     from distillguard.data import load_members
     from distillguard.train.release import release
 

@@ -26,7 +26,7 @@ from distillguard import progress
 from distillguard.audit.shadow_cache import shadow_teacher_cache
 from distillguard.config import Spec
 from distillguard.models.artifact import load_classifier
-from distillguard.runs import atomic_write_json, read_json, sha256_json
+from distillguard.runs import atomic_write_json, atomic_write_text, read_json, sha256_json
 from distillguard.tuning.pareto import Point, choose, pareto_front
 from distillguard.tuning.space import Candidate, default_space, override
 from distillguard.tuning.workspace import Workspace, prepare_workspace
@@ -129,8 +129,6 @@ def tune(spec: Spec, *, folder: Path, budget_minutes: float = 20.0, max_accuracy
     chosen = final[index]
     front = pareto_front([e.point() for e in final])
     best_spec = folder / "best.toml"
-    from distillguard.runs import atomic_write_text
-
     atomic_write_text(best_spec, override(spec, chosen.overrides).to_toml())
     if not keep_runs:
         shutil.rmtree(folder / "private", ignore_errors=True)
