@@ -6,13 +6,17 @@ the built-in demo) and a run folder, and skips itself when its inputs are unchan
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from distillguard import device as devices
+from distillguard import distributed
 from distillguard.bundle import Bundle, load_bundle
 from distillguard.config import ROLES, Spec, load_spec
-from distillguard.data import guard_transfer, load_members, load_role
+from distillguard.data import TransferGuard, iter_transfer, load_members, load_role
 from distillguard.report.build import build_report, write_report
 from distillguard.report.gate import evaluate_gate
 from distillguard.runs import RunDir, atomic_write_text, library_versions, read_json
@@ -23,6 +27,26 @@ __all__ = ["Bundle", "RunResult", "audit", "distill", "export", "gate", "label",
            "train_teacher", "tune"]
 
 SpecLike = str | Path | Spec | None
+
+
+@contextmanager
+def computing_on(device: str = "auto") -> Iterator[None]:
+    """Compute on ``device`` (cpu, cuda, auto) and, under torchrun, join the process group.
+
+    Every stage function runs inside it, so a stage called on its own respects ``--device``
+    as the whole pipeline does.
+    """
+    resolved = devices.resolve(device)
+    distributed.init_from_environment(resolved)
+    with devices.use(resolved):
+        yield
+
+
+def _on_main(write) -> None:
+    """Files only rank 0 writes under torchrun (the others wait until they exist)."""
+    if distributed.world().is_main:
+        write()
+    distributed.barrier()
 
 
 @dataclass(frozen=True)
@@ -39,15 +63,20 @@ def open_run(spec: SpecLike, run_dir: str | Path | None = None) -> tuple[Spec, R
     """Resolve the spec and run folder (default ``runs/NAME``) and record the resolved spec."""
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     run = RunDir(run_dir if run_dir is not None else Path("runs") / spec.run.name)
-    run.root.mkdir(parents=True, exist_ok=True)
-    text = spec.to_toml()
-    spec_path = run / "spec.toml"
-    if not spec_path.exists() or spec_path.read_text(encoding="utf-8") != text:
-        atomic_write_text(spec_path, text)
-    manifest = run.load_manifest()
-    manifest["versions"] = library_versions()
-    manifest["seed"] = spec.run.seed
-    run.save_manifest(manifest)
+
+    def record() -> None:
+        run.root.mkdir(parents=True, exist_ok=True)
+        text = spec.to_toml()
+        spec_path = run / "spec.toml"
+        if not spec_path.exists() or spec_path.read_text(encoding="utf-8") != text:
+            atomic_write_text(spec_path, text)
+        manifest = run.load_manifest()
+        manifest["versions"] = library_versions()
+        manifest["seed"] = spec.run.seed
+        manifest["world_size"] = distributed.world().size
+        run.save_manifest(manifest)
+
+    _on_main(record)
     return spec, run
 
 
@@ -60,37 +89,43 @@ def check_data(spec: Spec) -> None:
         return
     schema, _ = load_members(spec.data, seed=spec.run.seed)
     for role in ROLES[1:]:
-        split = load_role(spec.data, role, schema=schema, seed=spec.run.seed)
-        if role == "transfer":
-            guard_transfer(spec.data, split, schema=schema, seed=spec.run.seed)
+        if role != "transfer":
+            load_role(spec.data, role, schema=schema, seed=spec.run.seed)
+    guard = TransferGuard(spec.data, schema=schema, seed=spec.run.seed)  # the transfer set may be large: chunks
+    for chunk in iter_transfer(spec.data, schema=schema, seed=spec.run.seed, rows=spec.run.shard_rows):
+        guard.check(chunk, first_row=int(chunk.ids[0]))
 
 
-def train_teacher(spec: SpecLike = None, *, run_dir: str | Path | None = None) -> Path:
+def train_teacher(spec: SpecLike = None, *, run_dir: str | Path | None = None, device: str = "auto") -> Path:
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     if not spec.is_lm:
         load_members(spec.data, seed=spec.run.seed)
-    spec, run = open_run(spec, run_dir)
-    run_stage(spec, run, "teacher")
+    with computing_on(device):
+        spec, run = open_run(spec, run_dir)
+        run_stage(spec, run, "teacher")
     return run / "teacher"
 
 
-def label(spec: SpecLike = None, *, run_dir: str | Path | None = None) -> Path:
-    spec, run = open_run(spec, run_dir)
-    run_stage(spec, run, "label")
+def label(spec: SpecLike = None, *, run_dir: str | Path | None = None, device: str = "auto") -> Path:
+    with computing_on(device):
+        spec, run = open_run(spec, run_dir)
+        run_stage(spec, run, "label")
     return run / "softlabels"
 
 
-def distill(spec: SpecLike = None, *, run_dir: str | Path | None = None) -> Path:
-    spec, run = open_run(spec, run_dir)
-    run_stage(spec, run, "distill")
+def distill(spec: SpecLike = None, *, run_dir: str | Path | None = None, device: str = "auto") -> Path:
+    with computing_on(device):
+        spec, run = open_run(spec, run_dir)
+        run_stage(spec, run, "distill")
     return run / "student"
 
 
-def audit(spec: SpecLike = None, *, run_dir: str | Path | None = None) -> RunResult:
+def audit(spec: SpecLike = None, *, run_dir: str | Path | None = None, device: str = "auto") -> RunResult:
     """Run the audit stage and (re)write report.json and report.html."""
-    spec, run = open_run(spec, run_dir)
-    run_stage(spec, run, "audit")
-    return RunResult(run.root, report(run.root))
+    with computing_on(device):
+        spec, run = open_run(spec, run_dir)
+        run_stage(spec, run, "audit")
+        return RunResult(run.root, report(run.root))
 
 
 def report(run_dir: str | Path) -> dict[str, Any]:
@@ -98,35 +133,38 @@ def report(run_dir: str | Path) -> dict[str, Any]:
     run = RunDir(run_dir)
     spec = load_spec(run / "spec.toml")
     result = build_report(run, spec)
-    write_report(run, result)
+    _on_main(lambda: write_report(run, result))
     return result
 
 
-def export(spec: SpecLike = None, *, run_dir: str | Path | None = None, destroy_teacher: bool = False) -> Path:
-    spec, run = open_run(spec, run_dir)
-    run_stage(spec, run, "export")
-    if destroy_teacher:
-        _destroy_teacher(run)
+def export(spec: SpecLike = None, *, run_dir: str | Path | None = None, destroy_teacher: bool = False,
+           device: str = "auto") -> Path:
+    with computing_on(device):
+        spec, run = open_run(spec, run_dir)
+        run_stage(spec, run, "export")
+        if destroy_teacher:
+            _on_main(lambda: _destroy_teacher(run))
     return run / "deploy"
 
 
-def run(spec: SpecLike = None, *, run_dir: str | Path | None = None, destroy_teacher: bool = False) -> RunResult:
+def run(spec: SpecLike = None, *, run_dir: str | Path | None = None, destroy_teacher: bool = False,
+        device: str = "auto") -> RunResult:
     """The whole pipeline: teacher → label → distill → audit → report → export.
 
     Data are checked before anything is written. The gate's verdict is in the returned
-    report; a failing gate is a result, not an error.
+    report; a failing gate is a result, not an error. ``device``: cpu, cuda or auto (CUDA
+    when visible). Under ``torchrun`` every rank calls this and rank 0 writes the run.
     """
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     check_data(spec)
-    spec, run = open_run(spec, run_dir)
-    run_stage(spec, run, "teacher")
-    run_stage(spec, run, "label")
-    run_stage(spec, run, "distill")
-    run_stage(spec, run, "audit")
-    result = report(run.root)
-    run_stage(spec, run, "export")
-    if destroy_teacher:
-        _destroy_teacher(run)
+    with computing_on(device):
+        spec, run = open_run(spec, run_dir)
+        for stage in ("teacher", "label", "distill", "audit"):
+            run_stage(spec, run, stage)
+        result = report(run.root)
+        run_stage(spec, run, "export")
+        if destroy_teacher:
+            _on_main(lambda: _destroy_teacher(run))
     return RunResult(run.root, result)
 
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from distillguard.distributed import world
 from distillguard.errors import ArtifactError
 
 FAILPOINT_ENV = "DISTILLGUARD_FAILPOINT"
@@ -76,7 +77,12 @@ class Checkpoint:
                                 f"restart this training loop from scratch") from None
 
     def save(self, state: dict[str, Any], *, point: str) -> None:
-        """Write ``state`` atomically; ``point`` names it for fault injection (e.g. ``epoch3``)."""
+        """Write ``state`` atomically; ``point`` names it for fault injection (e.g. ``epoch3``).
+
+        Under torchrun only rank 0 writes: the ranks of a data-parallel loop hold the same state.
+        """
+        if not world().is_main:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         with open(tmp, "wb") as handle:

@@ -6,6 +6,7 @@ failing gate under ``distillguard gate``, 2 bad input printed as one ``error:`` 
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from distillguard import api, progress
+from distillguard import api, distributed, progress
 from distillguard.errors import DistillGuardError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -26,6 +27,9 @@ _state = {"debug": False}
 
 SpecArg = Annotated[Path, typer.Argument(help="Spec file (TOML).", show_default=False)]
 RunDirOpt = Annotated[Path | None, typer.Option("--run-dir", help="Run folder (default: runs/NAME from the spec).")]
+DeviceOpt = Annotated[str, typer.Option(
+    "--device", help="cpu, cuda, or auto (CUDA when PyTorch sees one). Not part of any fingerprint: a run may resume "
+                     "on another device.")]
 
 
 @app.callback()
@@ -36,6 +40,9 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks f
 def _guard(fn, *args: Any, **kwargs: Any) -> Any:
     """Run ``fn``; user errors become one ``error:`` line and exit 2 (traceback with --debug)."""
     try:
+        if not _is_main_rank():  # under torchrun only rank 0 draws and prints
+            out.quiet = True
+            return fn(*args, **kwargs)
         with progress.enabled(err):
             return fn(*args, **kwargs)
     except DistillGuardError as error:
@@ -47,6 +54,10 @@ def _guard(fn, *args: Any, **kwargs: Any) -> Any:
         err.print("interrupted: finished stages and training checkpoints (RUN/.checkpoints) are kept; "
                   "run the same command again to resume", markup=False, soft_wrap=True)
         raise typer.Exit(130) from None
+
+
+def _is_main_rank() -> bool:
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _summary(report: dict, run_dir: Path) -> None:
@@ -89,34 +100,35 @@ def run(
     spec: Annotated[Path | None, typer.Argument(help="Spec file (TOML); omit for the built-in demo.", show_default=False)] = None,
     run_dir: RunDirOpt = None,
     destroy_teacher: Annotated[bool, typer.Option("--destroy-teacher", help="Delete the teacher after export.")] = False,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Run the whole pipeline: teacher, label, distill, audit, report, export."""
-    result = _guard(api.run, spec, run_dir=run_dir, destroy_teacher=destroy_teacher)
+    result = _guard(api.run, spec, run_dir=run_dir, destroy_teacher=destroy_teacher, device=device)
     _summary(result.report, result.run_dir)
 
 
 @app.command()
-def teacher(spec: SpecArg, run_dir: RunDirOpt = None) -> None:
+def teacher(spec: SpecArg, run_dir: RunDirOpt = None, device: DeviceOpt = "auto") -> None:
     """Train (or load) the teacher on the members."""
-    out.print(f"teacher: {_guard(api.train_teacher, spec, run_dir=run_dir)}")
+    out.print(f"teacher: {_guard(api.train_teacher, spec, run_dir=run_dir, device=device)}")
 
 
 @app.command()
-def label(spec: SpecArg, run_dir: RunDirOpt = None) -> None:
+def label(spec: SpecArg, run_dir: RunDirOpt = None, device: DeviceOpt = "auto") -> None:
     """Store the teacher's logits on the transfer set."""
-    out.print(f"soft labels: {_guard(api.label, spec, run_dir=run_dir)}")
+    out.print(f"soft labels: {_guard(api.label, spec, run_dir=run_dir, device=device)}")
 
 
 @app.command()
-def distill(spec: SpecArg, run_dir: RunDirOpt = None) -> None:
+def distill(spec: SpecArg, run_dir: RunDirOpt = None, device: DeviceOpt = "auto") -> None:
     """Train the student on the stored soft labels only."""
-    out.print(f"student: {_guard(api.distill, spec, run_dir=run_dir)}")
+    out.print(f"student: {_guard(api.distill, spec, run_dir=run_dir, device=device)}")
 
 
 @app.command()
-def audit(spec: SpecArg, run_dir: RunDirOpt = None) -> None:
+def audit(spec: SpecArg, run_dir: RunDirOpt = None, device: DeviceOpt = "auto") -> None:
     """Audit teacher vs student and write report.json / report.html."""
-    result = _guard(api.audit, spec, run_dir=run_dir)
+    result = _guard(api.audit, spec, run_dir=run_dir, device=device)
     _summary(result.report, result.run_dir)
 
 
@@ -124,9 +136,10 @@ def audit(spec: SpecArg, run_dir: RunDirOpt = None) -> None:
 def export(
     spec: SpecArg, run_dir: RunDirOpt = None,
     destroy_teacher: Annotated[bool, typer.Option("--destroy-teacher", help="Delete the teacher after export.")] = False,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Write the deploy bundle (student only)."""
-    out.print(f"bundle: {_guard(api.export, spec, run_dir=run_dir, destroy_teacher=destroy_teacher)}")
+    out.print(f"bundle: {_guard(api.export, spec, run_dir=run_dir, destroy_teacher=destroy_teacher, device=device)}")
 
 
 @app.command()
@@ -178,7 +191,10 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    app(prog_name="distillguard")
+    try:
+        app(prog_name="distillguard")
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -34,6 +34,10 @@ class RunConfig(_Strict):
         30.0, ge=0.0,
         description="Save resumable training state at most this often (0: every epoch). A killed run loses at "
                     "most this much training; the results do not depend on it.")
+    shard_rows: int = Field(
+        65_536, ge=1,
+        description="Transfer records per soft-label shard: the label stage holds one shard at a time, and under "
+                    "torchrun the shards are split among the ranks. The results do not depend on it.")
 
 
 class SplitSizes(_Strict):

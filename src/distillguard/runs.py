@@ -88,10 +88,15 @@ def hash_tree(root: Path) -> dict[str, str]:
     }
 
 
+def partial_dir(final: Path) -> Path:
+    """Where :func:`staged_dir` builds ``final`` before publishing it."""
+    return final.with_name(f".{final.name}.partial")
+
+
 @contextmanager
 def staged_dir(final: Path) -> Iterator[Path]:
     """Yield an empty temp folder that replaces ``final`` only if the block succeeds."""
-    partial = final.with_name(f".{final.name}.partial")
+    partial = partial_dir(final)
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True)

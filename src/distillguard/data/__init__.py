@@ -7,17 +7,19 @@ teacher). Keeping the loaders per role makes that separation visible in the code
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from distillguard.config import DataConfig
 from distillguard.data.builtins import builtin_schema, load_builtin
-from distillguard.data.tables import load_split
+from distillguard.data.tables import iter_frames, load_split, to_matrix
 from distillguard.data.types import Schema, Split
 from distillguard.runs import sha256_file
 
-__all__ = ["Schema", "Split", "data_fingerprint", "guard_transfer", "load_members", "load_role"]
+__all__ = ["Schema", "Split", "TransferGuard", "data_fingerprint", "guard_transfer", "iter_transfer", "load_members",
+           "load_role"]
 
 
 def load_members(cfg: DataConfig, *, seed: int) -> tuple[Schema, Split]:
@@ -63,19 +65,54 @@ def data_fingerprint(cfg: DataConfig, role: str) -> str:
     return sha256_file(path)
 
 
-def guard_transfer(cfg: DataConfig, transfer: Split, *, schema: Schema, seed: int):
-    """The leak guard: (transfer rows to keep, LeakReport) under ``[data] leak_policy``.
+def iter_transfer(cfg: DataConfig, *, schema: Schema, seed: int, rows: int) -> Iterator[Split]:
+    """The transfer inputs in chunks of at most ``rows`` records, ids = file rows.
 
-    Compares the transfer inputs with members and nonmembers (exact and near copies);
-    policy ``fail`` raises :class:`~distillguard.errors.DataLeakError` before anything
-    is labeled.
+    CSV and Parquet files are read chunk by chunk, so a stage that consumes the chunks
+    one at a time holds at most ``rows`` records whatever the file's size. Built-in data
+    sets are generated whole and then cut.
     """
-    from distillguard.data.leakguard import apply_policy, find_tabular_leaks
+    if cfg.builtin is not None:
+        whole = load_builtin(cfg, "transfer", seed=seed)
+        for start in range(0, len(whole), rows):
+            yield whole.subset(np.arange(start, min(start + rows, len(whole))))
+        return
+    path = Path(cfg.transfer)
+    for first, frame in iter_frames(path, fmt=cfg.resolved_format(), rows=rows, role="transfer"):
+        frame.columns = [str(c) for c in frame.columns]
+        label = "y" if cfg.resolved_format() == "npz" else cfg.label
+        features = frame.drop(columns=[label]) if label in frame.columns else frame
+        matrix = to_matrix(features, path=path, columns=schema.feature_names, first_row=first)
+        yield Split(X=matrix, y=None, ids=np.arange(first, first + len(matrix), dtype=np.int64))
 
-    _, members = load_members(cfg, seed=seed)
-    nonmembers = load_role(cfg, "nonmembers", schema=schema, seed=seed)
-    report = find_tabular_leaks(transfer.X, {"members": members.X, "nonmembers": nonmembers.X},
-                                relative_threshold=cfg.leak_threshold, seed=seed)
-    source = str(cfg.transfer) if cfg.transfer is not None else f"builtin {cfg.builtin} transfer set"
-    keep = apply_policy(report, policy=cfg.leak_policy, n_transfer=len(transfer), source=source)
-    return keep, report
+
+class TransferGuard:
+    """The leak guard, applied chunk by chunk: the private data are read once.
+
+    Every transfer row is compared with members and nonmembers (exact and near copies,
+    :func:`~distillguard.data.leakguard.find_tabular_leaks`); a chunk's verdict does
+    not depend on the other chunks, so guarding in chunks finds what guarding the whole
+    set finds. Policy ``fail`` raises :class:`~distillguard.errors.DataLeakError` naming
+    the file's rows, before the chunk is labelled.
+    """
+
+    def __init__(self, cfg: DataConfig, *, schema: Schema, seed: int) -> None:
+        _, members = load_members(cfg, seed=seed)
+        nonmembers = load_role(cfg, "nonmembers", schema=schema, seed=seed)
+        self.private = {"members": members.X, "nonmembers": nonmembers.X}
+        self.cfg, self.seed = cfg, seed
+        self.source = str(cfg.transfer) if cfg.transfer is not None else f"builtin {cfg.builtin} transfer set"
+
+    def check(self, chunk: Split, *, first_row: int = 0):
+        """(rows of ``chunk`` to keep, LeakReport in file rows) under ``[data] leak_policy``."""
+        from distillguard.data.leakguard import apply_policy, find_tabular_leaks, shift_rows
+
+        report = shift_rows(find_tabular_leaks(chunk.X, self.private, relative_threshold=self.cfg.leak_threshold,
+                                               seed=self.seed), first_row)
+        keep = apply_policy(report, policy=self.cfg.leak_policy, n_transfer=first_row + len(chunk), source=self.source)
+        return keep[keep >= first_row] - first_row, report
+
+
+def guard_transfer(cfg: DataConfig, transfer: Split, *, schema: Schema, seed: int):
+    """The leak guard on a whole transfer set: (rows to keep, LeakReport); see :class:`TransferGuard`."""
+    return TransferGuard(cfg, schema=schema, seed=seed).check(transfer)

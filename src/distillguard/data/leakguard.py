@@ -110,6 +110,22 @@ class LeakReport:
         }
 
 
+def shift_rows(report: LeakReport, offset: int) -> LeakReport:
+    """The report of a chunk, with transfer rows counted from the file's start (chunk + ``offset``)."""
+    if offset == 0:
+        return report
+    return LeakReport(exact=[(t + offset, s, p) for t, s, p in report.exact],
+                      near=[(t + offset, s, p, v) for t, s, p, v in report.near],
+                      threshold=report.threshold, method=report.method)
+
+
+def merge_reports(reports: Sequence[LeakReport]) -> LeakReport:
+    """One report for a transfer set guarded in chunks (reports already in file rows, as from :func:`shift_rows`)."""
+    first = reports[0]
+    return LeakReport(exact=sorted(e for r in reports for e in r.exact), near=sorted(n for r in reports for n in r.near),
+                      threshold=first.threshold, method=first.method)
+
+
 def _plural(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
 

@@ -7,6 +7,7 @@ person reading the error is looking at that file. NPZ files are read with
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -74,8 +75,11 @@ def read_table(path: Path, *, fmt: str, label: str, role: str, labeled: bool) ->
     return features, (labels if labeled else None)
 
 
-def to_matrix(features: pd.DataFrame, *, path: Path, columns: list[str]) -> np.ndarray:
-    """Numeric float32 matrix with ``columns`` in order; rejects missing, text, NaN and inf."""
+def to_matrix(features: pd.DataFrame, *, path: Path, columns: list[str], first_row: int = 0) -> np.ndarray:
+    """Numeric float32 matrix with ``columns`` in order; rejects missing, text, NaN and inf.
+
+    ``first_row``: the file row of ``features``' first row, so a chunk's error names the file's row.
+    """
     missing = [c for c in columns if c not in features.columns]
     if missing:
         raise DataError(f"{path}: missing feature columns {missing[:5]}; expected the members file's columns")
@@ -90,7 +94,7 @@ def to_matrix(features: pd.DataFrame, *, path: Path, columns: list[str]) -> np.n
             bad = pd.to_numeric(ordered[column], errors="coerce").isna() & ordered[column].notna()
             row = int(np.flatnonzero(bad.to_numpy())[0]) if bad.any() else 0
             raise DataError(
-                f"{path}: column {column!r} is not numeric (row {row}: {ordered[column].iloc[row]!r}); "
+                f"{path}: column {column!r} is not numeric (row {first_row + row}: {ordered[column].iloc[row]!r}); "
                 "encode categorical features as numbers first"
             )
     matrix = ordered.to_numpy(dtype=np.float64)
@@ -98,7 +102,7 @@ def to_matrix(features: pd.DataFrame, *, path: Path, columns: list[str]) -> np.n
     if bad.any():
         row, col = map(int, np.argwhere(bad)[0])
         raise DataError(
-            f"{path}: column {columns[col]!r} row {row} is {matrix[row, col]}; expected a finite number "
+            f"{path}: column {columns[col]!r} row {first_row + row} is {matrix[row, col]}; expected a finite number "
             f"({int(bad.sum())} non-finite cells in all)"
         )
     if np.abs(matrix).max() > 3e38:
@@ -153,3 +157,38 @@ def load_split(path: Path, *, fmt: str, label: str, role: str, columns: list[str
         y = encode_labels(labels, classes=classes, path=path)
     split = Split(X=matrix, y=y, ids=np.arange(len(matrix), dtype=np.int64))
     return split, columns, classes or []
+
+
+def iter_frames(path: Path, *, fmt: str, rows: int, role: str) -> Iterator[tuple[int, pd.DataFrame]]:
+    """``(first file row, frame)`` chunks of at most ``rows`` records of one role's file.
+
+    CSV and Parquet are read chunk by chunk, so memory is bounded by ``rows`` whatever
+    the file's size; an NPZ archive cannot be read in part and is loaded whole.
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: [data].{role} file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: [data].{role} file is empty")
+    first = 0
+    try:
+        if fmt == "npz":
+            chunks: Iterator[pd.DataFrame] = iter([_read_npz(path)])
+        elif fmt == "csv":
+            chunks = pd.read_csv(path, chunksize=rows)
+        else:
+            import pyarrow.parquet as pq
+
+            # pre_buffer=False: with it, pyarrow keeps every row group it has read buffered
+            # (measured: 220 MiB held after 1M rows of 32 floats, against 55 MiB without).
+            chunks = (batch.to_pandas() for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=rows))
+        for frame in chunks:
+            for start in range(0, len(frame), rows):
+                part = frame.iloc[start:start + rows]
+                yield first, part
+                first += len(part)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: empty file; expected a header row and at least one record") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as error:
+        raise DataError(f"{path}: cannot read as {fmt}: {str(error).splitlines()[0]}") from None
+    if first == 0:
+        raise DataError(f"{path}: [data].{role} has no records")

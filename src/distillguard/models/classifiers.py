@@ -108,7 +108,7 @@ def build_model(arch: dict[str, Any], *, seed: int) -> nn.Module:
 def save_model(model: nn.Module, folder: Path, *, arch: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
     """Write ``model.safetensors`` and ``config.json`` (architecture plus ``extra``)."""
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(tensors, str(folder / "model.safetensors"))
     atomic_write_json(folder / "config.json", {"architecture": arch, **(extra or {})})
 

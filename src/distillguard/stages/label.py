@@ -13,10 +13,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from distillguard import progress
+from distillguard import distributed, progress
 from distillguard.checkpoints import failpoint
 from distillguard.config import Spec
-from distillguard.data import data_fingerprint, guard_transfer, load_role
+from distillguard.data import TransferGuard, data_fingerprint, guard_transfer, iter_transfer, load_role
+from distillguard.data.leakguard import merge_reports
 from distillguard.data.types import Schema
 from distillguard.errors import ArtifactError, ConfigError
 from distillguard.models.artifact import load_classifier
@@ -26,7 +27,6 @@ from distillguard.stages.common import execute_stage
 
 OUTPUT = "softlabels"
 QUERIES = "queries.parquet"
-SHARD_ROWS = 65_536
 
 
 def run_label_stage(spec: Spec, run: RunDir) -> bool:
@@ -46,34 +46,85 @@ def run_label_stage(spec: Spec, run: RunDir) -> bool:
 
     def build(folder: Path) -> dict:
         teacher, _ = load_classifier(run / "teacher")
+        if spec.privacy.mechanism != "pate" and spec.softlabels.is_identity() and spec.transfer.is_identity():
+            return _stream_logits(spec, folder, teacher=teacher, inputs=inputs)
         transfer = load_role(spec.data, "transfer", schema=teacher.schema, seed=spec.run.seed)
         keep, leaks = guard_transfer(spec.data, transfer, schema=teacher.schema, seed=spec.run.seed)
-        if leaks.transfer_rows.size:
-            progress.log(f"[yellow]leak guard ({spec.data.leak_policy}): {leaks.summary()}[/yellow]")
+        _log_leaks(spec, leaks)
         transfer = transfer.subset(keep)
         if spec.privacy.mechanism == "pate":
             return _write_pate_labels(spec, folder, teacher=teacher, transfer=transfer, inputs=inputs, leaks=leaks)
-        released = np.ones(len(transfer), dtype=bool)
-        if spec.softlabels.is_identity() and spec.transfer.is_identity():
-            shards = write_logit_shards(folder, ids=transfer.ids, logits_of=teacher.logits, X=transfer.X)
-        else:
-            out = _release(spec, teacher, transfer)
-            released[:] = False
-            released[out.rows] = True
-            shards = write_logit_shards(folder, ids=transfer.ids[out.rows], logits_of=np.asarray, X=out.targets)
+        out = _release(spec, teacher, transfer)
+        released = np.zeros(len(transfer), dtype=bool)
+        released[out.rows] = True
+        shards = write_logit_shards(folder, ids=transfer.ids[out.rows], logits_of=np.asarray, X=out.targets,
+                                    shard_rows=spec.run.shard_rows)
         write_queries(folder, ids=transfer.ids, answered=released)
-        atomic_write_json(folder / "meta.json", {
-            "temperature": 1.0, "kind": "logits", "n_records": int(released.sum()), "n_queries": len(transfer),
-            "queries": QUERIES, "softlabels": spec.section_dict("softlabels"), "transfer": spec.section_dict("transfer"),
-            "n_classes": teacher.schema.n_classes,
-            "teacher_sha256": inputs["teacher/model.safetensors"], "transfer_sha256": inputs["data.transfer"],
-            "schema": teacher.schema.to_dict(), "shards": shards, "leak_guard": leaks.to_dict(),
-            "leak_policy": spec.data.leak_policy,
-        })
-        return {"n_records": int(released.sum()), "n_queries": len(transfer), "leak_guard": {"policy": spec.data.leak_policy, "flagged": int(leaks.transfer_rows.size),
-                                                           "dropped": int(len(leaks.transfer_rows)) if spec.data.leak_policy == "drop" else 0}}
+        return _write_meta(spec, folder, teacher=teacher, inputs=inputs, leaks=leaks, shards=shards,
+                           n_records=int(released.sum()), n_queries=len(transfer))
 
     return execute_stage(run, "label", params=params, inputs=inputs, output=OUTPUT, build=build)
+
+
+def _stream_logits(spec: Spec, folder: Path, *, teacher, inputs: dict) -> dict:
+    """The default path: read, guard and label the transfer set one shard at a time.
+
+    Memory is bounded by ``[run] shard_rows`` whatever the transfer set's size (CSV and
+    Parquet are read in chunks). Under torchrun, rank r guards and labels shards r, r + N,
+    … and rank 0 writes ``queries.parquet`` and ``meta.json`` once every shard is in.
+    """
+    here, target = distributed.world(), distributed.shard_folder(folder)
+    guard = TransferGuard(spec.data, schema=teacher.schema, seed=spec.run.seed)
+    names, reports = [], []
+    with progress.task("label: teacher on transfer set", None) as advance:
+        for k, chunk in enumerate(iter_transfer(spec.data, schema=teacher.schema, seed=spec.run.seed,
+                                                rows=spec.run.shard_rows)):
+            names.append(f"part-{k:05d}.parquet")
+            if not here.owns(k):
+                continue
+            keep, report = guard.check(chunk, first_row=int(chunk.ids[0]))
+            reports.append(report)
+            chunk = chunk.subset(keep)
+            logits = (np.asarray(teacher.logits(chunk.X), dtype=np.float32) if len(chunk)
+                      else np.zeros((0, teacher.schema.n_classes), dtype=np.float32))
+            _write_logit_table(target / names[-1], ids=chunk.ids, logits=logits)
+            failpoint(f"label/{names[-1]}")
+            advance(len(chunk))
+    reports = [r for rank_reports in distributed.gather(reports) for r in rank_reports]
+    distributed.barrier()  # every rank's shards are written
+    if not here.is_main:
+        return {}
+    leaks = merge_reports(reports)
+    _log_leaks(spec, leaks)
+    ids = np.concatenate([pq.read_table(folder / name, columns=["example_id"]).column("example_id").to_numpy()
+                          for name in names])
+    write_queries(folder, ids=ids, answered=np.ones(len(ids), dtype=bool))
+    return _write_meta(spec, folder, teacher=teacher, inputs=inputs, leaks=leaks, shards=names,
+                       n_records=len(ids), n_queries=len(ids))
+
+
+def _log_leaks(spec: Spec, leaks) -> None:
+    if leaks.transfer_rows.size:
+        progress.log(f"[yellow]leak guard ({spec.data.leak_policy}): {leaks.summary()}[/yellow]")
+
+
+def _write_meta(spec: Spec, folder: Path, *, teacher, inputs: dict, leaks, shards: list[str], n_records: int,
+                n_queries: int) -> dict:
+    """``meta.json`` of released logits; returns the stage's manifest fields."""
+    atomic_write_json(folder / "meta.json", {
+        "temperature": 1.0, "kind": "logits", "n_records": n_records, "n_queries": n_queries,
+        "queries": QUERIES, "softlabels": spec.section_dict("softlabels"), "transfer": spec.section_dict("transfer"),
+        "n_classes": teacher.schema.n_classes,
+        "teacher_sha256": inputs["teacher/model.safetensors"], "transfer_sha256": inputs["data.transfer"],
+        "schema": teacher.schema.to_dict(), "shards": shards, "leak_guard": leaks.to_dict(),
+        "leak_policy": spec.data.leak_policy,
+    })
+    return {"n_records": n_records, "n_queries": n_queries, "leak_guard": _leak_record(spec, leaks)}
+
+
+def _leak_record(spec: Spec, leaks) -> dict:
+    return {"policy": spec.data.leak_policy, "flagged": int(leaks.transfer_rows.size),
+            "dropped": int(len(leaks.transfer_rows)) if spec.data.leak_policy == "drop" else 0}
 
 
 def _release(spec: Spec, teacher, transfer):
@@ -85,8 +136,9 @@ def _release(spec: Spec, teacher, transfer):
     from distillguard.data import load_members
     from distillguard.train.release import release
 
-    logits = np.concatenate([np.asarray(teacher.logits(transfer.X[i:i + SHARD_ROWS]), dtype=np.float32)
-                             for i in range(0, len(transfer), SHARD_ROWS)]) if len(transfer) else np.zeros((0, 0))
+    rows = spec.run.shard_rows
+    logits = np.concatenate([np.asarray(teacher.logits(transfer.X[i:i + rows]), dtype=np.float32)
+                             for i in range(0, len(transfer), rows)]) if len(transfer) else np.zeros((0, 0))
     private_X = load_members(spec.data, seed=spec.run.seed)[1].X if spec.transfer.select == "far_from_private" else None
     return release(logits, transfer_X=transfer.X, private_X=private_X, softlabels=spec.softlabels,
                    transfer=spec.transfer, seed=spec.run.seed, noise_seed=derive_seed(spec.run.seed, "softlabels"))
@@ -130,7 +182,8 @@ def _write_pate_labels(spec: Spec, folder: Path, *, teacher, transfer, inputs: d
                                   sigma_threshold=cfg.sigma_threshold, delta=cfg.resolved_delta(n_members),
                                   data_dependent=bool(cfg.data_dependent))
     write_queries(folder, ids=transfer.ids, answered=answered)
-    shards = write_label_shards(folder, ids=transfer.ids[answered], labels=labels[answered])
+    shards = write_label_shards(folder, ids=transfer.ids[answered], labels=labels[answered],
+                                shard_rows=spec.run.shard_rows)
     atomic_write_json(folder / "meta.json", {
         "kind": "labels", "aggregator": privacy["aggregator"], "n_records": int(answered.sum()),
         "n_queries": len(transfer), "n_classes": schema.n_classes, "teacher_sha256": inputs["teacher/model.safetensors"],
@@ -139,19 +192,20 @@ def _write_pate_labels(spec: Spec, folder: Path, *, teacher, transfer, inputs: d
     })
     progress.log(f"label: PATE answered {privacy['answered']}/{privacy['queries']} queries, "
                  f"ε = {privacy['epsilon']:.3g} at δ = {privacy['delta']:.3g} (data-independent)")
-    return {"n_records": int(answered.sum()), "privacy": privacy,
-            "leak_guard": {"policy": spec.data.leak_policy, "flagged": int(leaks.transfer_rows.size),
-                           "dropped": int(len(leaks.transfer_rows)) if spec.data.leak_policy == "drop" else 0}}
+    return {"n_records": int(answered.sum()), "privacy": privacy, "leak_guard": _leak_record(spec, leaks)}
 
 
-def write_label_shards(folder: Path, *, ids: np.ndarray, labels: np.ndarray) -> list[str]:
-    """Released hard labels (PATE), ``example_id`` and ``label`` columns, shard by shard."""
+def write_label_shards(folder: Path, *, ids: np.ndarray, labels: np.ndarray, shard_rows: int) -> list[str]:
+    """Released hard labels (PATE), ``example_id`` and ``label`` columns, shard by shard (round-robin over ranks)."""
+    here, target = distributed.world(), distributed.shard_folder(folder)
     names = []
-    for k, start in enumerate(range(0, max(len(ids), 1), SHARD_ROWS)):
+    for k, start in enumerate(range(0, max(len(ids), 1), shard_rows)):
         name = f"part-{k:05d}.parquet"
-        pq.write_table(pa.table({"example_id": pa.array(ids[start:start + SHARD_ROWS], type=pa.int64()),
-                                 "label": pa.array(labels[start:start + SHARD_ROWS], type=pa.int64())}), folder / name)
         names.append(name)
+        if not here.owns(k):
+            continue
+        pq.write_table(pa.table({"example_id": pa.array(ids[start:start + shard_rows], type=pa.int64()),
+                                 "label": pa.array(labels[start:start + shard_rows], type=pa.int64())}), target / name)
         failpoint(f"label/{name}")
     return names
 
@@ -169,24 +223,33 @@ def read_noisy_labels(folder: Path) -> tuple[np.ndarray, np.ndarray, Schema, dic
     return ids, labels, Schema.from_dict(meta["schema"]), meta
 
 
-def write_logit_shards(folder: Path, *, ids: np.ndarray, logits_of, X: np.ndarray) -> list[str]:
-    """Label ``X`` shard by shard (memory bounded by the shard size), one Parquet file each."""
+def write_logit_shards(folder: Path, *, ids: np.ndarray, logits_of, X: np.ndarray, shard_rows: int) -> list[str]:
+    """Label ``X`` shard by shard (memory bounded by the shard size), one Parquet file each.
+
+    Under torchrun, rank r labels shards r, r + N, … into the shared staged folder; every
+    rank returns the full list of names, which rank 0 records.
+    """
+    here, target = distributed.world(), distributed.shard_folder(folder)
     names = []
-    starts = range(0, len(X), SHARD_ROWS)
     with progress.task("label: teacher on transfer set", len(X)) as advance:
-        for k, start in enumerate(starts):
-            logits = np.asarray(logits_of(X[start:start + SHARD_ROWS]), dtype=np.float32)  # (rows, C)
-            flat = pa.array(logits.reshape(-1), type=pa.float32())
-            table = pa.table({
-                "example_id": pa.array(ids[start:start + SHARD_ROWS], type=pa.int64()),
-                "logits": pa.FixedSizeListArray.from_arrays(flat, logits.shape[1]),
-            })
-            name = f"part-{k:05d}.parquet"
-            pq.write_table(table, folder / name)
-            names.append(name)
-            failpoint(f"label/{name}")
+        for k, start in enumerate(range(0, len(X), shard_rows)):
+            names.append(f"part-{k:05d}.parquet")
+            if not here.owns(k):
+                continue
+            logits = np.asarray(logits_of(X[start:start + shard_rows]), dtype=np.float32)  # (rows, C)
+            _write_logit_table(target / names[-1], ids=ids[start:start + shard_rows], logits=logits)
+            failpoint(f"label/{names[-1]}")
             advance(len(logits))
     return names
+
+
+def _write_logit_table(path: Path, *, ids: np.ndarray, logits: np.ndarray) -> None:
+    """One shard: ``example_id`` and a fixed-size list of float32 logits per row."""
+    flat = pa.array(logits.reshape(-1), type=pa.float32())
+    pq.write_table(pa.table({
+        "example_id": pa.array(ids, type=pa.int64()),
+        "logits": pa.FixedSizeListArray.from_arrays(flat, logits.shape[1]),
+    }), path)
 
 
 def read_soft_labels(folder: Path) -> tuple[np.ndarray, np.ndarray, Schema, dict]:

@@ -46,6 +46,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from distillguard import device
 from distillguard.checkpoints import Checkpoint, snapshot
 from distillguard.models.classifiers import MLP, build_model
 from distillguard.train.loop import LossFn, MetricFn, Recipe, batch_order, fit, make_optimizer, predict_logits
@@ -412,7 +413,8 @@ def _fit_looped(
         model = build_model(arch, seed=int(seed)).to(X.device)
         validation = (X[val_rows[s]], targets[val_rows[s]]) if val_rows is not None else None
         fit(model, X[rows[s]], targets[rows[s]], loss_fn=loss_fn, recipe=recipe, seed=int(seed),
-            validation=validation, metric=metric, on_epoch=lambda _epoch: progress.advance(1), checkpoint=slot)
+            validation=validation, metric=metric, on_epoch=lambda _epoch: progress.advance(1), checkpoint=slot,
+            data_parallel=False)
         states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
         _mark_finished(slot, states[-1:])
     return states
@@ -531,15 +533,19 @@ def fit_many(
     progress = _EpochProgress(on_epoch, n_models=len(seeds), epochs=recipe.epochs)
     if not len(seeds):
         return []
-    rows = rows.to(X.device)
-    val_rows = val_rows.to(X.device) if val_rows is not None and metric is not None else None
+    target = device.current()
+    X, targets = X.to(target), targets.to(target)
+    rows = rows.to(target)
+    val_rows = val_rows.to(target) if val_rows is not None and metric is not None else None
     if batched is False:
-        return _fit_looped(arch, X, targets, rows=rows, loss_fn=loss_fn, recipe=recipe, seeds=seeds,
-                           val_rows=val_rows, metric=metric, progress=progress, checkpoint=checkpoint)
-    with _quiet_vmap_fallback():
-        return _fit_groups(arch, X, targets, rows=rows, loss_fn=loss_fn, recipe=recipe, seeds=seeds,
-                           val_rows=val_rows, metric=metric, strict=bool(batched), progress=progress,
-                           checkpoint=checkpoint)
+        states = _fit_looped(arch, X, targets, rows=rows, loss_fn=loss_fn, recipe=recipe, seeds=seeds,
+                             val_rows=val_rows, metric=metric, progress=progress, checkpoint=checkpoint)
+    else:
+        with _quiet_vmap_fallback():
+            states = _fit_groups(arch, X, targets, rows=rows, loss_fn=loss_fn, recipe=recipe, seeds=seeds,
+                                 val_rows=val_rows, metric=metric, strict=bool(batched), progress=progress,
+                                 checkpoint=checkpoint)
+    return [{k: v.cpu() for k, v in state.items()} for state in states]
 
 
 def predict_many(arch: dict, states: list[dict[str, torch.Tensor]], X: torch.Tensor, *,
@@ -557,12 +563,13 @@ def predict_many(arch: dict, states: list[dict[str, torch.Tensor]], X: torch.Ten
         (S, n, C) logits, each model's ``predict_logits`` to float rounding.
     """
     if not states or not len(X):
-        return torch.empty(len(states), len(X), arch["n_classes"], dtype=X.dtype, device=X.device)
+        return torch.empty(len(states), len(X), arch["n_classes"], dtype=X.dtype)
+    X = X.to(device.current())
     if batched is not False:
         stack = _stack_states(arch, states, X.device)
         try:
             with _quiet_vmap_fallback():
-                return _predict_stacked(stack, X, shared=True)
+                return _predict_stacked(stack, X, shared=True).cpu()
         except _VMAP_ERRORS as error:
             if batched or stack.plan is not None:
                 raise
@@ -572,4 +579,4 @@ def predict_many(arch: dict, states: list[dict[str, torch.Tensor]], X: torch.Ten
         model = build_model(arch, seed=0).to(X.device)
         model.load_state_dict(state)
         out.append(predict_logits(model, X))
-    return torch.stack(out)
+    return torch.stack(out).cpu()

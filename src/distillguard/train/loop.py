@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from distillguard import device, distributed
 from distillguard.checkpoints import Checkpoint, snapshot
+from distillguard.distributed import World, world
 from distillguard.config import ModelConfig
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -58,9 +60,26 @@ def batch_order(n: int, *, recipe: Recipe, generator: torch.Generator) -> list[t
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, X: torch.Tensor, *, batch_size: int = 4096) -> torch.Tensor:
-    """(n, C) logits in eval mode, in chunks."""
+    """(n, C) logits in eval mode, in chunks, computed on the current device, returned on the CPU."""
     model.eval()
-    return torch.cat([model(chunk) for chunk in X.split(batch_size)]) if len(X) else torch.empty(0)
+    target = device.current()
+    model.to(target)
+    return torch.cat([model(chunk.to(target)).cpu() for chunk in X.split(batch_size)]) if len(X) else torch.empty(0)
+
+
+def _local_part(index: torch.Tensor, here: World) -> torch.Tensor:
+    """This rank's contiguous share of one minibatch (the whole of it in one process)."""
+    return index.tensor_split(here.size)[here.rank] if here.size > 1 else index
+
+
+def _ddp(model: nn.Module, here: World) -> nn.Module:
+    """The module the training step calls: DDP-wrapped under torchrun, else the model itself."""
+    if here.size == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    on = device.of(model)
+    return DistributedDataParallel(model, device_ids=[on] if on.type == "cuda" else None)
 
 
 def fit(
@@ -75,8 +94,14 @@ def fit(
     metric: MetricFn | None = None,
     on_epoch: Callable[[int], None] | None = None,
     checkpoint: Checkpoint | None = None,
+    data_parallel: bool = True,
 ) -> tuple[nn.Module, list[dict]]:
     """Train ``model`` in place and return it with the best validation state loaded.
+
+    Training runs on :func:`distillguard.device.current` (the returned model is on the
+    CPU, where artifacts live). Under torchrun each rank computes its share of every
+    minibatch and DistributedDataParallel averages the gradients: the same steps as one
+    process, to float rounding.
 
     Args:
         X: (n, d) inputs; targets: (n,) class indices or (n, C) teacher logits.
@@ -86,11 +111,16 @@ def fit(
         on_epoch: called with the epoch number after each epoch (progress bars).
         checkpoint: where to save the state periodically and resume from; training
             resumed from it ends exactly where an uninterrupted one would.
+        data_parallel: under torchrun, share each minibatch among the ranks (False: this
+            rank trains the model alone, e.g. one of the shadows it was given).
 
     Returns:
         The model and a per-epoch log (train loss, validation metric).
     """
-    generator = torch.Generator().manual_seed(seed)
+    here, target = (world() if data_parallel else World()), device.current()
+    model.to(target)
+    step_model = _ddp(model, here)
+    generator = torch.Generator().manual_seed(seed)  # on the CPU: the same batches on every device and rank
     optimizer = make_optimizer(list(model.parameters()), recipe)
     best_score, best_state, log, start = -float("inf"), None, [], 0
     saved = checkpoint.load() if checkpoint is not None else None
@@ -107,11 +137,17 @@ def fit(
         total, count = 0.0, 0
         for index in batch_order(len(X), recipe=recipe, generator=generator):
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(X[index]), targets[index])
-            loss.backward()
+            local = _local_part(index, here)
+            logits = step_model(X[local].to(target))
+            loss = loss_fn(logits, targets[local].to(target)) if len(local) else logits.sum()
+            # DDP averages gradients over ranks; weighting each rank's mean by its share of
+            # the batch makes that average the gradient of the whole minibatch's mean loss.
+            (loss * (len(local) * here.size / len(index)) if here.size > 1 else loss).backward()
             optimizer.step()
-            total += float(loss.detach()) * len(index)
-            count += len(index)
+            total += float(loss.detach()) * len(local)
+            count += len(local)
+        if here.size > 1:
+            total, count = distributed.all_sum([total, count])
         entry = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
         if validation is not None and metric is not None:
             score = metric(predict_logits(model, validation[0]), validation[1])
@@ -130,7 +166,7 @@ def fit(
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return model, log
+    return model.cpu(), log
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
