@@ -156,8 +156,8 @@ def run(spec: SpecLike = None, *, run_dir: str | Path | None = None, destroy_tea
     when visible). Under ``torchrun`` every rank calls this and rank 0 writes the run.
     """
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
-    check_data(spec)
     with computing_on(device):
+        check_data(spec)
         spec, run = open_run(spec, run_dir)
         for stage in ("teacher", "label", "distill", "audit"):
             run_stage(spec, run, stage)

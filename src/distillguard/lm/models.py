@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from distillguard import device
 from distillguard.errors import ArtifactError, ConfigError
 from distillguard.lm.tokenizer import load_tokenizer, save_tokenizer
 
@@ -89,8 +90,8 @@ def build_causal_lm(config: Mapping[str, Any], *, tokenizer: PreTrainedTokenizer
         model_class = LlamaForCausalLM
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = model_class(hf_config)
-    return model
+        model = model_class(hf_config)  # initialized on the CPU: the same weights whatever the device
+    return model.to(device.current())
 
 
 def context_length(model: PreTrainedModel) -> int:
@@ -128,7 +129,7 @@ def load_causal_lm(folder: str | Path) -> tuple[PreTrainedModel, PreTrainedToken
                             "(config.json, model.safetensors, tokenizer files)")
     if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
         raise ArtifactError(f"{folder}: no weights (model.safetensors); the folder is incomplete")
-    model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True).to(device.current())
     model.eval()
     return model, load_tokenizer(folder)
 
