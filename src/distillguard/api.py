@@ -65,6 +65,14 @@ def check_data(spec: Spec) -> None:
             guard_transfer(spec.data, split, schema=schema, seed=spec.run.seed)
 
 
+def check_backend(spec: Spec) -> None:
+    """A spec whose shadows train on Ray needs Ray here: say so before any model trains."""
+    if spec.audit.backend == "ray" and spec.audit.shadows:
+        from distillguard.audit.ray_backend import require_ray
+
+        require_ray()
+
+
 def train_teacher(spec: SpecLike = None, *, run_dir: str | Path | None = None) -> Path:
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     if not spec.is_lm:
@@ -118,6 +126,7 @@ def run(spec: SpecLike = None, *, run_dir: str | Path | None = None, destroy_tea
     """
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     check_data(spec)
+    check_backend(spec)
     spec, run = open_run(spec, run_dir)
     run_stage(spec, run, "teacher")
     run_stage(spec, run, "label")
