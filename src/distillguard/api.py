@@ -96,6 +96,14 @@ def check_data(spec: Spec) -> None:
         guard.check(chunk, first_row=int(chunk.ids[0]))
 
 
+def check_backend(spec: Spec) -> None:
+    """A spec whose shadows train on Ray needs Ray here: say so before any model trains."""
+    if spec.audit.backend == "ray" and spec.audit.shadows:
+        from distillguard.audit.ray_backend import require_ray
+
+        require_ray()
+
+
 def train_teacher(spec: SpecLike = None, *, run_dir: str | Path | None = None, device: str = "auto") -> Path:
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     if not spec.is_lm:
@@ -158,6 +166,7 @@ def run(spec: SpecLike = None, *, run_dir: str | Path | None = None, destroy_tea
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     with computing_on(device):
         check_data(spec)
+        check_backend(spec)
         spec, run = open_run(spec, run_dir)
         for stage in ("teacher", "label", "distill", "audit"):
             run_stage(spec, run, stage)

@@ -393,6 +393,10 @@ class LMProbeConfig(_Strict):
     min_private_length: int = Field(24, ge=4, description="Tokens of verbatim private text that count as extracted.")
 
 
+# [audit] keys that say where shadows train, not what they compute (left out of fingerprints).
+EXECUTION_KEYS = ("backend", "ray_address", "ray_shadows_per_task", "ray_cpus_per_task")
+
+
 class AuditConfig(_Strict):
     attacks: list[AttackName] = Field(default_factory=lambda: [*THRESHOLD_ATTACKS, *SHADOW_ATTACKS])
     shadows: int = Field(
@@ -405,7 +409,37 @@ class AuditConfig(_Strict):
     bootstrap: int = Field(200, ge=0, description="Bootstrap resamples for confidence intervals (0: none).")
     confidence: float = Field(0.95, gt=0, lt=1)
     batched: bool = Field(True, description="Train shadow models many-at-once with torch.func (falls back to a loop).")
+    backend: Literal["local", "ray"] = Field(
+        "local", description='Where shadow pipelines train: "local" (this process) or "ray" (one Ray task per chunk '
+        'of shadows; pip install "distillguard[ray]"). Same seeds, same scores either way.',
+    )
+    ray_address: str | None = Field(
+        None, description='backend = "ray": the cluster to join, passed to ray.init(address=...) (e.g. "auto", '
+        '"ray://head:10001"); unset: ray.init() starts a local instance (or joins the one RAY_ADDRESS names).',
+    )
+    ray_shadows_per_task: int = Field(
+        4, ge=1, description='backend = "ray": shadows one task trains batched; fewer = more tasks in parallel, '
+        "more = less per-task overhead.",
+    )
+    ray_cpus_per_task: int = Field(
+        1, ge=1, description='backend = "ray": CPUs Ray reserves per task, and torch\'s thread count inside it.',
+    )
     lm: LMProbeConfig = LMProbeConfig()
+
+    @model_validator(mode="after")
+    def _ray_settings_need_ray(self) -> AuditConfig:
+        if self.ray_address is not None and self.backend != "ray":
+            raise ValueError(f'ray_address = {self.ray_address!r} applies to backend = "ray" (got {self.backend!r}); '
+                             "set backend or drop ray_address")
+        return self
+
+    def fingerprint_params(self) -> dict[str, Any]:
+        """The settings that shape the audit's results, without where the shadows run.
+
+        The backend and its Ray settings change where shadows train, not what they compute
+        (same seeds, same logits), so switching them reuses a finished audit.
+        """
+        return self.model_dump(mode="json", exclude=set(EXECUTION_KEYS))
 
     @model_validator(mode="after")
     def _shadows_for_attacks(self) -> AuditConfig:
@@ -512,6 +546,9 @@ class Spec(_Strict):
             if self.audit.shadows:
                 problems.append(f"[audit].shadows: shadow pipelines are not supported for causal LMs (got "
                                 f"{self.audit.shadows}); set shadows = 0")
+            if self.audit.backend != "local":
+                problems.append(f"[audit].backend: {self.audit.backend!r} distributes shadow pipelines, which a causal-LM "
+                                'audit does not train; leave backend = "local"')
             if self.privacy.mechanism != "none":
                 problems.append(f"[privacy].mechanism: {self.privacy.mechanism!r} is not supported for causal LMs; "
                                 'use "none"')

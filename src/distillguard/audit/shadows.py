@@ -7,6 +7,12 @@ with the student's recipe. Shadows come in complementary pairs, so every pool re
 in exactly half of them and every shadow trains on the same number of records, which
 lets them train many-at-once (:func:`distillguard.train.batched.fit_many`).
 
+Shadows are independent given their index s: seeds are derived from s, and membership and
+canary inclusion are (S, ·) arrays fixed up front. So every trainer here takes the
+absolute ids of the shadows to train (``shadow_ids``, default all S) and training any
+split of range(S) gives each shadow the logits it gets in one call, which is what lets
+the audit farm chunks of shadows out to a cluster (:mod:`distillguard.audit.ray_backend`).
+
 Canaries (Aerni, Zhang & Tramèr 2024) exist only in these replicas: K slots per shadow,
 each filled by its canary or by a decoy of the same kind, independently with
 probability 1/2. Training-set sizes stay equal and inclusions stay independent, which
@@ -16,6 +22,7 @@ student never see a canary.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,6 +142,14 @@ class ShadowLogits:
     canaries: np.ndarray
 
 
+def shadow_range(membership: np.ndarray, shadow_ids: Sequence[int] | None) -> list[int]:
+    """The absolute ids of the shadows to train: ``shadow_ids``, or all S of ``membership``."""
+    ids = list(range(len(membership))) if shadow_ids is None else [int(s) for s in shadow_ids]
+    if not ids or any(not 0 <= s < len(membership) for s in ids):
+        raise ValueError(f"shadow ids must be a non-empty subset of range({len(membership)}), got {ids}")
+    return ids
+
+
 def _shadow_training_set(s: int, pool: AuditPool, canaries: CanarySet | None, membership: np.ndarray,
                          *, val_fraction: float, seed: int):
     rows = np.flatnonzero(membership[s])
@@ -154,15 +169,20 @@ def _shadow_training_set(s: int, pool: AuditPool, canaries: CanarySet | None, me
 
 
 def train_shadow_teachers(pool: AuditPool, canaries: CanarySet | None, membership: np.ndarray, *, spec: Spec,
-                          schema: Schema, eval_sets: dict[str, np.ndarray], on_model=None,
-                          checkpoint: Checkpoint | None = None) -> tuple[dict[str, np.ndarray], list[Standardizer]]:
-    """Train the S shadow teachers; return their logits on each of ``eval_sets`` (S, n, C)."""
+                          schema: Schema, eval_sets: dict[str, np.ndarray], shadow_ids: Sequence[int] | None = None,
+                          on_model=None, checkpoint: Checkpoint | None = None,
+                          ) -> tuple[dict[str, np.ndarray], list[Standardizer]]:
+    """Train the shadow teachers ``shadow_ids`` (default all S); their logits on each of ``eval_sets``.
+
+    Returns:
+        name -> (len(shadow_ids), n, C) logits, in the order of ``shadow_ids``, and their scalers.
+    """
     if spec.privacy.mechanism == "dp-sgd":
         return _train_dp_shadow_teachers(pool, canaries, membership, spec=spec, schema=schema, eval_sets=eval_sets,
-                                         on_model=on_model, checkpoint=checkpoint), []
-    S, cfg, seed = len(membership), spec.teacher, spec.run.seed
+                                         shadow_ids=shadow_ids, on_model=on_model, checkpoint=checkpoint), []
+    ids, cfg, seed = shadow_range(membership, shadow_ids), spec.teacher, spec.run.seed
     parts, scalers = [], []
-    for s in range(S):
+    for s in ids:
         X, y, Xv, yv = _shadow_training_set(s, pool, canaries, membership, val_fraction=cfg.val_fraction, seed=seed)
         scaler = Standardizer.fit(X)  # as the teacher: statistics of its own training rows
         scalers.append(scaler)
@@ -170,31 +190,40 @@ def train_shadow_teachers(pool: AuditPool, canaries: CanarySet | None, membershi
     m, v = len(parts[0][0]), len(parts[0][2])
     X_all = torch.from_numpy(np.concatenate([np.concatenate([p[0], p[2]]) for p in parts]))
     y_all = torch.from_numpy(np.concatenate([np.concatenate([p[1], p[3]]) for p in parts]).astype(np.int64))
-    offsets = torch.arange(S)[:, None] * (m + v)
+    offsets = torch.arange(len(ids))[:, None] * (m + v)
     arch = model_architecture(cfg, schema)
     states = fit_many(
         arch, X_all, y_all, rows=offsets + torch.arange(m), val_rows=(offsets + m + torch.arange(v)) if v else None,
         loss_fn=teacher_loss(cfg), recipe=Recipe.from_config(cfg),
-        seeds=[derive_seed(seed, "shadow", s, "teacher") for s in range(S)], metric=accuracy if v else None,
+        seeds=[derive_seed(seed, "shadow", s, "teacher") for s in ids], metric=accuracy if v else None,
         batched=None if spec.audit.batched else False, on_epoch=on_model, checkpoint=checkpoint,
     )
     out = {}
     for name, X_eval in eval_sets.items():
         out[name] = np.stack([
-            predict_many(arch, [states[s]], torch.from_numpy(scalers[s].transform(X_eval)))[0].double().numpy()
-            for s in range(S)
+            predict_many(arch, [state], torch.from_numpy(scaler.transform(X_eval)))[0].double().numpy()
+            for state, scaler in zip(states, scalers)
         ])
     return out, scalers
 
 
 def replay_releases(teacher_transfer_logits: np.ndarray, *, transfer_X: np.ndarray, pool: AuditPool,
-                    canaries: CanarySet | None, membership: np.ndarray, spec: Spec) -> list[Release]:
+                    canaries: CanarySet | None, membership: np.ndarray, spec: Spec,
+                    shadow_ids: Sequence[int] | None = None) -> list[Release]:
     """What each shadow teacher releases: the real pipeline's selection rule and soft-label knobs,
-    applied to that shadow's logits and private training set, with its own noise draw."""
+    applied to that shadow's logits and private training set, with its own noise draw.
+
+    Args:
+        teacher_transfer_logits: (len(shadow_ids), q, C) the logits of shadows ``shadow_ids``
+            (default all S) on the transfer rows, in that order.
+    """
+    ids = shadow_range(membership, shadow_ids)
+    if len(ids) != len(teacher_transfer_logits):
+        raise ValueError(f"{len(teacher_transfer_logits)} shadow teachers' logits for {len(ids)} shadow ids")
     if spec.softlabels.is_identity() and spec.transfer.is_identity():
         return [Release(np.arange(len(transfer_X)), z.astype(np.float32)) for z in teacher_transfer_logits]
     seed, out = spec.run.seed, []
-    for s, logits in enumerate(teacher_transfer_logits):
+    for s, logits in zip(ids, teacher_transfer_logits):
         private_X = None
         if spec.transfer.select == "far_from_private":
             private_X = _shadow_training_set(s, pool, canaries, membership, val_fraction=0.0, seed=seed)[0]
@@ -204,14 +233,23 @@ def replay_releases(teacher_transfer_logits: np.ndarray, *, transfer_X: np.ndarr
 
 
 def train_shadow_students(releases: list[Release], *, transfer_X: np.ndarray, spec: Spec, schema: Schema,
-                          eval_sets: dict[str, np.ndarray], on_model=None,
+                          eval_sets: dict[str, np.ndarray], shadow_ids: Sequence[int] | None = None, on_model=None,
                           checkpoint: Checkpoint | None = None) -> dict[str, np.ndarray]:
     """Distill one student per shadow release with the student's recipe; logits on ``eval_sets``.
 
     Each shadow student sees the transfer rows its teacher released, scaled with statistics
     of its own training rows, as the real student is.
+
+    Args:
+        releases: the releases of shadows ``shadow_ids`` (default 0..len(releases)-1), in that order.
+
+    Returns:
+        name -> (len(releases), n, C) logits.
     """
     S, cfg, seed = len(releases), spec.student, spec.run.seed
+    ids = list(range(S)) if shadow_ids is None else [int(s) for s in shadow_ids]
+    if len(ids) != S:
+        raise ValueError(f"{S} shadow releases for {len(ids)} shadow ids")
     n = len(releases[0].rows)
     if any(len(r.rows) != n for r in releases):
         raise ValueError("shadow releases differ in size; transfer selection must keep a fixed count")
@@ -231,7 +269,7 @@ def train_shadow_students(releases: list[Release], *, transfer_X: np.ndarray, sp
         arch, X_all, targets, rows=offsets + torch.from_numpy(train_pos),
         val_rows=(offsets + torch.from_numpy(val_pos)) if len(val_pos) else None,
         loss_fn=objective, recipe=Recipe.from_config(cfg),
-        seeds=[derive_seed(seed, "shadow", s, "student") for s in range(S)],
+        seeds=[derive_seed(seed, "shadow", s, "student") for s in ids],
         metric=(lambda logits, t: -float(objective(logits, t))) if len(val_pos) else None,
         batched=None if spec.audit.batched else False, on_epoch=on_model, checkpoint=checkpoint,
     )
@@ -244,8 +282,8 @@ def train_shadow_students(releases: list[Release], *, transfer_X: np.ndarray, sp
 
 
 def _train_dp_shadow_teachers(pool: AuditPool, canaries: CanarySet | None, membership: np.ndarray, *, spec: Spec,
-                              schema: Schema, eval_sets: dict[str, np.ndarray], on_model=None,
-                              checkpoint: Checkpoint | None = None) -> dict[str, np.ndarray]:
+                              schema: Schema, eval_sets: dict[str, np.ndarray], shadow_ids: Sequence[int] | None = None,
+                              on_model=None, checkpoint: Checkpoint | None = None) -> dict[str, np.ndarray]:
     """Replay DP-SGD (Opacus cannot be vmapped): one private training per shadow, public scaler.
 
     Opacus' optimizer and accountant state are not checkpointed mid-training; each
@@ -255,7 +293,7 @@ def _train_dp_shadow_teachers(pool: AuditPool, canaries: CanarySet | None, membe
 
     scaler = Standardizer.fit(eval_sets["transfer"])
     out: dict[str, list] = {name: [] for name in eval_sets}
-    for s in range(len(membership)):
+    for s in shadow_range(membership, shadow_ids):
         slot = checkpoint.child(f"model{s}") if checkpoint is not None else None
         saved = slot.load() if slot is not None else None
         if saved is not None:

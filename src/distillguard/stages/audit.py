@@ -24,9 +24,9 @@ from distillguard.audit.empirical_epsilon import one_run_epsilon
 from distillguard.audit.exchangeability import exchangeability_check
 from distillguard.audit.membership import score_canaries_leave_one_out, score_targets
 from distillguard.audit.metrics import roc, summarize
+from distillguard.audit.pipelines import ShadowJob, train_pate, train_students, train_teachers
 from distillguard.audit.shadows import (AuditPool, CanarySet, ShadowLogits, build_pool, paired_membership,
-                                        plant_canaries, replay_releases, train_shadow_students,
-                                        train_shadow_teachers)
+                                        plant_canaries)
 from distillguard.audit.signals import ReferenceSignals, TargetSignals
 from distillguard.audit.utility import accuracy, agreement, mean_cross_entropy
 from distillguard.config import Spec
@@ -75,7 +75,7 @@ def run_audit_stage(spec: Spec, run: RunDir) -> bool:
                            ("distill", "student/config.json")]
     }
     inputs.update({f"data.{role}": data_fingerprint(spec.data, role) for role in ("members", "nonmembers", "transfer", "test")})
-    params = {"audit": spec.section_dict("audit"), "data": spec.data.fingerprint_params(), "seed": spec.run.seed,
+    params = {"audit": spec.audit.fingerprint_params(), "data": spec.data.fingerprint_params(), "seed": spec.run.seed,
               "teacher": spec.section_dict("teacher"), "student": spec.section_dict("student"),
               "distill": spec.section_dict("distill"), "softlabels": spec.section_dict("softlabels"),
               "transfer": spec.section_dict("transfer")}
@@ -181,7 +181,11 @@ def _audit_canaries(spec: Spec, target: str, shadows: Shadows, population_labels
 
 def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray, population_X: np.ndarray,
                   checkpoints: CheckpointStore | None = None) -> Shadows:
-    """Replay teacher training, labeling and distillation ``[audit].shadows`` times."""
+    """Replay teacher training, labeling and distillation ``[audit].shadows`` times.
+
+    ``[audit].backend`` says where: in this process, or one Ray task per chunk of shadows
+    (audit/ray_backend.py). Both give the same logits, so the rest of the audit cannot tell.
+    """
     cfg, seed = spec.audit, spec.run.seed
     membership = paired_membership(len(pool.X), cfg.shadows, seed=seed)
     canaries = None
@@ -191,41 +195,89 @@ def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray
     eval_sets = {"pool": pool.X, "population": population_X}
     if canaries is not None:
         eval_sets["canaries"] = canaries.X
-    if spec.privacy.mechanism == "pate":
-        teacher_out, student_out = _train_pate_shadows(spec, schema=schema, pool=pool, canaries=canaries,
-                                                       membership=membership, transfer_X=transfer_X,
-                                                       eval_sets=eval_sets, checkpoints=checkpoints)
-        return _shadow_logits(membership, canaries, teacher_out, student_out, n_classes=schema.n_classes)
-    # Batched shadows report once per epoch; DP-SGD shadows (looped) once per model.
-    teacher_steps = cfg.shadows if spec.privacy.mechanism == "dp-sgd" else spec.teacher.epochs
-    teacher_sets = {**eval_sets, "transfer": transfer_X}
-    key = shadow_cache.cache_key(
-        arrays={"pool.X": pool.X, "pool.y": pool.y, "membership": membership, **{f"eval.{k}": v for k, v in teacher_sets.items()},
+    job = ShadowJob(spec, schema, pool, canaries, membership, transfer_X, eval_sets)
+    train = _train_on_ray if cfg.backend == "ray" else _train_locally
+    teacher_out, student_out = train(job, checkpoints)
+    return _shadow_logits(membership, canaries, teacher_out, student_out, n_classes=schema.n_classes)
+
+
+def _teacher_cache_key(job: ShadowJob) -> str:
+    """What the shadow teachers depend on (audit/shadow_cache.py); PATE shadows are not cached."""
+    spec, canaries = job.spec, job.canaries
+    return shadow_cache.cache_key(
+        arrays={"pool.X": job.pool.X, "pool.y": job.pool.y, "membership": job.membership,
+                **{f"eval.{k}": v for k, v in job.teacher_sets.items()},
                 **({f"canaries.{k}": getattr(canaries, k) for k in ("X", "y", "decoy_X", "decoy_y", "repeats", "included")}
                    if canaries is not None else {})},
-        params={"teacher": spec.section_dict("teacher"), "privacy": spec.section_dict("privacy"), "seed": seed,
-                "batched": cfg.batched, "schema": schema.to_dict()})
+        params={"teacher": spec.section_dict("teacher"), "privacy": spec.section_dict("privacy"), "seed": spec.run.seed,
+                "batched": spec.audit.batched, "schema": job.schema.to_dict()})
+
+
+def _train_locally(job: ShadowJob, checkpoints: CheckpointStore | None) -> tuple[dict, dict]:
+    """All S shadows in this process, batched, with progress bars and checkpoints."""
+    spec, S = job.spec, job.n_shadows
+    if spec.privacy.mechanism == "pate":
+        return _train_pate_shadows(job, checkpoints)
+    key = _teacher_cache_key(job)
     teacher_out = shadow_cache.load(key)
-    if teacher_out is None and spec.teacher.ensemble > 1:
-        teacher_out = _train_ensemble_shadow_teachers(spec, schema=schema, pool=pool, canaries=canaries,
-                                                      membership=membership, transfer_X=transfer_X,
-                                                      eval_sets=teacher_sets, checkpoints=checkpoints)
-        shadow_cache.store(key, teacher_out)
-    elif teacher_out is None:
-        with progress.task(f"audit: {cfg.shadows} shadow teachers", teacher_steps) as advance:
-            teacher_out, _ = train_shadow_teachers(pool, canaries, membership, spec=spec, schema=schema,
-                                                   eval_sets=teacher_sets, on_model=lambda e: advance(1),
-                                                   checkpoint=checkpoints.slot("shadow-teachers") if checkpoints else None)
+    if teacher_out is None:
+        teacher_out = _train_teachers_locally(job, checkpoints)
         shadow_cache.store(key, teacher_out)
     else:
-        progress.log(f"audit: {cfg.shadows} shadow teachers reused from the search's cache")
-    with progress.task(f"audit: {cfg.shadows} shadow students", spec.student.epochs) as advance:
-        releases = replay_releases(teacher_out["transfer"], transfer_X=transfer_X, pool=pool, canaries=canaries,
-                                   membership=membership, spec=spec)
-        student_out = train_shadow_students(releases, transfer_X=transfer_X, spec=spec, schema=schema,
-                                            eval_sets=eval_sets, on_model=lambda e: advance(1),
-                                            checkpoint=checkpoints.slot("shadow-students") if checkpoints else None)
-    return _shadow_logits(membership, canaries, teacher_out, student_out, n_classes=schema.n_classes)
+        progress.log(f"audit: {S} shadow teachers reused from the search's cache")
+    with progress.task(f"audit: {S} shadow students", spec.student.epochs) as advance:
+        student_out = train_students(job, teacher_out, on_epoch=lambda e: advance(1),
+                                     checkpoint=checkpoints.slot("shadow-students") if checkpoints else None)
+    return teacher_out, student_out
+
+
+def _train_teachers_locally(job: ShadowJob, checkpoints: CheckpointStore | None) -> dict:
+    """Plain and DP-SGD teachers, or ``[teacher] ensemble``s on partitions of each shadow's half."""
+    spec, S, n = job.spec, job.n_shadows, job.spec.teacher.ensemble
+    if n > 1:
+        steps = spec.teacher.epochs * _groups(job, n)
+        description, slot = f"audit: {S}×{n} shadow ensemble teachers", "ensemble-shadows"
+    else:  # batched shadows report once per epoch; DP-SGD shadows (looped) once per model
+        steps = S if spec.privacy.mechanism == "dp-sgd" else spec.teacher.epochs
+        description, slot = f"audit: {S} shadow teachers", "shadow-teachers"
+    with progress.task(description, steps) as advance:
+        return train_teachers(job, on_epoch=lambda e: advance(1),
+                              checkpoint=checkpoints.slot(slot) if checkpoints else None)
+
+
+def _groups(job: ShadowJob, n_teachers: int) -> int:
+    """Batched groups per ensemble (partitions of one or two sizes), for the progress bar's length."""
+    from distillguard.train.pate import partition_groups
+
+    canary_rows = int(job.canaries.repeats.sum()) if job.canaries is not None else 0
+    return partition_groups(int(job.membership[0].sum()) + canary_rows, n_teachers)
+
+
+def _train_pate_shadows(job: ShadowJob, checkpoints: CheckpointStore | None) -> tuple[dict, dict]:
+    """PATE shadows: ensembles on partitions, noisy votes, students on labels (audit/pate_shadows.py)."""
+    spec, S = job.spec, job.n_shadows
+    with progress.task(f"audit: {S}×{spec.privacy.teachers} PATE shadow teachers, then students",
+                       spec.teacher.epochs * _groups(job, spec.privacy.teachers) + spec.student.epochs) as advance:
+        return train_pate(job, on_teacher_epoch=lambda e: advance(1), on_student_epoch=lambda e: advance(1),
+                          checkpoint=checkpoints.slot("pate-shadows") if checkpoints else None)
+
+
+def _train_on_ray(job: ShadowJob, checkpoints: CheckpointStore | None) -> tuple[dict, dict]:
+    """One Ray task per chunk of shadows (audit/ray_backend.py); the tuner's teacher cache still applies."""
+    from distillguard.audit.ray_backend import train_shadows_on_ray
+
+    cfg, S = job.spec.audit, job.n_shadows
+    key = None if job.spec.privacy.mechanism == "pate" else _teacher_cache_key(job)
+    cached = shadow_cache.load(key) if key is not None else None
+    if cached is not None:
+        progress.log(f"audit: {S} shadow teachers reused from the search's cache")
+    tasks = -(-S // cfg.ray_shadows_per_task)
+    with progress.task(f"audit: {S} shadow pipelines on Ray ({tasks} tasks)", S) as advance:
+        teacher_out, student_out = train_shadows_on_ray(job, teacher_out=cached, checkpoints=checkpoints,
+                                                        on_chunk=advance)
+    if key is not None and cached is None:
+        shadow_cache.store(key, teacher_out)
+    return teacher_out, student_out
 
 
 def _shadow_logits(membership: np.ndarray, canaries: CanarySet | None, teacher_out: dict, student_out: dict, *,
@@ -236,40 +288,6 @@ def _shadow_logits(membership: np.ndarray, canaries: CanarySet | None, teacher_o
         for kind, out in (("teacher", teacher_out), ("student", student_out))
     }
     return Shadows(membership, canaries, logits)
-
-
-def _train_ensemble_shadow_teachers(spec: Spec, *, schema, pool: AuditPool, canaries: CanarySet | None,
-                                    membership: np.ndarray, transfer_X: np.ndarray, eval_sets: dict,
-                                    checkpoints: CheckpointStore | None) -> dict:
-    """``[teacher] ensemble``: each shadow trains its own ensemble on partitions of its half."""
-    from distillguard.audit.pate_shadows import train_shadow_ensembles
-    from distillguard.train.pate import partition_groups
-
-    n = spec.teacher.ensemble
-    groups = partition_groups(int(membership[0].sum()) + (int(canaries.repeats.sum()) if canaries is not None else 0), n)
-    with progress.task(f"audit: {spec.audit.shadows}×{n} shadow ensemble teachers", spec.teacher.epochs * groups) as advance:
-        teacher_out, *_ = train_shadow_ensembles(
-            pool, canaries, membership, spec=spec, schema=schema, n_teachers=n, transfer_X=transfer_X,
-            eval_sets=eval_sets, on_epoch=lambda e: advance(1),
-            checkpoint=checkpoints.slot("ensemble-shadows") if checkpoints else None)
-    return teacher_out
-
-
-def _train_pate_shadows(spec: Spec, *, schema, pool: AuditPool, canaries: CanarySet | None, membership: np.ndarray,
-                        transfer_X: np.ndarray, eval_sets: dict, checkpoints: CheckpointStore | None):
-    """PATE shadows: ensembles on partitions, noisy votes, students on labels (audit/pate_shadows.py)."""
-    from distillguard.audit.pate_shadows import train_pate_shadows
-    from distillguard.train.pate import partition_groups
-
-    cfg = spec.audit
-    groups = partition_groups(int(membership[0].sum()) + (int(canaries.repeats.sum()) if canaries is not None else 0),
-                              spec.privacy.teachers)
-    with progress.task(f"audit: {cfg.shadows}×{spec.privacy.teachers} PATE shadow teachers, then students",
-                       spec.teacher.epochs * groups + spec.student.epochs) as advance:
-        return train_pate_shadows(pool, canaries, membership, spec=spec, schema=schema, transfer_X=transfer_X,
-                                  eval_sets=eval_sets, on_teacher_epoch=lambda e: advance(1),
-                                  on_student_epoch=lambda e: advance(1),
-                                  checkpoint=checkpoints.slot("pate-shadows") if checkpoints else None)
 
 
 def utility(models: dict[str, Classifier], X: np.ndarray, y: np.ndarray) -> dict:

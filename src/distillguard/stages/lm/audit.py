@@ -39,7 +39,7 @@ def run_lm_audit_stage(spec: Spec, run: RunDir) -> bool:
     inputs["softlabels/softlabels.json"] = run.output_hash("label", "softlabels/softlabels.json")
     inputs.update({f"data.{role}": text_fingerprint(spec.data, role, seed=seed)
                    for role in ("members", "nonmembers", "transfer", "test", "canaries", "pii")})
-    params = {"audit": spec.section_dict("audit"), "data": spec.data.fingerprint_params(), "seed": seed,
+    params = {"audit": spec.audit.fingerprint_params(), "data": spec.data.fingerprint_params(), "seed": seed,
               "student": spec.section_dict("student")}
 
     def build(folder: Path) -> dict:

@@ -1,0 +1,112 @@
+"""The shadow pipelines of one audit, for any subset of the shadows: what a backend schedules.
+
+Every shadow replays the defended pipeline: teacher (plain, DP-SGD, ensemble or PATE),
+release, student. Shadows are independent given their absolute index (audit/shadows.py),
+so these functions take the ids of the shadows to replay and return their logits in that
+order. The local backend (stages/audit.py) calls them once for all S shadows, with progress
+bars and checkpoints; the Ray backend (audit/ray_backend.py) calls :func:`replay_shadows`
+once per chunk of ids inside a task. One implementation serves both, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from distillguard.audit.shadows import (AuditPool, CanarySet, replay_releases, train_shadow_students,
+                                        train_shadow_teachers)
+from distillguard.checkpoints import Checkpoint
+from distillguard.config import Spec
+from distillguard.data.types import Schema
+
+Logits = dict[str, np.ndarray]  # eval set name -> (S', n, C), one row block per shadow trained
+
+
+@dataclass(frozen=True)
+class ShadowJob:
+    """What every shadow pipeline of an audit reads; the same for all of them (Ray ships it once).
+
+    Attributes:
+        pool: the audit pool; membership: (S, n_pool) bool, the records shadow s trains on.
+        canaries: the planted records and their (S, K) inclusions, or None.
+        transfer_X: (q, d) the transfer rows the real teacher was queried on.
+        eval_sets: name -> (n, d) raw rows the shadows' logits are taken on
+            ("pool", "population" and, with canaries, "canaries").
+    """
+
+    spec: Spec
+    schema: Schema
+    pool: AuditPool
+    canaries: CanarySet | None
+    membership: np.ndarray
+    transfer_X: np.ndarray
+    eval_sets: dict[str, np.ndarray]
+
+    @property
+    def n_shadows(self) -> int:
+        return len(self.membership)
+
+    @property
+    def teacher_sets(self) -> dict[str, np.ndarray]:
+        """The teachers are also read on the transfer rows: their release is built from those logits."""
+        return {**self.eval_sets, "transfer": self.transfer_X}
+
+
+def train_teachers(job: ShadowJob, shadow_ids: Sequence[int] | None = None, *,
+                   on_epoch: Callable[[int], None] | None = None, checkpoint: Checkpoint | None = None) -> Logits:
+    """Shadow teachers of every mechanism but PATE; logits on ``job.teacher_sets``."""
+    if job.spec.teacher.ensemble > 1:  # each shadow trains its own ensemble on partitions of its half
+        from distillguard.audit.pate_shadows import train_shadow_ensembles
+
+        out, *_ = train_shadow_ensembles(job.pool, job.canaries, job.membership, spec=job.spec, schema=job.schema,
+                                         n_teachers=job.spec.teacher.ensemble, transfer_X=job.transfer_X,
+                                         eval_sets=job.teacher_sets, shadow_ids=shadow_ids, on_epoch=on_epoch,
+                                         checkpoint=checkpoint)
+        return out
+    out, _ = train_shadow_teachers(job.pool, job.canaries, job.membership, spec=job.spec, schema=job.schema,
+                                   eval_sets=job.teacher_sets, shadow_ids=shadow_ids, on_model=on_epoch,
+                                   checkpoint=checkpoint)
+    return out
+
+
+def train_students(job: ShadowJob, teacher_out: Logits, shadow_ids: Sequence[int] | None = None, *,
+                   on_epoch: Callable[[int], None] | None = None, checkpoint: Checkpoint | None = None) -> Logits:
+    """Release each shadow teacher's labels and distill its student; logits on ``job.eval_sets``.
+
+    Args:
+        teacher_out: the logits of the teachers ``shadow_ids`` (default all S), in that order.
+    """
+    releases = replay_releases(teacher_out["transfer"], transfer_X=job.transfer_X, pool=job.pool,
+                               canaries=job.canaries, membership=job.membership, spec=job.spec, shadow_ids=shadow_ids)
+    return train_shadow_students(releases, transfer_X=job.transfer_X, spec=job.spec, schema=job.schema,
+                                 eval_sets=job.eval_sets, shadow_ids=shadow_ids, on_model=on_epoch,
+                                 checkpoint=checkpoint)
+
+
+def train_pate(job: ShadowJob, shadow_ids: Sequence[int] | None = None, *,
+               on_teacher_epoch: Callable[[int], None] | None = None,
+               on_student_epoch: Callable[[int], None] | None = None,
+               checkpoint: Checkpoint | None = None) -> tuple[Logits, Logits]:
+    """PATE shadows: ensembles, noisy votes and students in one go (the votes need the members)."""
+    from distillguard.audit.pate_shadows import train_pate_shadows
+
+    return train_pate_shadows(job.pool, job.canaries, job.membership, spec=job.spec, schema=job.schema,
+                              transfer_X=job.transfer_X, eval_sets=job.eval_sets, shadow_ids=shadow_ids,
+                              on_teacher_epoch=on_teacher_epoch, on_student_epoch=on_student_epoch,
+                              checkpoint=checkpoint)
+
+
+def replay_shadows(job: ShadowJob, shadow_ids: Sequence[int], *,
+                   teacher_out: Logits | None = None) -> tuple[Logits, Logits]:
+    """The whole replay of shadows ``shadow_ids``: (teacher logits, student logits).
+
+    ``teacher_out``, these shadows' teacher logits when already known (the tuner's cache),
+    skips training the teachers. PATE shadows always train theirs: the votes need them.
+    """
+    if job.spec.privacy.mechanism == "pate":
+        return train_pate(job, shadow_ids)
+    if teacher_out is None:
+        teacher_out = train_teachers(job, shadow_ids)
+    return teacher_out, train_students(job, teacher_out, shadow_ids)
