@@ -17,14 +17,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from distillguard import progress
+from distillguard import distributed, progress
 from distillguard.checkpoints import CheckpointStore, failpoint
 from distillguard.audit import shadow_cache
 from distillguard.audit.empirical_epsilon import one_run_epsilon
 from distillguard.audit.exchangeability import exchangeability_check
 from distillguard.audit.membership import score_canaries_leave_one_out, score_targets
 from distillguard.audit.metrics import roc, summarize
-from distillguard.audit.pipelines import ShadowJob, train_pate, train_students, train_teachers
+from distillguard.audit.pipelines import ShadowJob, replay_shadows, train_pate, train_students, train_teachers
 from distillguard.audit.shadows import (AuditPool, CanarySet, ShadowLogits, build_pool, paired_membership,
                                         plant_canaries)
 from distillguard.audit.signals import ReferenceSignals, TargetSignals
@@ -184,7 +184,8 @@ def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray
     """Replay teacher training, labeling and distillation ``[audit].shadows`` times.
 
     ``[audit].backend`` says where: in this process, or one Ray task per chunk of shadows
-    (audit/ray_backend.py). Both give the same logits, so the rest of the audit cannot tell.
+    (audit/ray_backend.py); under torchrun, each rank trains a contiguous share of the
+    shadows. All give the same logits, so the rest of the audit cannot tell.
     """
     cfg, seed = spec.audit, spec.run.seed
     membership = paired_membership(len(pool.X), cfg.shadows, seed=seed)
@@ -196,7 +197,10 @@ def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray
     if canaries is not None:
         eval_sets["canaries"] = canaries.X
     job = ShadowJob(spec, schema, pool, canaries, membership, transfer_X, eval_sets)
-    train = _train_on_ray if cfg.backend == "ray" else _train_locally
+    if cfg.backend == "ray":
+        train = _train_on_ray
+    else:
+        train = _train_on_ranks if distributed.world().size > 1 else _train_locally
     teacher_out, student_out = train(job, checkpoints)
     return _shadow_logits(membership, canaries, teacher_out, student_out, n_classes=schema.n_classes)
 
@@ -278,6 +282,24 @@ def _train_on_ray(job: ShadowJob, checkpoints: CheckpointStore | None) -> tuple[
     if key is not None and cached is None:
         shadow_cache.store(key, teacher_out)
     return teacher_out, student_out
+
+
+def _train_on_ranks(job: ShadowJob, checkpoints: CheckpointStore | None) -> tuple[dict, dict]:
+    """Under torchrun: rank r replays a contiguous share of the S shadows; every rank gets all.
+
+    Shadows are independent given their index (audit/pipelines.py), so the shares' logits,
+    stacked in rank order, are those of one process training all S. Mid-audit
+    checkpoints are not kept here (a killed audit reruns its shadows); finished stages
+    still resume.
+    """
+    here, S = distributed.world(), job.n_shadows
+    mine = [int(s) for s in np.array_split(np.arange(S), here.size)[here.rank]]
+    with progress.task(f"audit: {S} shadow pipelines on {here.size} ranks ({len(mine)} on rank {here.rank})", 1) as advance:
+        share = replay_shadows(job, mine) if mine else None
+        advance(1)
+    shares = [part for part in distributed.gather(share) if part is not None]
+    return tuple({name: np.concatenate([part[k][name] for part in shares]) for name in shares[0][k]}
+                 for k in (0, 1))
 
 
 def _shadow_logits(membership: np.ndarray, canaries: CanarySet | None, teacher_out: dict, student_out: dict, *,
