@@ -1,8 +1,11 @@
 """The classifier pipeline under torchrun (2 CPU processes, gloo) gives the single-process report.
 
-DistributedDataParallel sums each minibatch's gradient in two halves instead of one, so
-the numbers agree to float rounding, not bit for bit: a score that moves by 1e-7 can
-swap two near-tied records in a ranking. The bounds below are a few such swaps.
+Under torchrun each rank computes half of every minibatch's gradient and DDP sums the
+halves. A single process with ``[run] batch_split = 2`` accumulates the same two halves,
+so the two runs agree bit for bit (one thread each). Without it the single process
+computes each gradient in one piece, which rounds differently; the numbers then agree
+to float rounding only, and over the demo's 60 + 80 epochs those last bits grow into
+visibly different models (measured: advantages 2 points apart).
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ SPEC = """
 [run]
 name = "ddp"
 shard_rows = 256          # 4 shards, labelled round-robin by the two ranks
+batch_split = 2           # the single-process run computes each gradient in the ranks' two halves
 [data]
 builtin = "purchase-synth"
-sizes = { members = 200, nonmembers = 200, transfer = 1000, test = 300 }
+sizes = { members = 300, nonmembers = 300, transfer = 1000, test = 300 }
+synth = { features = 100, classes = 10, clusters = 5 }
 [teacher]
 epochs = 10
 [student]
@@ -71,18 +76,22 @@ def runs(tmp_path_factory) -> tuple[Path, Path]:
     return root / "one", root / "two"
 
 
-def test_torchrun_report_matches_single_process(runs: tuple[Path, Path]) -> None:
+def test_torchrun_report_equals_the_single_process_report(runs: tuple[Path, Path]) -> None:
     one, two = (json.loads((folder / "report.json").read_text()) for folder in runs)
-    a, b = _numbers(one), _numbers(two)
-    assert a.keys() == b.keys()
-    assert b[".utility.teacher.test_accuracy"] == pytest.approx(a[".utility.teacher.test_accuracy"], abs=1 / 300)
-    assert b[".utility.student.test_accuracy"] == pytest.approx(a[".utility.student.test_accuracy"], abs=1 / 300)
-    assert b[".utility.teacher.test_loss"] == pytest.approx(a[".utility.teacher.test_loss"], rel=1e-5)
-    for row_one, row_two in zip(one["attacks"], two["attacks"], strict=True):
-        assert (row_one["attack"], row_one["target"], row_one["population"]) == \
-               (row_two["attack"], row_two["target"], row_two["population"])
-        assert row_two["auc"] == pytest.approx(row_one["auc"], abs=2e-3), row_one["attack"]
-    assert one["gate"]["passed"] == two["gate"]["passed"]
+    assert len(_numbers(one)) > 100 and _numbers(two) == _numbers(one)
+    assert two == one  # every string and verdict too
+    assert two["utility"]["teacher"]["test_accuracy"] > 0.5  # a real model, not two equal failures
+
+
+def test_batch_split_must_match_the_number_of_processes(tmp_path: Path) -> None:
+    (tmp_path / "spec.toml").write_text(SPEC.replace("batch_split = 2", "batch_split = 3"))
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "distillguard", "teacher",
+                           "spec.toml", "--run-dir", "x", "--device", "cpu"],
+                          cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode != 0
+    assert "[run].batch_split = 3, but torchrun started 2 processes" in done.stderr
 
 
 def test_torchrun_run_folder_is_written_once_by_rank_zero(runs: tuple[Path, Path]) -> None:
@@ -95,4 +104,4 @@ def test_torchrun_run_folder_is_written_once_by_rank_zero(runs: tuple[Path, Path
     ids_two, logits_two, _, _ = read_soft_labels(two / "softlabels")
     assert len(meta["shards"]) == 4  # shards 0, 2 from rank 0 and 1, 3 from rank 1, in one folder
     np.testing.assert_array_equal(ids_one, ids_two)
-    np.testing.assert_allclose(logits_two, logits_one, atol=1e-4)
+    np.testing.assert_array_equal(logits_two, logits_one)

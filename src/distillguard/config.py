@@ -38,6 +38,11 @@ class RunConfig(_Strict):
         65_536, ge=1,
         description="Transfer records per soft-label shard: the label stage holds one shard at a time, and under "
                     "torchrun the shards are split among the ranks. The results do not depend on it.")
+    batch_split: int | None = Field(
+        None, ge=1,
+        description="Compute each minibatch's gradient of the teacher and student in this many contiguous parts, "
+                    "summed in order; unset: 1, or the number of processes under torchrun (one part per rank). "
+                    "A single-process run with batch_split = 2 equals a 2-process torchrun run bit for bit.")
 
 
 class SplitSizes(_Strict):

@@ -98,6 +98,40 @@ def all_sum(values: list[float]) -> list[float]:
     return total.tolist()
 
 
+_batch_split: contextvars.ContextVar[int | None] = contextvars.ContextVar("batch_split", default=None)
+
+
+@contextmanager
+def splitting_batches(parts: int | None) -> Iterator[None]:
+    """Compute training gradients in ``parts`` minibatch parts while the block runs (``[run] batch_split``)."""
+    if parts is not None and world().size > 1 and parts != world().size:
+        from distillguard.errors import ConfigError
+
+        raise ConfigError(f"[run].batch_split = {parts}, but torchrun started {world().size} processes; each rank "
+                          f"computes one part of every minibatch, so set batch_split = {world().size} or leave it unset")
+    token = _batch_split.set(parts)
+    try:
+        yield
+    finally:
+        _batch_split.reset(token)
+
+
+def batch_parts() -> int:
+    """Parts of every minibatch's gradient: ``[run] batch_split``, else one per rank."""
+    return _batch_split.get() or world().size
+
+
+def sum_gradients_hook(state, bucket):  # noqa: ANN001, ANN201 (DDP inspects the real annotations; ours are strings)
+    """DDP comm hook: the sum of the ranks' gradients (DDP's default divides by the world size first).
+
+    Each rank's loss is already weighted by its share of the minibatch, so the sum is the
+    minibatch's gradient; with two ranks it is one float addition, the very one a single
+    process accumulating the same two parts performs.
+    """
+    work = dist.all_reduce(bucket.buffer(), async_op=True)
+    return work.get_future().then(lambda future: future.value()[0])
+
+
 _shared_output: contextvars.ContextVar[Path | None] = contextvars.ContextVar("shared_output", default=None)
 
 

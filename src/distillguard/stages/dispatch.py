@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from distillguard import distributed
 from distillguard.config import Spec
 from distillguard.runs import RunDir
 
@@ -33,4 +34,5 @@ def stage_function(spec: Spec, name: str) -> Callable[[Spec, RunDir], bool]:
 
 def run_stage(spec: Spec, run: RunDir, name: str) -> bool:
     """Run one stage (skipped when fresh); True when it ran."""
-    return stage_function(spec, name)(spec, run)
+    with distributed.splitting_batches(spec.run.batch_split):
+        return stage_function(spec, name)(spec, run)

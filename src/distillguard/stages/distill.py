@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distillguard import progress
+from distillguard import distributed, progress
 from distillguard.config import Spec
 from distillguard.data import data_fingerprint, load_role
 from distillguard.errors import ArtifactError
@@ -31,6 +31,8 @@ def run_distill_stage(spec: Spec, run: RunDir) -> bool:
     inputs = {rel: run.output_hash("label", rel) for rel in sorted(label_outputs)}
     inputs["data.transfer"] = data_fingerprint(spec.data, "transfer")
     params = {"student": spec.section_dict("student"), "distill": spec.section_dict("distill"), "seed": spec.run.seed}
+    if distributed.batch_parts() > 1:  # gradients in parts round differently from one piece
+        params["batch_parts"] = distributed.batch_parts()
 
     checkpoints = checkpoint_store(spec, run, "distill")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distillguard import progress
+from distillguard import distributed, progress
 from distillguard.config import Spec
 from distillguard.data import data_fingerprint, load_members, load_role
 from distillguard.data.preprocessing import Standardizer
@@ -28,6 +28,8 @@ def run_teacher_stage(spec: Spec, run: RunDir) -> bool:
         inputs["teacher.path"] = sha256_file(_weights(spec.teacher.path))
     params = {"teacher": spec.section_dict("teacher"), "data": spec.data.fingerprint_params(), "seed": spec.run.seed,
               "privacy": spec.section_dict("privacy")}
+    if distributed.batch_parts() > 1:  # gradients in parts round differently from one piece
+        params["batch_parts"] = distributed.batch_parts()
     if spec.privacy.mechanism in ("dp-sgd", "pate") or spec.teacher.ensemble > 1:
         inputs["data.transfer"] = data_fingerprint(spec.data, "transfer")  # public scaler
 

@@ -67,9 +67,13 @@ def predict_logits(model: nn.Module, X: torch.Tensor, *, batch_size: int = 4096)
     return torch.cat([model(chunk.to(target)).cpu() for chunk in X.split(batch_size)]) if len(X) else torch.empty(0)
 
 
-def _local_part(index: torch.Tensor, here: World) -> torch.Tensor:
-    """This rank's contiguous share of one minibatch (the whole of it in one process)."""
-    return index.tensor_split(here.size)[here.rank] if here.size > 1 else index
+def _parts(index: torch.Tensor, here: World, data_parallel: bool) -> list[torch.Tensor]:
+    """The minibatch parts this process computes: one per rank under torchrun, all of them alone."""
+    n_parts = distributed.batch_parts() if data_parallel else 1
+    if n_parts == 1:
+        return [index]
+    parts = list(index.tensor_split(n_parts))
+    return [parts[here.rank]] if here.size > 1 else parts
 
 
 def _ddp(model: nn.Module, here: World) -> nn.Module:
@@ -79,7 +83,9 @@ def _ddp(model: nn.Module, here: World) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     on = device.of(model)
-    return DistributedDataParallel(model, device_ids=[on] if on.type == "cuda" else None)
+    wrapped = DistributedDataParallel(model, device_ids=[on] if on.type == "cuda" else None)
+    wrapped.register_comm_hook(None, distributed.sum_gradients_hook)
+    return wrapped
 
 
 def fit(
@@ -99,9 +105,10 @@ def fit(
     """Train ``model`` in place and return it with the best validation state loaded.
 
     Training runs on :func:`distillguard.device.current` (the returned model is on the
-    CPU, where artifacts live). Under torchrun each rank computes its share of every
-    minibatch and DistributedDataParallel averages the gradients: the same steps as one
-    process, to float rounding.
+    CPU, where artifacts live). Under torchrun each rank computes its part of every
+    minibatch and DistributedDataParallel sums the parts' gradients; one process with
+    ``[run] batch_split`` parts accumulates the same sums, so with two parts the two
+    runs agree bit for bit (same thread count).
 
     Args:
         X: (n, d) inputs; targets: (n,) class indices or (n, C) teacher logits.
@@ -137,15 +144,15 @@ def fit(
         total, count = 0.0, 0
         for index in batch_order(len(X), recipe=recipe, generator=generator):
             optimizer.zero_grad(set_to_none=True)
-            local = _local_part(index, here)
-            logits = step_model(X[local].to(target))
-            loss = loss_fn(logits, targets[local].to(target)) if len(local) else logits.sum()
-            # DDP averages gradients over ranks; weighting each rank's mean by its share of
-            # the batch makes that average the gradient of the whole minibatch's mean loss.
-            (loss * (len(local) * here.size / len(index)) if here.size > 1 else loss).backward()
+            for part in _parts(index, here, data_parallel):
+                logits = step_model(X[part].to(target))
+                loss = loss_fn(logits, targets[part].to(target)) if len(part) else logits.sum()
+                # Weighted by its share of the minibatch, the parts' gradients sum (accumulated
+                # here, all-reduced across ranks) to the gradient of the minibatch's mean loss.
+                (loss * (len(part) / len(index)) if len(part) != len(index) else loss).backward()
+                total += float(loss.detach()) * len(part)
+                count += len(part)
             optimizer.step()
-            total += float(loss.detach()) * len(local)
-            count += len(local)
         if here.size > 1:
             total, count = distributed.all_sum([total, count])
         entry = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
