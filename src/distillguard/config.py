@@ -245,6 +245,11 @@ class DistillConfig(_Strict):
                           "(generalized JSD with beta, as in TRL's GKD).")
     beta: float = Field(0.5, gt=0, lt=1, description="JSD(beta) interpolation weight (loss = \"jsd\").")
     top_k: int = Field(32, ge=1, description="causal-lm: teacher log-probabilities stored per token (plus the leftover).")
+    hard_tokens: Literal["digits", "none"] = Field(
+        "digits", description='causal-lm: "digits": wherever the transfer text\'s next token holds a digit, the '
+                              "student learns that token (cross-entropy) instead of the teacher's labels, which is "
+                              "where memorized numbers (secrets, phone and account numbers) live; \"none\": distill "
+                              "every position.")
 
     def lm_loss(self) -> str:
         """The LM loss id (``"kl"`` means forward KL)."""

@@ -109,6 +109,8 @@ def test_student_stage_reads_no_private_file(lm_run):
     inputs = manifest["stages"]["distill"]["inputs"]
     assert inputs and all(k.startswith("softlabels/") for k in inputs), sorted(inputs)
     assert manifest["stages"]["teacher"]["tokenizer"]["checked_no_secret_in_vocab"]
+    hard = manifest["stages"]["distill"]["hard_tokens"]  # the default: digits come from the transfer text
+    assert hard["tokens"] == "digits" and hard["vocabulary"] > 10
     assert (lm_run / "teacher").stat().st_mode & 0o077 == 0  # owner-only
 
 
