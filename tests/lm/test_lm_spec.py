@@ -21,7 +21,7 @@ def test_text_data_selects_the_lm_track_and_its_defaults():
     assert s.audit.shadows == 0 and set(s.audit.attacks) == {"loss", "zlib", "min_k", "min_k_pp", "reference"}
     assert s.gate.attack == "reference" and s.gate.max_accuracy_gap is None
     assert s.audit.lm.exposure_references == 2000 and s.distill.lm_loss() == "forward_kl"
-    assert s.distill.hard_tokens == "digits"
+    assert s.distill.hard_tokens == "digits" and s.student.epochs == 8
     assert s.data.pii_corpus.pii_mentions == [4, 8, 16] and s.data.pii_corpus.transfer_in_domain == 0.75
     again = parse_spec(__import__("tomllib").loads(s.to_toml()), base_dir=Path("/tmp"))
     assert again == s  # the resolved spec reloads to the same spec
