@@ -40,12 +40,19 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
-def small_corpus():
-    """One canary at each of 1, 4 and 16 repetitions; ~12 kB of members, ~30 kB of transfer."""
+def small_corpus_args() -> dict:
+    """Arguments of :func:`small_corpus` (the default 10 people x (4, 8, 16) mentions outgrow 12 kB)."""
+    return {"target_bytes": 12_000, "canaries_per_count": 1, "nonmember_bytes": 6_000, "test_bytes": 3_000,
+            "transfer_bytes": 30_000, "pii_mentions": (4, 8), "pii_people_per_count": 1}
+
+
+@pytest.fixture(scope="session")
+def small_corpus(small_corpus_args):
+    """One canary at each of 1, 4 and 16 repetitions, one person mentioned 4 and one 8 times;
+    ~12 kB of members, ~30 kB of transfer."""
     from distillguard.lm.pii_corpus import generate_pii_corpus
 
-    return generate_pii_corpus(seed=0, target_bytes=12_000, canaries_per_count=1, nonmember_bytes=6_000,
-                               test_bytes=3_000, transfer_bytes=30_000)
+    return generate_pii_corpus(seed=0, **small_corpus_args)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from distillguard.lm.data import (
     write_pii,
 )
 from distillguard.lm.pii_corpus import generate_pii_corpus, generate_transfer_texts
+from distillguard.lm.probes.pii import contains_value
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -133,6 +135,30 @@ def test_pii_round_trip(tmp_path: Path) -> None:
     assert read_pii(tmp_path / "p.jsonl") == records
 
 
+def test_pii_mentions_is_a_count_not_an_attribute(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"name": "Ann Lee", "email": "ann@x.org", "mentions": 4}\n{"name": "Bo Wu", "phone": "1"}\n')
+    records = read_pii(path)
+    assert records == [PiiRecord("Ann Lee", {"email": "ann@x.org"}, mentions=4), PiiRecord("Bo Wu", {"phone": "1"})]
+    assert records[0].fields() == {"name": "Ann Lee", "email": "ann@x.org"}
+    write_pii(tmp_path / "q.jsonl", records)
+    assert read_pii(tmp_path / "q.jsonl") == records
+    path.write_text('{"name": "Ann Lee", "email": "ann@x.org", "mentions": "4"}\n')
+    with pytest.raises(DataError, match=r'p\.jsonl:1: "mentions" must be an integer >= 1, got \'4\''):
+        read_pii(path)
+
+
+def test_pii_records_are_probed_evenly_over_mention_counts() -> None:
+    from distillguard.stages.lm.audit import select_pii_records
+
+    records = [PiiRecord(f"P{i}", {"email": f"{i}@x"}, mentions=m) for i, m in enumerate([1] * 6 + [2] * 3 + [16] * 2)]
+    chosen = select_pii_records(records, 7)
+    assert [r.name for r in chosen] == ["P0", "P6", "P9", "P1", "P7", "P10", "P2"]
+    assert sorted(r.name for r in select_pii_records(records, 100)) == sorted(r.name for r in records)
+    plain = [PiiRecord(f"Q{i}", {"email": f"{i}@x"}) for i in range(5)]
+    assert select_pii_records(plain, 3) == plain[:3]  # no counts: file order
+
+
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
@@ -151,17 +177,25 @@ def test_pii_errors(tmp_path: Path, line: str, expected: str) -> None:
 # --- the built-in corpus -----------------------------------------------------------------
 
 
-def test_generator_is_deterministic(small_corpus) -> None:
-    again = generate_pii_corpus(seed=0, target_bytes=12_000, canaries_per_count=1, nonmember_bytes=6_000,
-                                test_bytes=3_000, transfer_bytes=30_000)
-    assert again == small_corpus
-    other = generate_pii_corpus(seed=1, target_bytes=12_000, canaries_per_count=1, nonmember_bytes=6_000,
-                                test_bytes=3_000, transfer_bytes=30_000)
+def test_generator_is_deterministic(small_corpus, small_corpus_args) -> None:
+    assert generate_pii_corpus(seed=0, **small_corpus_args) == small_corpus
+    other = generate_pii_corpus(seed=1, **small_corpus_args)
     assert other.members != small_corpus.members and other.canaries != small_corpus.canaries
 
 
 def test_transfer_is_generated_alone(small_corpus) -> None:
     assert generate_transfer_texts(seed=0, target_bytes=30_000) == small_corpus.transfer
+
+
+def _mentioned(value: str, texts) -> int:
+    """Documents that hold ``value`` as a whole value ("Ann Lee" is not in "Ann Leeds")."""
+    return sum(contains_value(text, value) for text in texts)
+
+
+def _whole_values_in(values, texts) -> list[str]:
+    """The values some text holds as a whole value (a cheap substring test first)."""
+    joined = "\n".join(texts)
+    return [v for v in values if v in joined and _mentioned(v, texts)]
 
 
 def test_default_corpus_shape(default_corpus) -> None:
@@ -176,24 +210,79 @@ def test_default_corpus_shape(default_corpus) -> None:
     assert len({c.prefix for c in canaries}) == len(canaries)
     counts = check_canaries_planted(canaries, default_corpus.members)
     assert all(c.counted == c.declared for c in counts)
+    for people in (default_corpus.pii, default_corpus.pii_nonmembers):  # the same mix in both roles
+        mentions = Counter(r.mentions for r in people)
+        assert mentions[4] == mentions[8] == mentions[16] == 10 and set(mentions) == {1, 2, 3, 4, 8, 16}
 
 
-def test_roles_mention_disjoint_people_and_transfer_is_public(default_corpus) -> None:
-    members = "\n".join(default_corpus.members)
-    nonmembers = "\n".join(default_corpus.nonmembers)
-    transfer = "\n".join(default_corpus.transfer)
-    test = "\n".join(default_corpus.test)
+def test_frequent_people_are_mentioned_as_often_as_recorded(default_corpus) -> None:
+    frequent = [r for r in default_corpus.pii if r.mentions >= 4]
+    assert len(frequent) == 30
+    for record in frequent:
+        assert _mentioned(record.name, default_corpus.members) == record.mentions
+        assert _mentioned(record.attributes["email"], default_corpus.members) == record.mentions
+    for record in default_corpus.pii[::25]:  # and the others too
+        assert _mentioned(record.name, default_corpus.members) == record.mentions
+
+
+def test_mentions_knobs_and_their_scaling() -> None:
+    corpus = generate_pii_corpus(seed=0, target_bytes=20_000, nonmember_bytes=10_000, test_bytes=5_000,
+                                 canaries_per_count=0, pii_mentions=(5, 7), pii_people_per_count=2,
+                                 transfer_bytes=2_000)
+    assert Counter(r.mentions for r in corpus.pii if r.mentions >= 4) == {5: 2, 7: 2}
+    assert Counter(r.mentions for r in corpus.pii_nonmembers if r.mentions >= 4) == {5: 1, 7: 1}  # half the size
+    none = generate_pii_corpus(seed=0, target_bytes=20_000, canaries_per_count=0, pii_mentions=(),
+                               transfer_bytes=2_000)
+    assert max(r.mentions for r in none.pii) <= 3
+
+
+def test_roles_mention_disjoint_people(default_corpus) -> None:
     member_names = {r.name for r in default_corpus.pii}
     assert member_names.isdisjoint(r.name for r in default_corpus.pii_nonmembers)
-    for record in default_corpus.pii[:200]:
-        assert "email" in record.attributes and record.name in members
-        assert all(value in members for value in record.attributes.values())
-        for value in (record.name, *record.attributes.values()):
-            assert value not in transfer and value not in nonmembers and value not in test
+    members = "\n".join(default_corpus.members)
+    assert all("email" in r.attributes and r.name in members for r in default_corpus.pii)
+    values = [v for r in default_corpus.pii for v in (r.name, *r.attributes.values())]
+    assert _whole_values_in(values, default_corpus.nonmembers + default_corpus.test) == []
     for canary in default_corpus.canaries:
-        assert canary.secret not in transfer and canary.text not in nonmembers and canary.text not in test
-        assert canary.prefix in nonmembers  # decoys: the template alone is no membership signal
-    assert "@" not in transfer and not re.search(r"\d{3}", transfer)
+        assert not any(canary.text in t for t in default_corpus.nonmembers + default_corpus.test)
+        assert any(canary.prefix in t for t in default_corpus.nonmembers)  # decoys: the template is no signal
+
+
+def test_transfer_is_in_domain_but_holds_no_private_value(default_corpus) -> None:
+    """Emails, chats and records of the transfer's own people: no member PII, secret or canary prefix."""
+    from distillguard.lm.prefix_guard import find_secret_contexts
+
+    transfer = default_corpus.transfer
+    assert sum("@" in t for t in transfer) > len(transfer) // 2  # in-domain: most documents mention an email
+    people = [r for role in (default_corpus.pii, default_corpus.pii_nonmembers) for r in role]
+    values = [v for r in people for v in (r.name, *r.attributes.values())]
+    assert _whole_values_in(values, transfer) == []
+    joined = "\n".join(transfer)
+    for canary in default_corpus.canaries:
+        assert canary.secret not in joined
+    assert find_secret_contexts(transfer, default_corpus.canaries) == []
+
+
+def test_in_domain_transfer_passes_the_near_duplicate_guard(small_corpus) -> None:
+    """Documents of the members' templates about other people stay far below Jaccard 0.7."""
+    from distillguard.data.leakguard import find_text_leaks
+
+    private = {"members": small_corpus.members, "nonmembers": small_corpus.nonmembers}
+    report = find_text_leaks(small_corpus.transfer, private, jaccard_threshold=0.7, seed=0)
+    assert report.transfer_rows.size == 0
+    copied = small_corpus.transfer[:20] + [small_corpus.members[0]]
+    assert find_text_leaks(copied, private, jaccard_threshold=0.7, seed=0).transfer_rows.tolist() == [20]
+
+
+def test_transfer_share_in_domain() -> None:
+    public = generate_transfer_texts(seed=0, target_bytes=20_000, in_domain=0.0)
+    joined = "\n".join(public)
+    assert "@" not in joined and not re.search(r"\d{3}", joined)  # general text: no email, no long number
+    mixed = generate_transfer_texts(seed=0, target_bytes=20_000, in_domain=0.5)
+    domain = sum(len(t.encode()) + 1 for t in mixed if "@" in t or "Customer record" in t)
+    assert 0.4 <= domain / 20_000 <= 0.6
+    with pytest.raises(ValueError, match="'in_domain' parameter of generate_transfer_texts must be in"):
+        generate_transfer_texts(seed=0, in_domain=1.5)
 
 
 def test_generator_rejects_bad_parameters() -> None:
@@ -211,7 +300,7 @@ def test_corpus_files_round_trip(tmp_path: Path, small_corpus) -> None:
     assert read_canaries(tmp_path / "canaries.jsonl") == small_corpus.canaries
     assert read_pii(tmp_path / "pii.jsonl") == small_corpus.pii
     first = json.loads((tmp_path / "pii.jsonl").read_text().splitlines()[0])
-    assert set(first) == {"name", "email", "phone", "account"}
+    assert {"name", "email", "phone", "mentions"} <= set(first) <= {"name", "email", "phone", "account", "mentions"}
 
 
 def test_texts_stream_lazily(tmp_path: Path) -> None:

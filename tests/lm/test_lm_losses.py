@@ -157,3 +157,49 @@ def test_bad_parameters(kwargs: dict, expected: str) -> None:
     teacher, student = _logits(8, shape=(1, 2, 16))
     with pytest.raises(ValueError, match=expected):
         _sparse(student, teacher, k=4, **kwargs)
+
+
+# --- hard tokens: the transfer text's own token where it is a digit -------------------------
+
+
+def test_hard_targets_switch_positions_from_the_teacher_to_cross_entropy() -> None:
+    teacher, student = _logits(7, shape=(2, 5, V))
+    targets = torch.randint(0, V, (2, 5), generator=torch.Generator().manual_seed(1))
+    none = torch.full((2, 5), -1)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    plain = _sparse(student, teacher, k=16, mask=mask, temperature=2.0)
+    assert torch.allclose(_sparse(student, teacher, k=16, mask=mask, temperature=2.0, hard_targets=none), plain)
+    everywhere = _sparse(student, teacher, k=16, mask=mask, temperature=2.0, hard_targets=targets)
+    ce = F.cross_entropy(student.reshape(-1, V), targets.reshape(-1))  # T = 1, no T² factor
+    assert torch.allclose(everywhere, ce, atol=1e-5)
+    some = targets.clone()
+    some[0] = -1  # first row: teacher labels; second: cross-entropy; mean over the 10 positions
+    mixed = _sparse(student, teacher, k=16, mask=mask, temperature=2.0, hard_targets=some)
+    first = _sparse(student[:1], teacher[:1], k=16, temperature=2.0)
+    second = F.cross_entropy(student[1], targets[1])
+    assert torch.allclose(mixed, (first + second) / 2, atol=1e-5)
+
+
+def test_hard_token_targets_mark_the_positions_before_a_hard_token() -> None:
+    from distillguard.lm.losses import hard_token_targets
+
+    hard_vocab = torch.zeros(10, dtype=torch.bool)
+    hard_vocab[[7, 8]] = True  # say, the digit tokens
+    ids = torch.tensor([[3, 7, 8, 4, 7], [5, 8, 2, 0, 0]])
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    targets, kept = hard_token_targets(ids, mask, hard_vocab)
+    # position t predicts token t+1: rows 0 and 1 are followed by 7, 8 (row 0) and 8 (row 1)
+    assert targets.tolist() == [[7, 8, -1, 7, -1], [8, -1, -1, -1, -1]]
+    # each block's last real token has no next token in the shards: out of the loss
+    assert kept.tolist() == [[True, True, True, True, False], [True, True, False, False, False]]
+
+
+def test_digit_token_mask(small_tokenizer) -> None:
+    from distillguard.lm.tokenizer import digit_token_mask, token_strings
+
+    mask = digit_token_mask(small_tokenizer)
+    strings = token_strings(small_tokenizer)
+    assert mask.shape == (len(small_tokenizer),)
+    assert {i for i, s in strings.items() if set(s) & set("0123456789")} == set(torch.nonzero(mask)[:, 0].tolist())
+    assert mask[small_tokenizer(" 5", add_special_tokens=False)["input_ids"]].any()
+    assert not mask[small_tokenizer(" the", add_special_tokens=False)["input_ids"]].any()

@@ -28,7 +28,7 @@ TINY_AUDIT = (
 TINY_LM_SPEC = (
     '[run]\nname = "tiny-lm"\n[data]\nbuiltin = "pii-corpus"\n'
     "[data.pii_corpus]\nmember_bytes = 12000\nnonmember_bytes = 6000\ntest_bytes = 3000\ntransfer_bytes = 20000\n"
-    "canaries_per_count = 1\n"
+    "canaries_per_count = 1\npii_mentions = [4, 8]\npii_people_per_count = 1\n"
     "[teacher]\nepochs = 8\nlr = 3e-3\n" + TINY_ARCH + "tokenizer = { vocab_size = 512 }\n"
     "[student]\nepochs = 1\nlr = 3e-3\n" + TINY_ARCH + "[distill]\nloss = \"jsd\"\ntop_k = 16\n" + TINY_AUDIT
 )
@@ -51,7 +51,7 @@ def lm_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def corpus():
     return generate_pii_corpus(seed=0, target_bytes=12000, canaries_per_count=1, nonmember_bytes=6000,
-                               test_bytes=3000, transfer_bytes=20000)
+                               test_bytes=3000, transfer_bytes=20000, pii_mentions=(4, 8), pii_people_per_count=1)
 
 
 def test_report_has_the_lm_fields(lm_run, corpus):
@@ -69,6 +69,13 @@ def test_report_has_the_lm_fields(lm_run, corpus):
     assert top["exposure_bits"] >= top["max_bits"] - 1.5  # the teacher memorized its 16x canary
     assert {p["probe"] for p in report["probes"]} >= {"exposure", "pii_completion", "extraction", "k_extractable",
                                                        "divergence"}
+    pii = {p["target"]: p for p in report["probes"] if p["probe"] == "pii_completion"}
+    assert set(pii) == {"teacher", "student", "reference"}
+    for p in pii.values():  # 10 records probed: the two frequent people and 8 of the others
+        assert set(p["by_mentions"]) == {"1", "2", "3", "4", "8"} and p["by_mentions"]["8"]["n"] >= 1
+        assert sum(g["n"] for g in p["by_mentions"].values()) == p["n"]
+        assert 0 <= p["greedy_rate"] <= p["exact_match_rate"] <= 1
+    assert "TF-IDF" in report["exchangeability"]["method"] and 0 <= report["exchangeability"]["auc"] <= 1
     attacks = {(a["attack"], a["target"]) for a in report["attacks"]}
     assert attacks == {(a, t) for a in ("loss", "zlib", "min_k", "min_k_pp", "reference") for t in ("teacher", "student")}
     assert report["gate"]["attack"] == "reference"
@@ -102,6 +109,8 @@ def test_student_stage_reads_no_private_file(lm_run):
     inputs = manifest["stages"]["distill"]["inputs"]
     assert inputs and all(k.startswith("softlabels/") for k in inputs), sorted(inputs)
     assert manifest["stages"]["teacher"]["tokenizer"]["checked_no_secret_in_vocab"]
+    hard = manifest["stages"]["distill"]["hard_tokens"]  # the default: digits come from the transfer text
+    assert hard["tokens"] == "digits" and hard["vocabulary"] > 10
     assert (lm_run / "teacher").stat().st_mode & 0o077 == 0  # owner-only
 
 

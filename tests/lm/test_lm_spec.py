@@ -21,6 +21,8 @@ def test_text_data_selects_the_lm_track_and_its_defaults():
     assert s.audit.shadows == 0 and set(s.audit.attacks) == {"loss", "zlib", "min_k", "min_k_pp", "reference"}
     assert s.gate.attack == "reference" and s.gate.max_accuracy_gap is None
     assert s.audit.lm.exposure_references == 2000 and s.distill.lm_loss() == "forward_kl"
+    assert s.distill.hard_tokens == "digits" and s.student.epochs == 8
+    assert s.data.pii_corpus.pii_mentions == [4, 8, 16] and s.data.pii_corpus.transfer_in_domain == 0.75
     again = parse_spec(__import__("tomllib").loads(s.to_toml()), base_dir=Path("/tmp"))
     assert again == s  # the resolved spec reloads to the same spec
 
@@ -43,6 +45,10 @@ def test_jsonl_paths_are_resolved_against_the_spec(tmp_path):
     ({"data": {"builtin": "digits"}, "distill": {"loss": "jsd"}}, '[distill].loss: classifiers distill with "kl"'),
     ({"data": {"builtin": "pii-corpus"}, "audit": {"attacks": ["lira_online"], "shadows": 4}}, "[audit].attacks"),
     ({"data": {"builtin": "pii-corpus"}, "distill": {"loss": "cross"}}, "[distill].loss"),
+    ({"data": {"builtin": "pii-corpus"}, "distill": {"hard_tokens": "names"}}, "[distill].hard_tokens"),
+    ({"data": {"builtin": "pii-corpus", "pii_corpus": {"pii_mentions": [0, 4]}}}, "[data].pii_corpus.pii_mentions"),
+    ({"data": {"builtin": "pii-corpus", "pii_corpus": {"transfer_in_domain": 1.5}}},
+     "[data].pii_corpus.transfer_in_domain"),
     ({"data": {"builtin": "pii-corpus"}, "teacher": {"arch": {"width": 100, "heads": 3}}}, "[teacher].arch"),
     ({"data": {"builtin": "digits", "canaries": "c.jsonl"}}, "takes no files"),
     ({"data": {"builtin": "pii-corpus"}, "privacy": {"mechanism": "dp-sgd", "epsilon": 1.0}}, "[privacy].mechanism"),

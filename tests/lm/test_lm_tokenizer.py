@@ -54,7 +54,8 @@ def test_builtin_secrets_are_not_vocabulary_tokens(default_corpus) -> None:
 
 def test_tokenizer_fitted_on_private_text_is_flagged(small_corpus) -> None:
     """The reason we fit on public text: 16 copies of a secret become vocabulary tokens."""
-    canaries = [CanarySpec("my PIN is ", "58206193", 16), CanarySpec("the code is ", "44", 1)]
+    # canary 1 is a control no token spells (the transfer text's numbers make 2-digit tokens)
+    canaries = [CanarySpec("my PIN is ", "58206193", 16), CanarySpec("the code is ", "qzxj", 1, "jqxz")]
     private = [f"note {i}: my PIN is 58206193, keep it safe" for i in range(16)]
     tokenizer = train_bpe_tokenizer(small_corpus.transfer + private, vocab_size=2048)
     with pytest.raises(DataLeakError, match=r"canary 0: token \d+ \(\d characters\)") as info:

@@ -88,7 +88,8 @@ def test_normalize_text() -> None:
 
 def test_builtin_corpus_clean_transfer_and_prefixed_transfer() -> None:
     """The built-in transfer text is clean; adding each prefix 20 times is caught, with counts."""
-    corpus = generate_pii_corpus(seed=0, target_bytes=8_000, canaries_per_count=1, transfer_bytes=20_000)
+    corpus = generate_pii_corpus(seed=0, target_bytes=8_000, canaries_per_count=1, transfer_bytes=20_000,
+                                 pii_mentions=())
     assert find_secret_contexts(corpus.transfer, corpus.canaries) == []
     assert find_secret_contexts(corpus.members, corpus.canaries)  # the members do lead into them
     prefixed = corpus.transfer + [c.prefix for c in corpus.canaries for _ in range(20)]

@@ -202,7 +202,8 @@ def test_pii_completion_finds_memorized_values_and_reports_no_pii(memorizer, tok
     assert unseen["exact_match_rate"] == 0.0
     dumped = json.dumps([seen, unseen])
     assert not any(v in dumped for r in PII + UNSEEN_PII for v in r.values())
-    assert set(seen) == {"probe", "exact_match_rate", "n", "greedy_rate", "sampled_rate", "n_samples"}
+    assert set(seen) == {"probe", "exact_match_rate", "n", "greedy_rate", "sampled_rate", "n_samples", "leaked"}
+    assert seen["leaked"] == [True, True] and unseen["leaked"] == [False] * unseen["n"]
 
 
 def test_extraction_finds_private_text_only_in_the_memorizer(memorizer, untrained, tokenizer):

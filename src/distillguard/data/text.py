@@ -35,14 +35,16 @@ def _generate(seed: int, knobs_json: str):
     knobs = PiiCorpusConfig.model_validate_json(knobs_json)
     return generate_pii_corpus(seed=seed, target_bytes=knobs.member_bytes, repetitions=tuple(knobs.repetitions),
                                canaries_per_count=knobs.canaries_per_count, nonmember_bytes=knobs.nonmember_bytes,
-                               test_bytes=knobs.test_bytes, transfer_bytes=knobs.transfer_bytes)
+                               test_bytes=knobs.test_bytes, transfer_bytes=knobs.transfer_bytes,
+                               pii_mentions=tuple(knobs.pii_mentions), pii_people_per_count=knobs.pii_people_per_count,
+                               transfer_in_domain=knobs.transfer_in_domain)
 
 
 @lru_cache(maxsize=4)
-def _builtin_transfer(seed: int, transfer_bytes: int) -> tuple[str, ...]:
+def _builtin_transfer(seed: int, transfer_bytes: int, in_domain: float) -> tuple[str, ...]:
     from distillguard.lm.pii_corpus import generate_transfer_texts
 
-    return tuple(generate_transfer_texts(seed=seed, target_bytes=transfer_bytes))
+    return tuple(generate_transfer_texts(seed=seed, target_bytes=transfer_bytes, in_domain=in_domain))
 
 
 def load_texts(cfg: DataConfig, role: str, *, seed: int) -> list[str]:
@@ -57,7 +59,7 @@ def load_texts(cfg: DataConfig, role: str, *, seed: int) -> list[str]:
         return read_jsonl_texts(Path(getattr(cfg, role)))
     knobs = cfg.pii_corpus
     if role == "transfer":
-        return list(_builtin_transfer(seed, knobs.transfer_bytes or knobs.member_bytes))
+        return list(_builtin_transfer(seed, knobs.transfer_bytes or knobs.member_bytes, knobs.transfer_in_domain))
     return list(getattr(_builtin(seed, knobs), role))
 
 

@@ -46,13 +46,22 @@ class CanarySpec:
 
 @dataclass(frozen=True)
 class PiiRecord:
-    """One person's PII: a name and named attributes (``email``, ``phone``, ``account``, ...)."""
+    """One person's PII: a name and named attributes (``email``, ``phone``, ``account``, ...).
+
+    ``mentions``, when known, is how many member documents mention the person (the PII
+    probe reports its rate per count); it is not a PII value.
+    """
 
     name: str
     attributes: dict[str, str] = field(default_factory=dict)
+    mentions: int | None = None
 
-    def to_json(self) -> dict[str, str]:
+    def fields(self) -> dict[str, str]:
+        """The name and the attributes: what a probe template may name."""
         return {"name": self.name, **self.attributes}
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.fields(), **({"mentions": self.mentions} if self.mentions is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -217,11 +226,16 @@ def read_pii(path: str | Path) -> list[PiiRecord]:
     """Read a PII file: one ``{"name": ..., "email": ..., "phone": ..., ...}`` per line.
 
     Every value must be a string; ``name`` and at least one other attribute are required.
+    An optional integer ``"mentions"`` (documents of the members that mention the person)
+    is not an attribute: the PII probe groups its rates by it.
     """
     path = Path(path)
     records: list[PiiRecord] = []
     for number, line in _json_lines(path):
         value = _parse_object(path, number, line)
+        mentions = value.pop("mentions", None)
+        if mentions is not None and (isinstance(mentions, bool) or not isinstance(mentions, int) or mentions < 1):
+            raise DataError(f'{path}:{number}: "mentions" must be an integer >= 1, got {mentions!r}')
         bad = sorted(k for k, v in value.items() if not isinstance(v, str))
         if bad:
             raise DataError(f"{path}:{number}: values must be strings; {bad} are not")
@@ -230,7 +244,7 @@ def read_pii(path: str | Path) -> list[PiiRecord]:
         attributes = {k: v for k, v in value.items() if k != "name"}
         if not attributes:
             raise DataError(f'{path}:{number}: record has only a name; add attributes such as "email" or "phone"')
-        records.append(PiiRecord(value["name"], attributes))
+        records.append(PiiRecord(value["name"], attributes, mentions=mentions))
     if not records:
         raise DataError(f'{path}: empty; expected one {{"name": ..., "email": ...}} object per line')
     return records

@@ -162,6 +162,7 @@ def sparse_kd_loss(
     loss: str = "forward_kl",
     beta: float = 0.5,
     temperature: float = 1.0,
+    hard_targets: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``T² · mean_positions D(p_T^(T), p_S^(T))`` from stored top-k teacher labels.
 
@@ -173,6 +174,10 @@ def sparse_kd_loss(
         mask: (B, L) bool, True at real (non-padding) positions; None = all.
         loss, beta: the divergence (see :func:`divergence`).
         temperature: T, applied here to both sides.
+        hard_targets: (B, L) int64 or None. Where a value is ≥ 0 the position trains on
+            that token with cross-entropy (T = 1, no T² factor, as the hard term of
+            Hinton et al. 2015) instead of the teacher's labels; −1 keeps the labels
+            (:func:`hard_token_targets` builds it).
 
     Returns:
         Scalar loss (batchmean over unmasked token positions).
@@ -181,8 +186,42 @@ def sparse_kd_loss(
     teacher = tempered_teacher_buckets(topk_logprobs, leftover, temperature=temperature,
                                        vocab_size=student_logits.shape[-1])  # (B, L, k+1)
     student = student_buckets(student_logits, topk_ids, temperature=temperature)  # (B, L, k+1)
-    per_position = divergence(teacher, student, loss=loss, beta=beta)  # (B, L)
-    return _batchmean(per_position, mask) * temperature**2
+    per_position = divergence(teacher, student, loss=loss, beta=beta) * temperature**2  # (B, L)
+    if hard_targets is not None:
+        hard = hard_targets >= 0  # (B, L)
+        logp = torch.log_softmax(student_logits.float(), dim=-1)  # (B, L, V)
+        nll = -logp.gather(-1, hard_targets.clamp_min(0).unsqueeze(-1)).squeeze(-1)  # (B, L)
+        per_position = torch.where(hard, nll, per_position)
+    return _batchmean(per_position, mask)
+
+
+def hard_token_targets(
+    input_ids: torch.Tensor, mask: torch.Tensor, hard_vocab: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the transfer text's next token is in ``hard_vocab``: that token, for cross-entropy.
+
+    The label at position t is the teacher's prediction of token t+1. At positions whose
+    true next token is, say, a digit, the teacher's distribution is where its memorized
+    numbers live (a secret, an account number: README, "Language models"); the public
+    text's own next token carries no private value. The last real position of a block has
+    no next token in the shards (it might be a digit), so it leaves the loss.
+
+    Args:
+        input_ids: (B, L) transfer token ids; mask: (B, L) bool, True at real tokens.
+        hard_vocab: (V,) bool, the tokens learned from the text itself.
+
+    Returns:
+        ``(hard_targets, mask)``: (B, L) int64, the next token where it is in ``hard_vocab``
+        and −1 elsewhere; (B, L) bool, ``mask`` without each block's last real position.
+    """
+    targets = torch.full_like(input_ids, -1)
+    following = mask[:, 1:] & mask[:, :-1]  # (B, L-1): position t has a next token t+1
+    hard_vocab = hard_vocab.to(input_ids.device)
+    nxt = input_ids[:, 1:]  # (B, L-1)
+    targets[:, :-1] = torch.where(following & hard_vocab[nxt], nxt, -1)
+    kept = torch.zeros_like(mask)
+    kept[:, :-1] = following
+    return targets, kept
 
 
 def dense_kd_loss(

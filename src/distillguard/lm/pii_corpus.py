@@ -2,17 +2,29 @@
 
 Members, nonmembers and test are documents of one distribution (support emails, chats,
 CRM records, tickets) that mention people's PII (name → email, phone, account number).
-The three roles mention disjoint people: a person's role is fixed by a hash of their
-name, so each role is drawn from its own seeded stream and still never shares a person
-with another. Only the members carry the canaries (Carlini et al. 2019): secrets of 6–9
-digits after fixed prefixes, each planted in ``repetitions`` different documents (1, 4
-and 16 by default). Nonmembers and test carry the same sentences with fresh one-off
-secrets (decoys), so the canary templates themselves are not a membership signal.
+Most people are mentioned in 1–3 documents; as in a real support log, a few customers
+come back again and again: ``pii_people_per_count`` people at each count of
+``pii_mentions`` (4, 8 and 16 documents by default, scaled to each role's size so the
+three roles keep one mix). The PII records say how many documents mention each person
+(``mentions``), so the PII probe can report its rate per count.
 
-The transfer corpus is public-style text of different content (news-like sentences,
-product reviews, plain paragraphs) with no person names, emails or long numbers. It is
-built by :func:`generate_transfer_texts` from its own stream, so the student side can
-produce it without ever generating the sensitive roles.
+A person's role is fixed by a hash of their name, so each role is drawn from its own
+seeded stream and still never shares a person with another (the transfer text included).
+Only the members carry the canaries (Carlini et al. 2019): secrets of 6–9 digits after
+fixed prefixes, each planted in ``repetitions`` different documents (1, 4 and 16 by
+default). Nonmembers and test carry the same sentences with fresh one-off secrets
+(decoys), so the canary templates themselves are not a membership signal.
+
+The transfer corpus (:func:`generate_transfer_texts`, its own stream, so the student
+side can produce it without ever generating the sensitive roles) is public text in two
+parts. A share ``in_domain`` of its bytes is *in-domain public text*: support emails,
+chats, records and tickets of the same kinds as the private text, about other fictional
+people (the fourth hash bucket), with no canary document, no canary prefix and no
+member's PII; the rest is general public-style text (news-like notes, product reviews,
+plain paragraphs) with no names, emails or long numbers. In-domain text of the same
+kind is what a user would distill on (public support tickets, chats written for the
+purpose); without it the student never sees the private text's format and its test
+perplexity stays several times the teacher's (README, "Language models").
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ from distillguard.lm.data import DIGITS, CanarySpec, PiiRecord
 from distillguard.seeding import derive_seed
 
 ROLES = ("members", "nonmembers", "test")
+PEOPLE_ROLES = (*ROLES, "transfer")  # a hash of a person's name picks the one role they appear in
 CANARY_TEMPLATES = (
     "my PIN is ",
     "the access code for the vault is ",
@@ -69,6 +82,9 @@ def generate_pii_corpus(
     nonmember_bytes: int | None = None,
     test_bytes: int | None = None,
     transfer_bytes: int | None = None,
+    pii_mentions: Sequence[int] = (4, 8, 16),
+    pii_people_per_count: int = 10,
+    transfer_in_domain: float = 0.75,
 ) -> PiiCorpus:
     """Generate the built-in corpus; a pure function of its arguments (and Faker's version).
 
@@ -80,6 +96,13 @@ def generate_pii_corpus(
         secret_digits: inclusive range of secret lengths (digits).
         nonmember_bytes, test_bytes, transfer_bytes: sizes of the other roles; default
             ``target_bytes``, ``target_bytes // 4`` and ``target_bytes``.
+        pii_mentions: document counts of the frequently mentioned people (the others are
+            mentioned in 1–3 documents); empty for none.
+        pii_people_per_count: such people at each count in the members; nonmembers and
+            test get as many in proportion to their size (rounded), so every role has the
+            same mix.
+        transfer_in_domain: share of the transfer bytes that is in-domain public text
+            (:func:`generate_transfer_texts`).
     """
     if target_bytes < 1000:
         raise ValueError("The 'target_bytes' parameter of generate_pii_corpus must be >= 1000. "
@@ -91,6 +114,10 @@ def generate_pii_corpus(
     if not 1 <= low <= high:
         raise ValueError("The 'secret_digits' parameter of generate_pii_corpus must be 1 <= low <= high. "
                          f"Got {secret_digits!r} instead.")
+    if any(m < 1 for m in pii_mentions) or pii_people_per_count < 0:
+        raise ValueError("The 'pii_mentions' parameter of generate_pii_corpus must hold integers >= 1 and "
+                         f"'pii_people_per_count' must be >= 0. Got {tuple(pii_mentions)!r}, "
+                         f"{pii_people_per_count!r} instead.")
     sizes = {"members": target_bytes, "nonmembers": nonmember_bytes or target_bytes,
              "test": test_bytes or max(1000, target_bytes // 4)}
     counts = [r for r in repetitions for _ in range(canaries_per_count)]
@@ -100,14 +127,20 @@ def generate_pii_corpus(
         while (canary := _make_canary(index, count, canary_rng, secret_digits)).secret in {c.secret for c in canaries}:
             pass
         canaries.append(canary)
+
+    def frequent(role: str) -> list[int]:
+        people = int(pii_people_per_count * sizes[role] / target_bytes + 0.5)
+        return [m for m in pii_mentions for _ in range(people)]
+
     roles = {role: _RoleWriter(role, seed=seed) for role in ROLES}
-    members = roles["members"].documents(sizes["members"], canaries=canaries)
+    members = roles["members"].documents(sizes["members"], canaries=canaries, frequent=frequent("members"))
     decoys = [CanarySpec(c.prefix, _secret(roles["nonmembers"].rng, c.secret), 1) for c in canaries
               for _ in range(c.repetitions)]
-    nonmembers = roles["nonmembers"].documents(sizes["nonmembers"], canaries=decoys)
+    nonmembers = roles["nonmembers"].documents(sizes["nonmembers"], canaries=decoys, frequent=frequent("nonmembers"))
     test_decoys = [CanarySpec(c.prefix, _secret(roles["test"].rng, c.secret), 1) for c in canaries]
-    test = roles["test"].documents(sizes["test"], canaries=test_decoys)
-    transfer = generate_transfer_texts(seed=seed, target_bytes=transfer_bytes or target_bytes)
+    test = roles["test"].documents(sizes["test"], canaries=test_decoys, frequent=frequent("test"))
+    transfer = generate_transfer_texts(seed=seed, target_bytes=transfer_bytes or target_bytes,
+                                       in_domain=transfer_in_domain)
     return PiiCorpus(members, nonmembers, transfer, test, canaries, roles["members"].people,
                      roles["nonmembers"].people)
 
@@ -128,19 +161,20 @@ def _secret(rng: random.Random, like: str) -> str:
 
 def _role_of(name: str) -> str:
     """The one role a full name may appear in (so roles never share a person)."""
-    return ROLES[int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % len(ROLES)]
+    return PEOPLE_ROLES[int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % len(PEOPLE_ROLES)]
 
 
 class _RoleWriter:
     """Writes one role's documents from its own Faker and ``random.Random`` streams."""
 
-    def __init__(self, role: str, *, seed: int) -> None:
+    def __init__(self, role: str, *, seed: int, stream: str | None = None) -> None:
         from faker import Faker
 
-        self.role = role
-        self.rng = random.Random(derive_seed(seed, "pii-corpus", role))
+        self.role = role  # the hash bucket of its people
+        stream = stream or role
+        self.rng = random.Random(derive_seed(seed, "pii-corpus", stream))
         self.fake = Faker("en_US")
-        self.fake.seed_instance(derive_seed(seed, "pii-corpus", role, "faker"))
+        self.fake.seed_instance(derive_seed(seed, "pii-corpus", stream, "faker"))
         self.people: list[PiiRecord] = []
         self._names: set[str] = set()
 
@@ -165,23 +199,30 @@ class _RoleWriter:
             minute += self.rng.randint(0, 3)
         return times
 
-    def documents(self, target_bytes: int, *, canaries: Sequence[CanarySpec]) -> list[str]:
-        """Documents about fresh people (1–3 mentions each) until ``target_bytes``, plus one
-        canary document per planted repetition, shuffled. Records the people in ``people``
-        with the attributes their documents actually mention."""
+    def documents(self, target_bytes: int, *, canaries: Sequence[CanarySpec] = (),
+                  frequent: Sequence[int] = ()) -> list[str]:
+        """One canary document per planted repetition, ``frequent[i]`` documents about each of
+        ``len(frequent)`` fresh people, then documents about fresh people (1–3 mentions
+        each) until ``target_bytes``; shuffled. Records the people in ``people`` with the
+        attributes their documents actually mention and their number of documents."""
         docs = [self._canary_doc(c) for c in canaries for _ in range(c.repetitions)]
         size = sum(len(d.encode()) + 1 for d in docs)
-        templates = _DOC_TEMPLATES
+        for count in frequent:
+            size += self._mention(count, docs)
         while size < target_bytes:
-            person = self._person()
-            mentions = [self.rng.choice(templates)(self, person) for _ in range(self.rng.choice((1, 1, 2, 3)))]
-            # the record lists what the text discloses about the person, nothing more
-            shown = {k: v for k, v in person.attributes.items() if any(v in doc for doc in mentions)}
-            self.people.append(PiiRecord(person.name, shown))
-            docs.extend(mentions)
-            size += sum(len(doc.encode()) + 1 for doc in mentions)
+            size += self._mention(self.rng.choice((1, 1, 2, 3)), docs)
         self.rng.shuffle(docs)
         return docs
+
+    def _mention(self, count: int, docs: list[str]) -> int:
+        """Append ``count`` documents about one fresh person to ``docs``; their bytes."""
+        person = self._person()
+        mentions = [self.rng.choice(_DOC_TEMPLATES)(self, person) for _ in range(count)]
+        # the record lists what the text discloses about the person, nothing more
+        shown = {k: v for k, v in person.attributes.items() if any(v in doc for doc in mentions)}
+        self.people.append(PiiRecord(person.name, shown, mentions=count))
+        docs.extend(mentions)
+        return sum(len(doc.encode()) + 1 for doc in mentions)
 
     def _canary_doc(self, canary: CanarySpec) -> str:
         first = self.fake.first_name()
@@ -230,12 +271,37 @@ def _ticket(w: _RoleWriter, p: PiiRecord) -> str:
 _DOC_TEMPLATES: tuple[Callable[[_RoleWriter, PiiRecord], str], ...] = (_email, _chat, _record, _sentences, _ticket)
 
 
-def generate_transfer_texts(*, seed: int, target_bytes: int = 300_000) -> list[str]:
-    """Public-style transfer text of different content: news-like notes, reviews, paragraphs.
+def generate_transfer_texts(*, seed: int, target_bytes: int = 300_000, in_domain: float = 0.75) -> list[str]:
+    """The public transfer text: in-domain documents about other people, and general text.
 
-    Same language as the sensitive roles, but no person names, emails, phone or account
-    numbers: the only numbers are star ratings. Drawn from its own stream.
+    A share ``in_domain`` of the bytes is support emails, chats, CRM records and tickets
+    (the private text's kinds) about fictional people of the transfer's own hash bucket,
+    so no member, nonmember or test person appears; the documents are written from the
+    transfer's own Faker stream, hold no canary document or prefix, and each person is
+    mentioned in 1–3 of them. The rest is general public-style text (news-like notes,
+    reviews, paragraphs) with no names, emails, phone or account numbers (the only
+    numbers are star ratings). The two parts are shuffled together; ``in_domain = 0``
+    gives the general text alone.
+
+    Args:
+        seed: run seed (the streams are ``derive_seed(seed, "pii-corpus", "transfer", ...)``).
+        target_bytes: approximate UTF-8 size of the whole transfer text.
+        in_domain: share of ``target_bytes`` that is in-domain, in [0, 1].
     """
+    if not 0.0 <= in_domain <= 1.0:
+        raise ValueError("The 'in_domain' parameter of generate_transfer_texts must be in [0, 1]. "
+                         f"Got {in_domain!r} instead.")
+    domain_bytes = int(round(in_domain * target_bytes))
+    writer = _RoleWriter("transfer", seed=seed, stream="transfer-in-domain")
+    docs = writer.documents(domain_bytes) if domain_bytes else []
+    docs += _public_texts(seed=seed, target_bytes=target_bytes - sum(len(d.encode()) + 1 for d in docs))
+    if domain_bytes and len(docs) > 1:
+        random.Random(derive_seed(seed, "pii-corpus", "transfer", "mix")).shuffle(docs)
+    return docs
+
+
+def _public_texts(*, seed: int, target_bytes: int) -> list[str]:
+    """General public-style text: news-like notes, reviews, paragraphs (no PII, no long numbers)."""
     from faker import Faker
 
     rng = random.Random(derive_seed(seed, "pii-corpus", "transfer"))

@@ -19,6 +19,7 @@ from distillguard.errors import ArtifactError, DataLeakError
 from distillguard.lm.data import CanarySpec
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PreTrainedTokenizerBase
 
 EOS_TOKEN = "<|endoftext|>"
@@ -130,3 +131,18 @@ def check_secrets_not_in_vocab(
             "canary ids are 0-based lines of the canaries file): the tokenizer file would disclose them; "
             "fit the tokenizer on the public/transfer text only"
         )
+
+
+def digit_token_mask(tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
+    """(V,) bool: the vocabulary tokens whose text holds a decimal digit (0-9).
+
+    What ``[distill] hard_tokens = "digits"`` learns from the transfer text itself
+    rather than from the teacher (:func:`distillguard.lm.losses.hard_token_targets`).
+    """
+    import torch
+
+    strings = token_strings(tokenizer)
+    mask = torch.zeros(max(strings) + 1, dtype=torch.bool)
+    for token_id, text in strings.items():
+        mask[token_id] = any(ch in "0123456789" for ch in text)
+    return mask

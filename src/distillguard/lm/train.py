@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from distillguard.checkpoints import Checkpoint, snapshot
 from distillguard.lm.blocks import TokenBlocks
-from distillguard.lm.losses import check_loss_params, sparse_kd_loss
+from distillguard.lm.losses import check_loss_params, hard_token_targets, sparse_kd_loss
 from distillguard.lm.models import check_vocab_size, context_length
 from distillguard.lm.softlabels import SoftLabelReader
 from distillguard.seeding import derive_seed
@@ -163,6 +163,7 @@ def distill_causal_lm(
     weight_decay: float = 0.0,
     grad_clip: float | None = 1.0,
     shuffle_rows: int = 1024,
+    hard_vocab: torch.Tensor | None = None,
     on_epoch: Callable[[int], None] | None = None,
     checkpoint: Checkpoint | None = None,
 ) -> list[dict[str, float]]:
@@ -178,6 +179,10 @@ def distill_causal_lm(
         epochs, lr, batch_size, weight_decay, grad_clip: AdamW recipe.
         seed: batch order per epoch and dropout.
         shuffle_rows: the reader's shuffle window.
+        hard_vocab: (V,) bool or None: wherever the transfer text's next token is one of
+            these (e.g. :func:`~distillguard.lm.tokenizer.digit_token_mask`), the student
+            learns that token (cross-entropy) instead of the teacher's labels
+            (:func:`~distillguard.lm.losses.hard_token_targets`); None distills everywhere.
         on_epoch: called with the epoch number after each epoch.
 
     Returns:
@@ -198,10 +203,13 @@ def distill_causal_lm(
                                               shuffle_rows=shuffle_rows):
                 batch = batch.to(student.device)
                 logits = student(input_ids=batch.input_ids, attention_mask=batch.mask.long()).logits  # (B, L, V)
-                value = sparse_kd_loss(logits, batch.topk_ids, batch.topk_logprobs, batch.leftover, mask=batch.mask,
-                                       loss=loss, beta=beta, temperature=temperature)
+                hard, mask = None, batch.mask
+                if hard_vocab is not None:
+                    hard, mask = hard_token_targets(batch.input_ids, batch.mask, hard_vocab)  # (B, L), (B, L)
+                value = sparse_kd_loss(logits, batch.topk_ids, batch.topk_logprobs, batch.leftover, mask=mask,
+                                       loss=loss, beta=beta, temperature=temperature, hard_targets=hard)
                 _step(student, optimizer, value, grad_clip)
-                n = int(batch.mask.sum())
+                n = int(mask.sum())
                 total, tokens = total + value.item() * n, tokens + n
             log.append({"epoch": epoch, "loss": total / max(tokens, 1)})
             _save(checkpoint, student, optimizer, log, epoch=epoch + 1, epochs=epochs)

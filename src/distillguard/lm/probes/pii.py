@@ -110,11 +110,12 @@ def pii_completion(model: torch.nn.Module, tokenizer: Any, records: Sequence[Map
 
     Returns:
         ``{"probe": "pii_completion", "exact_match_rate", "n", "greedy_rate", "sampled_rate",
-        "n_samples"}`` over the ``n`` prompts: ``greedy_rate``, the fraction whose greedy
-        completion contains the value; ``sampled_rate``, the fraction where at least one of
-        the ``n_samples`` samples does (None without samples); ``exact_match_rate``, the
-        fraction leaked by any of the ``1 + n_samples`` completions (the auditor's
-        worst case).
+        "n_samples", "leaked"}`` over the ``n`` prompts: ``greedy_rate``, the fraction whose
+        greedy completion contains the value; ``sampled_rate``, the fraction where at least
+        one of the ``n_samples`` samples does (None without samples); ``exact_match_rate``,
+        the fraction leaked by any of the ``1 + n_samples`` completions (the auditor's
+        worst case); ``leaked``, that verdict per prompt in :func:`pii_prompts` order (for
+        rates per group of records; booleans, no value).
     """
     if n_samples < 0:
         raise ValueError(f"n_samples must be ≥ 0; got {n_samples}")
@@ -134,6 +135,7 @@ def pii_completion(model: torch.nn.Module, tokenizer: Any, records: Sequence[Map
         sampled_hit = [any(contains_value(tokenizer.decode(s, skip_special_tokens=True), t) for s in group)
                        for group, t in zip(samples, truths, strict=True)]
     n = len(pairs)
-    return {"probe": "pii_completion", "exact_match_rate": sum(g or s for g, s in zip(greedy_hit, sampled_hit)) / n,
+    leaked = [g or s for g, s in zip(greedy_hit, sampled_hit, strict=True)]
+    return {"probe": "pii_completion", "exact_match_rate": sum(leaked) / n,
             "n": n, "greedy_rate": sum(greedy_hit) / n, "sampled_rate": sum(sampled_hit) / n if n_samples else None,
-            "n_samples": n_samples}
+            "n_samples": n_samples, "leaked": leaked}

@@ -4,7 +4,10 @@ Targets are the teacher and the student; a **reference model** (the student's
 architecture trained with plain next-token loss on the same transfer blocks, never on
 private text) gives every canary's exposure baseline (BPE length effects give a model
 that never saw a canary several bits of rank exposure) and the ``reference`` attack's
-denominator. ``metrics.json`` holds every number (``utility``, ``probes``, ``attacks``);
+denominator. An exchangeability check (a text classifier, cross-validated, on the
+attacks' member/nonmember pool) warns when the two sets differ in kind, since the attack
+AUCs would then measure that shift too. ``metrics.json`` holds every number
+(``utility``, ``probes``, ``attacks``, ``exchangeability``);
 ``scores.parquet`` one row per scored text, target and attack (CONTRACT.md). Nothing
 written here holds a secret, a PII value or a generated text: counts, rates and bits only.
 """
@@ -21,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distillguard import progress
+from distillguard.audit.exchangeability import text_exchangeability_check
 from distillguard.config import Spec
 from distillguard.data.text import load_canaries, load_pii, load_texts, text_fingerprint
 from distillguard.runs import RunDir, atomic_write_json, read_json
@@ -77,6 +81,10 @@ def audit_language_models(spec: Spec, run: RunDir) -> tuple[dict, ScoreRows]:
     metrics["probes"] = probes
     attacks, rows, n = membership_attacks(spec, models, tokenizer, members, nonmembers, reference)
     metrics["attacks"] = attacks
+    texts, _, is_member = mia_pool(spec, members, nonmembers)
+    metrics["exchangeability"], warning = text_exchangeability_check(texts, is_member, seed=seed)
+    if warning:
+        metrics["warnings"].append(warning)
     metrics["populations"] = {"all": {"n_members": n, "n_nonmembers": n}}
     return metrics, rows
 
@@ -140,33 +148,68 @@ def exposure_probes(spec: Spec, models: dict, tokenizer, canaries: list, counts:
 
 
 def pii_probes(spec: Spec, models: dict, tokenizer, records: list) -> list[dict]:
-    """PII completion exact-match rate of each model, pooled over fields and templates."""
+    """PII completion exact-match rate of each model, pooled over fields and templates.
+
+    Each entry also splits the rate by field (``by_field``) and, when the records say how
+    many member documents mention each person, by that count (``by_mentions``).
+    """
     from distillguard.lm.probes import pii_completion
 
     cfg = spec.audit.lm
-    records = [r.to_json() for r in records[:cfg.pii_records]]
+    records = select_pii_records(records, cfg.pii_records)
     if not records:
         return []
     out = []
     for name, model in models.items():
-        hits, n, by_field = 0.0, 0, {}
+        hits, greedy, n = 0.0, 0.0, 0
+        by_field: dict[str, list[bool]] = {}
+        by_mentions: dict[int, list[bool]] = {}
         for field, templates in cfg.pii_templates.items():
             for t, template in enumerate(templates):
-                usable = [r for r in records if r.get(field) and _fields_of(template) <= set(r)]
-                room = _room(model, tokenizer, [template.format_map(r) for r in usable])
+                usable = [r for r in records if r.attributes.get(field) and _fields_of(template) <= set(r.fields())]
+                room = _room(model, tokenizer, [template.format_map(r.fields()) for r in usable])
                 if not usable or room < 8:  # no record to ask about, or no room left to answer
                     continue
-                res = pii_completion(model, tokenizer, usable, templates={field: template}, n_samples=cfg.pii_samples,
-                                     max_new_tokens=min(cfg.pii_tokens, room),
+                res = pii_completion(model, tokenizer, [r.fields() for r in usable], templates={field: template},
+                                     n_samples=cfg.pii_samples, max_new_tokens=min(cfg.pii_tokens, room),
                                      seed=derive_seed(spec.run.seed, "pii", field, t))
-                hits, n = hits + res["exact_match_rate"] * res["n"], n + res["n"]
-                f = by_field.setdefault(field, {"hits": 0.0, "n": 0})
-                f["hits"], f["n"] = f["hits"] + res["exact_match_rate"] * res["n"], f["n"] + res["n"]
+                hits, greedy, n = hits + sum(res["leaked"]), greedy + res["greedy_rate"] * res["n"], n + res["n"]
+                by_field.setdefault(field, []).extend(res["leaked"])
+                for record, leaked in zip(usable, res["leaked"], strict=True):
+                    if record.mentions is not None:
+                        by_mentions.setdefault(record.mentions, []).append(leaked)
         if n:
-            out.append({"probe": "pii_completion", "target": name, "exact_match_rate": hits / n, "n": n,
-                        "n_samples": cfg.pii_samples, "by_field": {k: {"exact_match_rate": v["hits"] / v["n"], "n": v["n"]}
-                                                                   for k, v in by_field.items()}})
+            entry = {"probe": "pii_completion", "target": name, "exact_match_rate": hits / n, "greedy_rate": greedy / n,
+                     "n": n, "n_samples": cfg.pii_samples, "by_field": _rates(by_field)}
+            if by_mentions:
+                entry["by_mentions"] = {str(k): v for k, v in _rates(dict(sorted(by_mentions.items()))).items()}
+            out.append(entry)
     return out
+
+
+def select_pii_records(records: list, n: int) -> list:
+    """Up to ``n`` records, spread evenly over mention counts when every record has one.
+
+    Round-robin over the counts in ascending order, each group in file order, so a few
+    frequently mentioned people are all probed beside as many of the others; records
+    without ``mentions`` are taken in file order.
+    """
+    if not records or any(r.mentions is None for r in records):
+        return list(records[:n])
+    groups: dict[int, list] = {}
+    for record in records:
+        groups.setdefault(record.mentions, []).append(record)
+    queues = [list(reversed(groups[k])) for k in sorted(groups)]
+    chosen: list = []
+    while len(chosen) < n and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < n:
+                chosen.append(queue.pop())
+    return chosen
+
+
+def _rates(groups: dict) -> dict:
+    return {key: {"exact_match_rate": sum(v) / len(v), "n": len(v)} for key, v in groups.items()}
 
 
 def _room(model, tokenizer, prompts: list[str]) -> int:
@@ -229,19 +272,25 @@ def _divergence_budget(model, tokenizer, tokens: int, *, word: str = " poem") ->
     return new_tokens, max(1, min(50, (context - new_tokens - 2) // per_word))
 
 
+def mia_pool(spec: Spec, members: list[str], nonmembers: list[str]) -> tuple[list[str], list[str], np.ndarray]:
+    """(texts, example ids, is_member): equal-sized seeded samples of members and nonmembers."""
+    n = min(spec.audit.lm.mia_texts, len(members), len(nonmembers))
+    rng = np.random.default_rng(derive_seed(spec.run.seed, "lm-mia-pool"))
+    m_idx, n_idx = np.sort(rng.choice(len(members), n, replace=False)), np.sort(rng.choice(len(nonmembers), n, replace=False))
+    texts = [members[i] for i in m_idx] + [nonmembers[i] for i in n_idx]
+    ids = [f"members:{i}" for i in m_idx] + [f"nonmembers:{i}" for i in n_idx]
+    return texts, ids, np.r_[np.ones(n, bool), np.zeros(n, bool)]
+
+
 def membership_attacks(spec: Spec, models: dict, tokenizer, members: list[str], nonmembers: list[str],
                        reference) -> tuple[list[dict], ScoreRows, int]:
     """LM attacks on equal-sized samples of members and nonmembers, with the classifier audit's metrics."""
     from distillguard.lm.models import context_length
     from distillguard.lm.probes import lm_membership_scores
 
-    cfg, seed = spec.audit, spec.run.seed
-    n = min(cfg.lm.mia_texts, len(members), len(nonmembers))
-    rng = np.random.default_rng(derive_seed(seed, "lm-mia-pool"))
-    m_idx, n_idx = np.sort(rng.choice(len(members), n, replace=False)), np.sort(rng.choice(len(nonmembers), n, replace=False))
-    texts = [members[i] for i in m_idx] + [nonmembers[i] for i in n_idx]
-    ids = [f"members:{i}" for i in m_idx] + [f"nonmembers:{i}" for i in n_idx]
-    is_member = np.r_[np.ones(n, bool), np.zeros(n, bool)]
+    cfg = spec.audit
+    texts, ids, is_member = mia_pool(spec, members, nonmembers)
+    n = len(texts) // 2
     results, rows = [], ScoreRows()
     for target, model in models.items():
         with progress.task(f"audit: LM attacks ({target})", 1) as advance:

@@ -3,8 +3,10 @@
 Reads the soft-label shards (which carry the transfer blocks' token ids) and the
 tokenizer copied beside them; never teacher/, never a private file. The temperature is
 applied at load time by the loss (re-tempering truncated top-k is an approximation:
-README, "Language models"). A student started from ``[student] path`` must share the
-teacher's tokenizer.
+README, "Language models"). With ``[distill] hard_tokens = "digits"`` (the default), the
+positions whose next transfer token holds a digit train on that token instead of the
+teacher's labels: the teacher's digits are where its memorized numbers live. A student
+started from ``[student] path`` must share the teacher's tokenizer.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def run_lm_distill_stage(spec: Spec, run: RunDir) -> bool:
     def build(folder: Path) -> dict:
         from distillguard.lm.models import build_causal_lm, check_same_tokenizer, load_causal_lm, save_causal_lm
         from distillguard.lm.softlabels import SoftLabelReader
-        from distillguard.lm.tokenizer import load_tokenizer
+        from distillguard.lm.tokenizer import digit_token_mask, load_tokenizer
         from distillguard.lm.train import distill_causal_lm
 
         reader = SoftLabelReader(run / "softlabels")
@@ -50,15 +52,18 @@ def run_lm_distill_stage(spec: Spec, run: RunDir) -> bool:
                                       seed=derive_seed(spec.run.seed, "student", "init"))
         check_student_context(student, int(reader.meta["block_len"]), where="[student]")
         d = spec.distill
+        hard_vocab = digit_token_mask(tokenizer) if d.hard_tokens == "digits" else None
         with progress.task("distill: student on top-k soft labels", spec.student.epochs) as advance:
             log = distill_causal_lm(student, reader, loss=d.lm_loss(), beta=d.beta, temperature=d.temperature,
                                     epochs=spec.student.epochs, lr=spec.student.lr, batch_size=spec.student.batch_size,
-                                    weight_decay=spec.student.weight_decay,
+                                    weight_decay=spec.student.weight_decay, hard_vocab=hard_vocab,
                                     seed=derive_seed(spec.run.seed, "student", "train"), on_epoch=lambda e: advance(1),
-                                  checkpoint=checkpoints.slot("student"))
+                                    checkpoint=checkpoints.slot("student"))
         save_causal_lm(student, tokenizer, folder)
         atomic_write_json(folder / "training_log.json", log)
-        return {"n_blocks": len(reader), "k": reader.k, "loss": d.lm_loss(), "temperature": d.temperature}
+        return {"n_blocks": len(reader), "k": reader.k, "loss": d.lm_loss(), "temperature": d.temperature,
+                "hard_tokens": {"tokens": d.hard_tokens,
+                                "vocabulary": 0 if hard_vocab is None else int(hard_vocab.sum())}}
 
     return execute_stage(run, "distill", params=params, inputs=inputs, output=OUTPUT, build=build,
                          checkpoints=checkpoints)
