@@ -7,8 +7,8 @@ the process group is started from the environment torchrun sets (``RANK``,
 
 The division of labour (DESIGN.md's run folder is shared, so the ranks must see one
 filesystem): rank 0 owns the manifest, spec.toml, the checkpoints and the report; every
-rank trains (DistributedDataParallel, gradients averaged) and labels its own shards of
-the transfer set; stages start and end on a barrier, so every rank reads the same
+rank trains its part of every minibatch (DistributedDataParallel; the parts' gradients
+are summed) and labels its own shards of the transfer set; stages start and end on a barrier, so every rank reads the same
 manifest when it decides whether a stage is fresh.
 """
 
@@ -69,15 +69,6 @@ def shutdown() -> None:
 def barrier() -> None:
     if world().size > 1:
         dist.barrier()
-
-
-def broadcast_from_main(value: Any) -> Any:
-    """Rank 0's ``value`` on every rank (picklable objects of our own making only)."""
-    if world().size == 1:
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def gather(value: Any) -> list[Any]:
