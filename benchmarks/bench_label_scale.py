@@ -1,14 +1,18 @@
-"""Peak memory of the label stage against the transfer set's size, and 2 processes vs 1.
+"""Peak memory of the label and distill stages against the transfer set's size, and 2 processes vs 1.
 
 Usage: python benchmarks/bench_label_scale.py [--sizes 10000 100000 1000000] [--features 32]
-                                              [--shard-rows 65536] [--no-torchrun] [--keep DIR]
+                                              [--shard-rows 65536] [--no-torchrun] [--no-distill] [--keep DIR]
 
 Writes Parquet files of a 10-class Gaussian mixture (600 members, 600 nonmembers, test
 1,000; transfer sets of each size, written in chunks so this script stays small too),
 trains the teacher once per size (cheap: 600 members), then runs ``distillguard label``
 in a fresh process and reads that process's peak RSS (``ru_maxrss``). The label stage
 reads, leak-guards and labels one shard of ``--shard-rows`` records at a time, so its
-peak should not grow with the transfer set. The largest size is then labelled again
+peak should not grow with the transfer set. Then ``distillguard distill`` runs in a fresh
+process too (a small student, one epoch: the point is memory, not the model): it joins
+the label shards with the transfer file shard by shard into blocks on disk and trains
+from at most two blocks at a time, so its peak should not grow either. The largest size
+is then labelled again
 under ``torchrun --nproc_per_node=2`` (gloo), each rank guarding and labelling every
 other shard. Not a test: times depend on the machine and on what else it runs.
 """
@@ -77,6 +81,10 @@ test = "test.parquet"
 [teacher]
 hidden = [256, 256]
 epochs = 10
+[student]
+hidden = [64]
+epochs = 1
+batch_size = 1024
 [audit]
 shadows = 0
 """)
@@ -107,7 +115,8 @@ def _fresh_label_run(run_dir: Path, suffix: str) -> Path:
     copy = run_dir.with_name(f"{run_dir.name}_{suffix}")
     shutil.copytree(run_dir / "teacher", copy / "teacher")
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    manifest["stages"].pop("label", None)
+    for stage in ("label", "distill"):
+        manifest["stages"].pop(stage, None)
     (copy / "manifest.json").write_text(json.dumps(manifest))
     return copy
 
@@ -118,6 +127,7 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=32)
     parser.add_argument("--shard-rows", type=int, default=65_536)
     parser.add_argument("--no-torchrun", action="store_true", help="skip the 2-process run")
+    parser.add_argument("--no-distill", action="store_true", help="skip the distill stage")
     parser.add_argument("--keep", type=Path, help="keep the data and runs in this folder")
     args = parser.parse_args()
 
@@ -128,7 +138,8 @@ def main() -> None:
         _write_mixture(folder / f"{name}.parquet", rows, features=args.features, labeled=True, seed=seed, centers=centers)
     print(f"label stage, {args.features} features, shards of {args.shard_rows} rows; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'transfer rows':>14} | {'file MiB':>8} | {'label s':>8} | {'peak RSS MiB':>12}")
+    print(f"{'transfer rows':>14} | {'file MiB':>8} | {'label s':>8} | {'peak RSS MiB':>12} | "
+          f"{'distill s':>9} | {'peak RSS MiB':>12}")
     last = None
     for rows in args.sizes:
         transfer = folder / f"transfer_{rows}.parquet"
@@ -137,8 +148,12 @@ def main() -> None:
         run_dir = folder / f"run_{rows}"
         _probe("train_teacher", spec, run_dir)
         result = _probe("label", spec, run_dir)[0]
-        print(f"{rows:>14,} | {transfer.stat().st_size / 2**20:>8.1f} | {result['seconds']:>8.1f} | "
-              f"{result['max_rss_mib']:>12.0f}", flush=True)
+        line = (f"{rows:>14,} | {transfer.stat().st_size / 2**20:>8.1f} | {result['seconds']:>8.1f} | "
+                f"{result['max_rss_mib']:>12.0f}")
+        if not args.no_distill:
+            student = _probe("distill", spec, run_dir)[0]
+            line += f" | {student['seconds']:>9.1f} | {student['max_rss_mib']:>12.0f}"
+        print(line, flush=True)
         last = (rows, spec, run_dir, result)
     if not args.no_torchrun and last is not None:
         rows, spec, run_dir, single = last

@@ -21,7 +21,7 @@ def test_train_student_has_no_argument_for_private_data():
 def test_distill_stage_imports_no_private_loader():
     tree = ast.parse(inspect.getsource(distill_stage))
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
-    assert "load_role" in imported
+    assert "iter_transfer" in imported
     assert not imported & {"load_members", "load_classifier", "read_table", "load_split"}
 
 

@@ -105,3 +105,17 @@ def test_torchrun_run_folder_is_written_once_by_rank_zero(runs: tuple[Path, Path
     assert len(meta["shards"]) == 4  # shards 0, 2 from rank 0 and 1, 3 from rank 1, in one folder
     np.testing.assert_array_equal(ids_one, ids_two)
     np.testing.assert_array_equal(logits_two, logits_one)
+
+
+def test_torchrun_splits_the_teacher_ensemble_among_ranks_and_trains_the_same_teachers(tmp_path: Path) -> None:
+    """PATE's (and ``[teacher] ensemble``'s) teachers are independent: each rank trains half, states are gathered."""
+    spec = SPEC.split("[teacher]")[0] + '[privacy]\nmechanism = "pate"\nteachers = 5\n[teacher]\nepochs = 5\n'
+    (tmp_path / "spec.toml").write_text(spec)
+    _run([sys.executable, "-m", "distillguard", "teacher", "spec.toml", "--run-dir", "one", "--device", "cpu"], tmp_path)
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+          f"--master_port={_free_port()}", "-m", "distillguard", "teacher", "spec.toml", "--run-dir", "two",
+          "--device", "cpu"], tmp_path)
+    weights = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one" / "teacher").rglob("*.safetensors"))
+    assert weights
+    for rel in weights:
+        assert (tmp_path / "two" / rel).read_bytes() == (tmp_path / "one" / rel).read_bytes(), rel

@@ -36,8 +36,10 @@ class RunConfig(_Strict):
                     "most this much training; the results do not depend on it.")
     shard_rows: int = Field(
         65_536, ge=1,
-        description="Transfer records per soft-label shard: the label stage holds one shard at a time, and under "
-                    "torchrun the shards are split among the ranks. The results do not depend on it.")
+        description="Transfer records per soft-label shard: the label and distill stages hold one or two shards at "
+                    "a time, and under torchrun the label shards are split among the ranks. The student shuffles "
+                    "within a shard and visits the shards in random order, so once the transfer set spans several "
+                    "shards its results depend on this; within one shard they do not.")
     batch_split: int | None = Field(
         None, ge=1,
         description="Compute each minibatch's gradient of the teacher and student in this many contiguous parts, "

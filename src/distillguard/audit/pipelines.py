@@ -34,6 +34,8 @@ class ShadowJob:
         transfer_X: (q, d) the transfer rows the real teacher was queried on.
         eval_sets: name -> (n, d) raw rows the shadows' logits are taken on
             ("pool", "population" and, with canaries, "canaries").
+        transfer_blocks: (q,) the transfer shard of each query row when they span several,
+            which the shadow students replay as the real student's blocks; else None.
     """
 
     spec: Spec
@@ -43,6 +45,7 @@ class ShadowJob:
     membership: np.ndarray
     transfer_X: np.ndarray
     eval_sets: dict[str, np.ndarray]
+    transfer_blocks: np.ndarray | None = None
 
     @property
     def n_shadows(self) -> int:
@@ -82,7 +85,7 @@ def train_students(job: ShadowJob, teacher_out: Logits, shadow_ids: Sequence[int
                                canaries=job.canaries, membership=job.membership, spec=job.spec, shadow_ids=shadow_ids)
     return train_shadow_students(releases, transfer_X=job.transfer_X, spec=job.spec, schema=job.schema,
                                  eval_sets=job.eval_sets, shadow_ids=shadow_ids, on_model=on_epoch,
-                                 checkpoint=checkpoint)
+                                 checkpoint=checkpoint, transfer_blocks=job.transfer_blocks)
 
 
 def train_pate(job: ShadowJob, shadow_ids: Sequence[int] | None = None, *,

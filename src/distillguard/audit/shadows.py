@@ -38,8 +38,8 @@ from distillguard.checkpoints import Checkpoint
 from distillguard.train.batched import fit_many, predict_many
 from distillguard.train.loop import Recipe, accuracy
 from distillguard.train.release import Release, release
-from distillguard.train.student import distill_objective
-from distillguard.train.teacher import model_architecture, teacher_loss, validation_rows
+from distillguard.train.student import block_sizes, distill_objective, flat_positions, student_split
+from distillguard.train.teacher import model_architecture, teacher_loss
 
 
 @dataclass(frozen=True)
@@ -234,14 +234,17 @@ def replay_releases(teacher_transfer_logits: np.ndarray, *, transfer_X: np.ndarr
 
 def train_shadow_students(releases: list[Release], *, transfer_X: np.ndarray, spec: Spec, schema: Schema,
                           eval_sets: dict[str, np.ndarray], shadow_ids: Sequence[int] | None = None, on_model=None,
-                          checkpoint: Checkpoint | None = None) -> dict[str, np.ndarray]:
+                          checkpoint: Checkpoint | None = None, transfer_blocks: np.ndarray | None = None
+                          ) -> dict[str, np.ndarray]:
     """Distill one student per shadow release with the student's recipe; logits on ``eval_sets``.
 
     Each shadow student sees the transfer rows its teacher released, scaled with statistics
-    of its own training rows, as the real student is.
+    of its own training rows, split and shuffled by transfer shard, as the real student is.
 
     Args:
         releases: the releases of shadows ``shadow_ids`` (default 0..len(releases)-1), in that order.
+        transfer_blocks: (q,) the transfer shard of each query row, when they span several
+            (``data.shard_numbers``); None: one shard.
 
     Returns:
         name -> (len(releases), n, C) logits.
@@ -253,9 +256,17 @@ def train_shadow_students(releases: list[Release], *, transfer_X: np.ndarray, sp
     n = len(releases[0].rows)
     if any(len(r.rows) != n for r in releases):
         raise ValueError("shadow releases differ in size; transfer selection must keep a fixed count")
-    train_pos, val_pos = validation_rows(n, fraction=cfg.val_fraction, seed=derive_seed(seed, "student"))
     shared = all(np.array_equal(r.rows, releases[0].rows) for r in releases)
-    scalers = [Standardizer.fit(transfer_X[r.rows][train_pos]) for r in (releases[:1] if shared else releases)]
+    # The real student's blocks (one per transfer shard) shape its split and epoch order; the
+    # shadow students replay them. Releases that differ per shadow (transfer selection on a
+    # set larger than one shard) would give each its own block sizes: they train as one block.
+    numbers, sizes = (block_sizes(transfer_blocks[releases[0].rows]) if shared and transfer_blocks is not None
+                      else ((0,), (n,)))
+    train_blocks, val_blocks = student_split(numbers, sizes, fraction=cfg.val_fraction, seed=seed)
+    train_pos, val_pos = flat_positions(train_blocks, sizes), flat_positions(val_blocks, sizes)
+    offsets_of = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    scalers = [Standardizer.fit_blocks(transfer_X[r.rows][offsets_of[k] + t] for k, t in enumerate(train_blocks))
+               for r in (releases[:1] if shared else releases)]
     if shared:  # every shadow student sees the same inputs with its own teacher's labels: tile them
         X_all = torch.from_numpy(scalers[0].transform(transfer_X[releases[0].rows])).repeat(S, 1)
     else:
@@ -272,6 +283,7 @@ def train_shadow_students(releases: list[Release], *, transfer_X: np.ndarray, sp
         seeds=[derive_seed(seed, "shadow", s, "student") for s in ids],
         metric=(lambda logits, t: -float(objective(logits, t))) if len(val_pos) else None,
         batched=None if spec.audit.batched else False, on_epoch=on_model, checkpoint=checkpoint,
+        blocks=[len(t) for t in train_blocks] if len(sizes) > 1 else None,
     )
     if shared:
         return {name: predict_many(arch, states, torch.from_numpy(scalers[0].transform(X_eval))).double().numpy()

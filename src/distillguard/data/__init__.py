@@ -86,6 +86,19 @@ def iter_transfer(cfg: DataConfig, *, schema: Schema, seed: int, rows: int) -> I
         yield Split(X=matrix, y=None, ids=np.arange(first, first + len(matrix), dtype=np.int64))
 
 
+def shard_numbers(ids: np.ndarray, rows: int) -> np.ndarray | None:
+    """The transfer shard (chunk of :func:`iter_transfer`) of each file row, or None if all are in one.
+
+    The label stage writes one shard per chunk and the student trains block by block on
+    them, so the shard a row falls in shapes its training; a set within one shard is one
+    block, which every training path treats as "no blocks".
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    if not len(ids) or int(ids.min()) // rows == int(ids.max()) // rows:
+        return None
+    return ids // rows
+
+
 class TransferGuard:
     """The leak guard, applied chunk by chunk: the private data are read once.
 

@@ -7,6 +7,7 @@ deploy bundle holds no member statistics.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,37 @@ class Standardizer:
     def fit(cls, X: np.ndarray) -> Standardizer:
         mean = X.mean(axis=0, dtype=np.float64)
         scale = X.std(axis=0, dtype=np.float64)
+        scale[scale < 1e-12] = 1.0
+        return cls(mean.astype(np.float32), scale.astype(np.float32))
+
+    @classmethod
+    def fit_blocks(cls, blocks: Iterable[np.ndarray]) -> Standardizer:
+        """:meth:`fit` on the concatenation of ``blocks``, seeing one block at a time.
+
+        Per-block means and squared deviations are merged exactly in float64 (Chan, Golub &
+        LeVeque 1979); one block gives :meth:`fit`'s result bit for bit.
+        """
+        count, mean, m2, first = 0, None, None, None
+        for X in blocks:
+            if not len(X):
+                continue
+            n_b = len(X)
+            mean_b = X.mean(axis=0, dtype=np.float64)
+            m2_b = ((X - mean_b) ** 2).sum(axis=0, dtype=np.float64)
+            if count == 0:
+                count, mean, m2, first = n_b, mean_b, m2_b, X
+                continue
+            first = None
+            delta = mean_b - mean
+            merged = count + n_b
+            mean = mean + delta * (n_b / merged)
+            m2 = m2 + m2_b + delta ** 2 * (count * n_b / merged)
+            count = merged
+        if count == 0:
+            raise ValueError("no rows to fit a scaler on")
+        if first is not None:
+            return cls.fit(first)
+        scale = np.sqrt(m2 / count)
         scale[scale < 1e-12] = 1.0
         return cls(mean.astype(np.float32), scale.astype(np.float32))
 

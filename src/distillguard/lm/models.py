@@ -104,11 +104,20 @@ def save_causal_lm(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, f
     """Write a Hugging Face folder: config, ``model.safetensors``, tokenizer files.
 
     transformers 5 always writes safetensors (its ``safe_serialization`` flag is gone);
-    the check below keeps that promise if a version ever falls back to pickles.
+    the check below keeps that promise if a version ever falls back to pickles. Under
+    torchrun transformers writes the weights on rank 0 only; the other ranks build into
+    scratch folders (stages/common.py) that later steps of a stage may read, so they
+    write the same weights themselves.
     """
+    from distillguard import distributed
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(folder))
+    if not distributed.world().is_main and not any(folder.glob("*.safetensors")):
+        from safetensors.torch import save_model
+
+        save_model(model, str(folder / "model.safetensors"))
     if not any(folder.glob("*.safetensors")):
         raise ArtifactError(f"{folder}: save_pretrained wrote no .safetensors file; refusing a pickle checkpoint")
     tokenizer.model_max_length = context_length(model)

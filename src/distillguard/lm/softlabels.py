@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from distillguard import distributed
 from distillguard.errors import ArtifactError
 from distillguard.lm.losses import sparse_from_logits
 from distillguard.lm.models import context_length
@@ -182,17 +183,13 @@ def write_soft_labels(
 
     context = context_length(teacher)
     try:
-        for batch in _batches(blocks, batch_size):
+        for batch, labels in _labelled_batches(teacher, _batches(blocks, batch_size), k=k, context=context):
             longest = max(map(len, batch))
-            if longest > context:
-                raise ValueError(f"a block of {longest} tokens exceeds the teacher's context of {context}; "
-                                 "use block_len <= n_positions")
             if writer is None or shards[-1]["rows"] >= rows_per_shard:
                 close()
                 shards.append({"file": f"softlabels-{len(shards):05d}.parquet", "rows": 0, "tokens": 0})
                 writer = pq.ParquetWriter(folder / shards[-1]["file"], _schema(logprob_dtype),
                                           compression=compression)
-            labels = label_batch(teacher, batch, k=k)
             writer.write_table(_batch_table(labels, first_block=n_blocks, k=k, logprob_dtype=logprob_dtype))
             tokens = sum(len(b) for b in batch)
             shards[-1]["rows"] += len(batch)
@@ -212,6 +209,42 @@ def write_soft_labels(
     meta.update(extra_meta or {})
     atomic_write_json(folder / META, meta)
     return meta
+
+
+def _labelled_batches(teacher: PreTrainedModel, batches: Iterable[list[Sequence[int]]], *, k: int, context: int
+                      ) -> Iterator[tuple[list[Sequence[int]], dict[str, torch.Tensor]]]:
+    """(batch, its labels) in order. Under torchrun the ranks take turns, batch by batch.
+
+    Rank r labels batches r, r + N, … of each round of N; the round's labels are gathered
+    on every rank, so every rank yields them all, in order, and writes the same shards (rank
+    0 into the run folder, the others into scratch). Labelling a batch is deterministic, so
+    the shards equal a single process's.
+    """
+    here = distributed.world()
+    round_: list[list[Sequence[int]]] = []
+    for batch in batches:
+        longest = max(map(len, batch))
+        if longest > context:
+            raise ValueError(f"a block of {longest} tokens exceeds the teacher's context of {context}; "
+                             "use block_len <= n_positions")
+        if here.size == 1:
+            yield batch, label_batch(teacher, batch, k=k)
+            continue
+        round_.append(batch)
+        if len(round_) == here.size:
+            yield from _label_round(teacher, round_, k=k)
+            round_ = []
+    if here.size > 1:
+        yield from _label_round(teacher, round_, k=k)  # every rank joins the last gather, even with nothing left
+
+
+def _label_round(teacher: PreTrainedModel, round_: list[list[Sequence[int]]], *, k: int
+                 ) -> Iterator[tuple[list[Sequence[int]], dict[str, torch.Tensor]]]:
+    here = distributed.world()
+    mine = label_batch(teacher, round_[here.rank], k=k) if here.rank < len(round_) else None
+    labels = distributed.gather({name: t.cpu() for name, t in mine.items()} if mine is not None else None)
+    for batch, labelled in zip(round_, labels):
+        yield batch, labelled
 
 
 def _batches(blocks: Iterable[Sequence[int]], size: int) -> Iterator[list[Sequence[int]]]:

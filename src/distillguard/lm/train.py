@@ -7,6 +7,13 @@ for the shard reader), and dropout draws from torch's global generator inside
 function of (initial weights, data, recipe, seed) and the caller's random state is left
 alone. The optimizer is AdamW.
 
+Under torchrun both loops are data parallel as the classifier loop is
+(:func:`distillguard.train.loop.fit`): every rank draws the same minibatch, computes the
+loss of its contiguous share of the rows weighted by its share of the minibatch's tokens,
+and DDP sums the gradients; one process with ``[run] batch_split`` parts accumulates the
+same sums, so 2 ranks and 1 process with 2 parts train the same model (bit for bit
+without dropout, the default; with dropout each rank draws its own masks).
+
 Both loops checkpoint at epoch ends when given a :class:`~distillguard.checkpoints.Checkpoint`
 (model, optimizer, the batch-order generator, the dropout generator, the log), so a
 killed stage resumes at its last saved epoch and ends with the same weights as an
@@ -21,12 +28,14 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from distillguard import distributed
 from distillguard.checkpoints import Checkpoint, snapshot
 from distillguard.lm.blocks import TokenBlocks
 from distillguard.lm.losses import check_loss_params, hard_token_targets, sparse_kd_loss
 from distillguard.lm.models import check_vocab_size, context_length
 from distillguard.lm.softlabels import SoftLabelReader
 from distillguard.seeding import derive_seed
+from distillguard.train.loop import data_parallel_module, minibatch_parts
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -39,7 +48,8 @@ def _check_recipe(*, epochs: int, lr: float, batch_size: int) -> None:
 
 
 def next_token_loss(
-    model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, *, reduction: str = "mean"
+    model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor, *, reduction: str = "mean",
+    forward: torch.nn.Module | None = None,
 ) -> torch.Tensor:
     """Next-token cross-entropy over real positions.
 
@@ -47,9 +57,10 @@ def next_token_loss(
         ids: (B, L) token ids; mask: (B, L) bool, True at real tokens (moved to the
             model's device).
         reduction: ``"mean"`` over predicted tokens, or ``"none"`` for (B, L−1) with 0 at padding.
+        forward: the module to call (the model's DDP wrapper under torchrun); default the model.
     """
     ids, mask = ids.to(model.device), mask.to(model.device)
-    logits = model(input_ids=ids, attention_mask=mask.long()).logits[:, :-1]  # (B, L-1, V)
+    logits = (forward or model)(input_ids=ids, attention_mask=mask.long()).logits[:, :-1]  # (B, L-1, V)
     targets = ids[:, 1:]  # (B, L-1)
     valid = (mask[:, 1:] & mask[:, :-1]).to(logits.dtype)  # (B, L-1)
     per_token = F.cross_entropy(logits.transpose(1, 2).float(), targets, reduction="none") * valid  # (B, L-1)
@@ -91,6 +102,8 @@ def train_causal_lm(
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     mask = token_blocks.mask
+    here = distributed.world()
+    forward = data_parallel_module(model, here)
     log: list[dict[str, float]] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "dropout"))
@@ -99,9 +112,20 @@ def train_causal_lm(
             model.train()
             total, count = 0.0, 0
             for index in torch.randperm(len(token_blocks), generator=generator).split(batch_size):
-                loss = next_token_loss(model, token_blocks.ids[index], mask[index])
-                _step(model, optimizer, loss, grad_clip)
-                total, count = total + loss.item(), count + 1
+                optimizer.zero_grad(set_to_none=True)
+                # The minibatch's mean token loss = the sum over parts of (part's token-loss sum) / (batch's tokens).
+                tokens = (mask[index][:, 1:] & mask[index][:, :-1]).sum().clamp_min(1)
+                for part in minibatch_parts(index, here):
+                    rows = part if len(part) else index[:1]  # an empty share still joins DDP's all-reduce
+                    per_token = next_token_loss(model, token_blocks.ids[rows], mask[rows], reduction="none",
+                                                forward=forward)
+                    loss = per_token.sum() / tokens.to(per_token.device) * (1 if len(part) else 0)
+                    loss.backward()
+                    total += loss.item()
+                _clip_and_step(model, optimizer, grad_clip)
+                count += 1
+            if here.size > 1:
+                total = distributed.all_sum([total])[0]
             log.append({"epoch": epoch, "loss": total / max(count, 1)})
             _save(checkpoint, model, optimizer, log, epoch=epoch + 1, epochs=epochs, generator=generator)
             if on_epoch is not None:
@@ -139,11 +163,8 @@ def _save(checkpoint: Checkpoint | None, model, optimizer, log: list, *, epoch: 
     checkpoint.save(state, point=f"epoch{epoch}")
 
 
-def _step(
-    model: PreTrainedModel, optimizer: torch.optim.Optimizer, loss: torch.Tensor, grad_clip: float | None
-) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+def _clip_and_step(model: PreTrainedModel, optimizer: torch.optim.Optimizer, grad_clip: float | None) -> None:
+    """After the backward passes (their gradients already summed across ranks): clip, step."""
     if grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
@@ -192,6 +213,8 @@ def distill_causal_lm(
     check_loss_params(loss=loss, beta=beta, temperature=temperature)
     check_vocab_size(student, shard_reader.vocab_size, what="the soft labels")
     optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
+    here = distributed.world()
+    forward = data_parallel_module(student, here)
     log: list[dict[str, float]] = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "dropout"))
@@ -202,15 +225,26 @@ def distill_causal_lm(
             for batch in shard_reader.batches(batch_size=batch_size, seed=derive_seed(seed, "order", epoch),
                                               shuffle_rows=shuffle_rows):
                 batch = batch.to(student.device)
-                logits = student(input_ids=batch.input_ids, attention_mask=batch.mask.long()).logits  # (B, L, V)
                 hard, mask = None, batch.mask
                 if hard_vocab is not None:
                     hard, mask = hard_token_targets(batch.input_ids, batch.mask, hard_vocab)  # (B, L), (B, L)
-                value = sparse_kd_loss(logits, batch.topk_ids, batch.topk_logprobs, batch.leftover, mask=mask,
-                                       loss=loss, beta=beta, temperature=temperature, hard_targets=hard)
-                _step(student, optimizer, value, grad_clip)
                 n = int(mask.sum())
-                total, tokens = total + value.item() * n, tokens + n
+                optimizer.zero_grad(set_to_none=True)
+                shared = distributed.batch_parts() > 1  # this minibatch's gradient comes in parts
+                for part in minibatch_parts(torch.arange(len(batch.input_ids)), here):
+                    rows = part if len(part) else torch.arange(1)  # an empty share still joins DDP's all-reduce
+                    logits = forward(input_ids=batch.input_ids[rows], attention_mask=batch.mask[rows].long()).logits
+                    value = sparse_kd_loss(logits, batch.topk_ids[rows], batch.topk_logprobs[rows],
+                                           batch.leftover[rows], mask=mask[rows], loss=loss, beta=beta,
+                                           temperature=temperature, hard_targets=None if hard is None else hard[rows])
+                    if shared:  # weighted by the part's share of the minibatch's tokens
+                        value = value * (int(mask[rows].sum()) / max(n, 1) if len(part) else 0.0)
+                    value.backward()
+                    total += value.item() * n
+                _clip_and_step(student, optimizer, grad_clip)
+                tokens += n
+            if here.size > 1:  # each rank holds its parts' share; every rank counted all the tokens
+                total = distributed.all_sum([total])[0]
             log.append({"epoch": epoch, "loss": total / max(tokens, 1)})
             _save(checkpoint, student, optimizer, log, epoch=epoch + 1, epochs=epochs)
             if on_epoch is not None:

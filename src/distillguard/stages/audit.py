@@ -30,7 +30,7 @@ from distillguard.audit.shadows import (AuditPool, CanarySet, ShadowLogits, buil
 from distillguard.audit.signals import ReferenceSignals, TargetSignals
 from distillguard.audit.utility import accuracy, agreement, mean_cross_entropy
 from distillguard.config import Spec
-from distillguard.data import data_fingerprint, load_members, load_role
+from distillguard.data import data_fingerprint, load_members, load_role, shard_numbers
 from distillguard.models.artifact import Classifier, load_classifier
 from distillguard.report.plots import save_roc_plot
 from distillguard.runs import RunDir, atomic_write_json, read_json
@@ -83,6 +83,8 @@ def run_audit_stage(spec: Spec, run: RunDir) -> bool:
         params["privacy"] = spec.section_dict("privacy")
     if spec.audit.shadows:  # the shadows replay the release from the recorded queries
         inputs.update({rel: run.output_hash("label", rel) for rel in ("softlabels/meta.json", "softlabels/queries.parquet")})
+        if shard_numbers(read_query_ids(run / "softlabels"), spec.run.shard_rows) is not None:
+            params["shard_rows"] = spec.run.shard_rows  # the shadow students replay the student's blocks
 
     checkpoints = checkpoint_store(spec, run, "audit")
 
@@ -121,7 +123,8 @@ def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None
         kept_ids = read_query_ids(run / "softlabels")  # every record the teacher was asked (the guard's survivors)
         transfer = transfer.subset(np.flatnonzero(np.isin(transfer.ids, kept_ids)))
         shadows = train_shadows(spec, schema=schema, pool=pool, transfer_X=transfer.X, population_X=test.X,
-                                checkpoints=checkpoints)
+                                checkpoints=checkpoints,
+                                transfer_blocks=shard_numbers(transfer.ids, spec.run.shard_rows))
         failpoint("audit/shadows-trained")
 
     rows, results, curves, epsilons = ScoreRows(), [], {}, []
@@ -180,7 +183,7 @@ def _audit_canaries(spec: Spec, target: str, shadows: Shadows, population_labels
 
 
 def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray, population_X: np.ndarray,
-                  checkpoints: CheckpointStore | None = None) -> Shadows:
+                  checkpoints: CheckpointStore | None = None, transfer_blocks: np.ndarray | None = None) -> Shadows:
     """Replay teacher training, labeling and distillation ``[audit].shadows`` times.
 
     ``[audit].backend`` says where: in this process, or one Ray task per chunk of shadows
@@ -196,7 +199,7 @@ def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray
     eval_sets = {"pool": pool.X, "population": population_X}
     if canaries is not None:
         eval_sets["canaries"] = canaries.X
-    job = ShadowJob(spec, schema, pool, canaries, membership, transfer_X, eval_sets)
+    job = ShadowJob(spec, schema, pool, canaries, membership, transfer_X, eval_sets, transfer_blocks)
     if cfg.backend == "ray":
         train = _train_on_ray
     else:

@@ -1,25 +1,30 @@
 """Stage 3: the student, trained from softlabels/ and the transfer inputs only.
 
 This module reads exactly two things: the stored soft labels (or, for PATE, the released
-noisy labels of the answered queries) and the transfer role of the data. It imports no loader of members or nonmembers and never opens teacher/; the
-manifest's inputs for this stage show it.
+noisy labels of the answered queries) and the transfer role of the data. It imports no
+loader of members or nonmembers and never opens teacher/; the manifest's inputs for this
+stage show it. Both are streamed, shard by shard: memory does not grow with the transfer
+set (``benchmarks/bench_label_scale.py`` measures it).
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from distillguard import distributed, progress
 from distillguard.config import Spec
-from distillguard.data import data_fingerprint, load_role
+from distillguard.data import data_fingerprint, iter_transfer, shard_numbers
+from distillguard.data.types import Schema
 from distillguard.errors import ArtifactError
 from distillguard.models.artifact import save_classifier
 from distillguard.runs import RunDir, atomic_write_json, read_json
 from distillguard.stages.common import checkpoint_store, execute_stage
-from distillguard.stages.label import read_noisy_labels, read_soft_labels
-from distillguard.train.student import train_student, train_student_on_labels
+from distillguard.stages.label import iter_label_shards, read_query_ids
+from distillguard.train.rows import BlockRows, npy_loader, write_npy_block
+from distillguard.train.student import StudentBlocks, train_student_on_blocks
 
 OUTPUT = "student"
 
@@ -33,33 +38,96 @@ def run_distill_stage(spec: Spec, run: RunDir) -> bool:
     params = {"student": spec.section_dict("student"), "distill": spec.section_dict("distill"), "seed": spec.run.seed}
     if distributed.batch_parts() > 1:  # gradients in parts round differently from one piece
         params["batch_parts"] = distributed.batch_parts()
+    if shard_numbers(read_query_ids(run / "softlabels"), spec.run.shard_rows) is not None:  # blocks shape the order
+        params["shard_rows"] = spec.run.shard_rows
 
     checkpoints = checkpoint_store(spec, run, "distill")
 
     def build(folder: Path) -> dict:
         pate = read_json(run / "softlabels" / "meta.json").get("kind") == "labels"
-        ids, targets, schema, meta = (read_noisy_labels if pate else read_soft_labels)(run / "softlabels")
-        transfer = load_role(spec.data, "transfer", schema=schema, seed=spec.run.seed)
-        position = {int(i): k for k, i in enumerate(transfer.ids)}
-        if any(int(i) not in position for i in ids):
-            raise ArtifactError(f"{run / 'softlabels'}: soft labels name records the transfer set lacks; rerun the label stage")
-        transfer = transfer.subset(np.asarray([position[int(i)] for i in ids], dtype=np.int64))  # rows the guard kept
-        if pate:  # PATE: cross-entropy on the noisy labels of the answered queries only
-            with progress.task("distill: student on PATE's noisy labels", spec.student.epochs) as advance:
-                student, log = train_student_on_labels(
-                    transfer.X, targets, schema=schema, cfg=spec.student, seed=spec.run.seed,
-                    on_epoch=lambda e: advance(1), checkpoint=checkpoints.slot("student"))
-        else:
-            with progress.task("distill: student on soft labels", spec.student.epochs) as advance:
-                student, log = train_student(
-                    transfer.X, targets, schema=schema, cfg=spec.student, distill=spec.distill,
-                    seed=spec.run.seed, on_epoch=lambda e: advance(1), checkpoint=checkpoints.slot("student"),
-                )
+        with tempfile.TemporaryDirectory(prefix=".distill-blocks-", dir=run.root) as scratch:
+            data, schema, meta = stage_blocks(spec, run / "softlabels", Path(scratch))
+            title = "distill: student on PATE's noisy labels" if pate else "distill: student on soft labels"
+            with progress.task(title, spec.student.epochs) as advance:
+                student, log = train_student_on_blocks(
+                    data, schema=schema, cfg=spec.student, distill=None if pate else spec.distill,
+                    seed=spec.run.seed, on_epoch=lambda e: advance(1), checkpoint=checkpoints.slot("student"))
         save_classifier(folder, student, extra={
             "role": "student", "distill": spec.section_dict("distill") if not pate else {"loss": "cross-entropy on PATE labels"},
             "teacher_sha256": meta["teacher_sha256"]})
         atomic_write_json(folder / "training_log.json", log)
-        return {"n_transfer": len(transfer)}
+        return {"n_transfer": int(sum(data.rows.sizes))}
 
     return execute_stage(run, "distill", params=params, inputs=inputs, output=OUTPUT, build=build,
                          checkpoints=checkpoints)
+
+
+def stage_blocks(spec: Spec, softlabels: Path, scratch: Path) -> tuple[StudentBlocks, Schema, dict]:
+    """Join the label shards with the transfer inputs, one transfer shard at a time, into ``scratch``.
+
+    Block b holds the labelled rows of transfer shard b (file rows ``b·shard_rows`` up to
+    the next shard), as ``.npy`` files the student reads back one or two at a time; so
+    memory is bounded by the shard size, not by the transfer set. Label shards must list
+    their rows in file order (every label stage writes them so); anything else, or a row
+    the transfer set lacks, means the labels are not of this transfer set.
+    """
+    meta = read_json(softlabels / "meta.json")
+    schema = Schema.from_dict(meta["schema"])
+    labels = _LabelQueue(iter_label_shards(softlabels), softlabels)
+    numbers, sizes = [], []
+    for b, chunk in enumerate(iter_transfer(spec.data, schema=schema, seed=spec.run.seed, rows=spec.run.shard_rows)):
+        if not len(chunk):
+            continue
+        ids, targets = labels.take_through(int(chunk.ids[-1]))
+        position = ids - int(chunk.ids[0])
+        if len(ids) and (position[0] < 0 or not np.array_equal(chunk.ids[position], ids)):
+            raise ArtifactError(f"{softlabels}: soft labels name records the transfer set lacks; rerun the label stage")
+        if len(ids):
+            write_npy_block(scratch, len(numbers), chunk.X[position], targets)
+            numbers.append(b)
+            sizes.append(len(ids))
+    if labels.remaining():
+        raise ArtifactError(f"{softlabels}: soft labels name records the transfer set lacks; rerun the label stage")
+    if not sizes:
+        raise ArtifactError(f"{softlabels}: no labelled transfer rows; nothing to distill")
+    rows = BlockRows(npy_loader(scratch), [np.arange(n) for n in sizes])
+    return StudentBlocks(rows, tuple(numbers)), schema, meta
+
+
+class _LabelQueue:
+    """Label shards as one stream of rows in file order, taken up to a file row at a time."""
+
+    def __init__(self, shards, folder: Path) -> None:
+        self.shards, self.folder = iter(shards), folder
+        self.ids, self.targets, self.last = np.zeros(0, dtype=np.int64), None, -1
+
+    def _pull(self) -> bool:
+        shard = next(self.shards, None)
+        if shard is None:
+            return False
+        ids, targets = shard
+        if len(ids) and (ids[0] <= self.last or np.any(np.diff(ids) <= 0)):
+            raise ArtifactError(f"{self.folder}: label shards are not in transfer-file order; rerun the label stage")
+        if len(ids):
+            self.last = int(ids[-1])
+        self.ids = np.concatenate([self.ids, ids])
+        self.targets = targets if self.targets is None else np.concatenate([self.targets, targets])
+        return True
+
+    def take_through(self, last_row: int) -> tuple[np.ndarray, np.ndarray]:
+        """The queued rows with file row <= ``last_row``, removed from the queue."""
+        while (not len(self.ids) or self.ids[-1] <= last_row) and self._pull():
+            pass
+        n = int(np.searchsorted(self.ids, last_row, side="right"))
+        ids, self.ids = self.ids[:n], self.ids[n:]
+        if self.targets is None:
+            return ids, np.zeros(0)
+        targets, self.targets = self.targets[:n], self.targets[n:]
+        return ids, targets
+
+    def remaining(self) -> bool:
+        """Whether rows are left once the transfer set is exhausted (they name rows it lacks)."""
+        while not len(self.ids):
+            if not self._pull():
+                return False
+        return True

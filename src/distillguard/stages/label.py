@@ -7,6 +7,7 @@ float32 logits; ``meta.json`` records the teacher's weight hash and the schema.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -215,12 +216,35 @@ def read_noisy_labels(folder: Path) -> tuple[np.ndarray, np.ndarray, Schema, dic
     meta = read_json(folder / "meta.json")
     if meta.get("kind") != "labels":
         raise ArtifactError(f"{folder / 'meta.json'}: holds {meta.get('kind')!r}, not PATE labels")
-    tables = [pq.read_table(folder / name) for name in meta["shards"]]
-    ids = np.concatenate([t.column("example_id").to_numpy() for t in tables]).astype(np.int64)
-    labels = np.concatenate([t.column("label").to_numpy() for t in tables]).astype(np.int64)
-    if labels.size and (labels.min() < 0 or labels.max() >= meta["n_classes"]):
-        raise ArtifactError(f"{folder}: labels outside [0, {meta['n_classes']})")
-    return ids, labels, Schema.from_dict(meta["schema"]), meta
+    return (*_concatenate(iter_label_shards(folder), np.int64), Schema.from_dict(meta["schema"]), meta)
+
+
+def iter_label_shards(folder: Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(example_ids (b,), targets) of one shard at a time, checked against meta.json.
+
+    Targets are (b, C) float32 logits, or (b,) int64 labels for PATE's noisy votes. The
+    distill stage streams these, so nothing here holds more than one shard.
+    """
+    meta = read_json(folder / "meta.json")
+    pate = meta.get("kind") == "labels"
+    for name in meta["shards"]:
+        table = pq.read_table(folder / name)
+        ids = table.column("example_id").to_numpy().astype(np.int64)
+        if pate:
+            labels = table.column("label").to_numpy().astype(np.int64)
+            if labels.size and (labels.min() < 0 or labels.max() >= meta["n_classes"]):
+                raise ArtifactError(f"{folder / name}: labels outside [0, {meta['n_classes']})")
+            yield ids, labels
+            continue
+        n_classes = table.schema.field("logits").type.list_size
+        if n_classes != meta["n_classes"]:
+            raise ArtifactError(f"{folder / name}: {n_classes} logits per row, meta.json says {meta['n_classes']}")
+        yield ids, table.column("logits").combine_chunks().flatten().to_numpy().reshape(-1, n_classes)
+
+
+def _concatenate(shards: Iterator[tuple[np.ndarray, np.ndarray]], dtype) -> tuple[np.ndarray, np.ndarray]:
+    ids, targets = zip(*shards)
+    return np.concatenate(ids), np.concatenate(targets).astype(dtype, copy=False)
 
 
 def write_logit_shards(folder: Path, *, ids: np.ndarray, logits_of, X: np.ndarray, shard_rows: int) -> list[str]:
@@ -257,12 +281,4 @@ def read_soft_labels(folder: Path) -> tuple[np.ndarray, np.ndarray, Schema, dict
     meta = read_json(folder / "meta.json")
     if meta.get("kind") == "labels":
         raise ArtifactError(f"{folder / 'meta.json'}: holds PATE hard labels, not logits; use read_noisy_labels")
-    ids, blocks = [], []
-    for name in meta["shards"]:
-        table = pq.read_table(folder / name)
-        n_classes = table.schema.field("logits").type.list_size
-        if n_classes != meta["n_classes"]:
-            raise ArtifactError(f"{folder / name}: {n_classes} logits per row, meta.json says {meta['n_classes']}")
-        ids.append(table.column("example_id").to_numpy())
-        blocks.append(table.column("logits").combine_chunks().flatten().to_numpy().reshape(-1, n_classes))
-    return np.concatenate(ids), np.concatenate(blocks), Schema.from_dict(meta["schema"]), meta
+    return (*_concatenate(iter_label_shards(folder), np.float32), Schema.from_dict(meta["schema"]), meta)

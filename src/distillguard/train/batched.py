@@ -50,6 +50,7 @@ from distillguard import device
 from distillguard.checkpoints import Checkpoint, snapshot
 from distillguard.models.classifiers import MLP, build_model
 from distillguard.train.loop import LossFn, MetricFn, Recipe, batch_order, fit, make_optimizer, predict_logits
+from distillguard.train.rows import TensorRows
 
 logger = logging.getLogger(__name__)
 
@@ -311,14 +312,15 @@ def _take(T: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return T.index_select(0, index.reshape(-1)).view(*index.shape, *T.shape[1:])
 
 
-def _epoch_rows(rows: torch.Tensor, generators: list[torch.Generator], recipe: Recipe) -> torch.Tensor:
+def _epoch_rows(rows: torch.Tensor, generators: list[torch.Generator], recipe: Recipe,
+                blocks: Sequence[int] | None = None) -> torch.Tensor:
     """(S, m) data rows in this epoch's order for each model, drawn from its own generator.
 
     ``batch_order`` is the loop's function, so each permutation (and the generator state it
     leaves behind) is the loop's; concatenating its batches gives back the permutation.
     """
     m = rows.shape[1]
-    perms = torch.stack([torch.cat(batch_order(m, recipe=recipe, generator=g)) for g in generators])
+    perms = torch.stack([torch.cat(batch_order(m, recipe=recipe, generator=g, blocks=blocks)) for g in generators])
     return rows.gather(1, perms.to(rows.device))
 
 
@@ -338,7 +340,7 @@ def _vmappable(stack: _Stack, X: torch.Tensor, targets: torch.Tensor, rows: torc
 def _train_group(
     stack: _Stack, X: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor, *, loss_fn: LossFn, recipe: Recipe,
     seeds: Sequence[int], validation: tuple[torch.Tensor, torch.Tensor] | None, metric: MetricFn | None,
-    progress: _EpochProgress, checkpoint: Checkpoint | None = None,
+    progress: _EpochProgress, checkpoint: Checkpoint | None = None, blocks: Sequence[int] | None = None,
 ) -> list[dict[str, torch.Tensor]]:
     """``fit``'s loop for every stacked model at once; returns S state dicts.
 
@@ -354,7 +356,7 @@ def _train_group(
     progress.advance(stack.size * start)
     for epoch in range(start, recipe.epochs):
         stack.base.train()
-        for index in _epoch_rows(rows, generators, recipe).split(recipe.batch_size, dim=1):  # (S, b), one b for all
+        for index in _epoch_rows(rows, generators, recipe, blocks).split(recipe.batch_size, dim=1):  # (S, b), one b for all
             optimizer.zero_grad()
             # The sum of per-model means: its gradient w.r.t. model s's slice is model s's own.
             _model_losses(loss_fn, stack.forward(_take(X, index)), _take(targets, index)).sum().backward()
@@ -399,7 +401,7 @@ def _restore_group(checkpoint: Checkpoint | None, stack: _Stack, optimizer: _Sli
 def _fit_looped(
     arch: dict, X: torch.Tensor, targets: torch.Tensor, *, rows: torch.Tensor, loss_fn: LossFn, recipe: Recipe,
     seeds: Sequence[int], val_rows: torch.Tensor | None, metric: MetricFn | None, progress: _EpochProgress,
-    checkpoint: Checkpoint | None = None, first: int = 0,
+    checkpoint: Checkpoint | None = None, first: int = 0, blocks: Sequence[int] | None = None,
 ) -> list[dict[str, torch.Tensor]]:
     """The reference: ``loop.fit`` once per model (model ``first + s`` names its checkpoint)."""
     states = []
@@ -412,7 +414,7 @@ def _fit_looped(
             continue
         model = build_model(arch, seed=int(seed)).to(X.device)
         validation = (X[val_rows[s]], targets[val_rows[s]]) if val_rows is not None else None
-        fit(model, X[rows[s]], targets[rows[s]], loss_fn=loss_fn, recipe=recipe, seed=int(seed),
+        fit(model, TensorRows(X[rows[s]], targets[rows[s]], blocks), loss_fn=loss_fn, recipe=recipe, seed=int(seed),
             validation=validation, metric=metric, on_epoch=lambda _epoch: progress.advance(1), checkpoint=slot,
             data_parallel=False)
         states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
@@ -446,7 +448,7 @@ def _groups(arch: dict, n_models: int) -> list[slice]:
 def _fit_groups(
     arch: dict, X: torch.Tensor, targets: torch.Tensor, *, rows: torch.Tensor, loss_fn: LossFn, recipe: Recipe,
     seeds: Sequence[int], val_rows: torch.Tensor | None, metric: MetricFn | None, strict: bool,
-    progress: _EpochProgress, checkpoint: Checkpoint | None = None,
+    progress: _EpochProgress, checkpoint: Checkpoint | None = None, blocks: Sequence[int] | None = None,
 ) -> list[dict[str, torch.Tensor]]:
     """One stacked group of models after another; the loop if the architecture cannot be vmapped."""
     states: list[dict[str, torch.Tensor]] = []
@@ -465,10 +467,11 @@ def _fit_groups(
             return states + _fit_looped(arch, X, targets, rows=rows[start:], loss_fn=loss_fn, recipe=recipe,
                                         seeds=seeds[start:], metric=metric, progress=progress,
                                         val_rows=None if val_rows is None else val_rows[start:],
-                                        checkpoint=checkpoint, first=start)
+                                        checkpoint=checkpoint, first=start, blocks=blocks)
         validation = None if val_rows is None else (_take(X, val_rows[group]), _take(targets, val_rows[group]))
         group_states = _train_group(stack, X, targets, rows[group], loss_fn=loss_fn, recipe=recipe, seeds=seeds[group],
-                                    validation=validation, metric=metric, progress=progress, checkpoint=slot)
+                                    validation=validation, metric=metric, progress=progress, checkpoint=slot,
+                                    blocks=blocks)
         _mark_finished(slot, group_states)
         states += group_states
     return states
@@ -501,6 +504,7 @@ def fit_many(
     batched: bool | None = None,
     on_epoch: Callable[[int], None] | None = None,
     checkpoint: Checkpoint | None = None,
+    blocks: Sequence[int] | None = None,
 ) -> list[dict[str, torch.Tensor]]:
     """Train S models of one architecture, each exactly as ``loop.fit`` would, all at once.
 
@@ -525,11 +529,15 @@ def fit_many(
         on_epoch: called with 1, ..., epochs as the training of all models progresses.
         checkpoint: periodic saves per group of models (and each finished group's
             result); a rerun resumes exactly where the killed one stopped.
+        blocks: sizes of consecutive blocks of each model's ``rows``, shuffled block-locally
+            as the streamed student's rows are (``train/rows.py``); None: one block.
 
     Returns:
         S state dicts (name -> tensor), in the order of ``seeds``.
     """
     _check_inputs(X, targets, rows, seeds, val_rows)
+    if blocks is not None and sum(blocks) != rows.shape[1]:
+        raise ValueError(f"block sizes add up to {sum(blocks)}, not the {rows.shape[1]} rows of each model")
     progress = _EpochProgress(on_epoch, n_models=len(seeds), epochs=recipe.epochs)
     if not len(seeds):
         return []
@@ -539,12 +547,13 @@ def fit_many(
     val_rows = val_rows.to(target) if val_rows is not None and metric is not None else None
     if batched is False:
         states = _fit_looped(arch, X, targets, rows=rows, loss_fn=loss_fn, recipe=recipe, seeds=seeds,
-                             val_rows=val_rows, metric=metric, progress=progress, checkpoint=checkpoint)
+                             val_rows=val_rows, metric=metric, progress=progress, checkpoint=checkpoint,
+                             blocks=blocks)
     else:
         with _quiet_vmap_fallback():
             states = _fit_groups(arch, X, targets, rows=rows, loss_fn=loss_fn, recipe=recipe, seeds=seeds,
                                  val_rows=val_rows, metric=metric, strict=bool(batched), progress=progress,
-                                 checkpoint=checkpoint)
+                                 checkpoint=checkpoint, blocks=blocks)
     return [{k: v.cpu() for k, v in state.items()} for state in states]
 
 

@@ -8,7 +8,7 @@ order from a generator seeded with the same seed, so a model is a pure function 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +18,7 @@ from distillguard import device, distributed
 from distillguard.checkpoints import Checkpoint, snapshot
 from distillguard.distributed import World, world
 from distillguard.config import ModelConfig
+from distillguard.train.rows import Rows, TensorRows, iter_batches, total
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 MetricFn = Callable[[torch.Tensor, torch.Tensor], float]
@@ -52,10 +53,15 @@ def make_optimizer(params: list[torch.Tensor], recipe: Recipe) -> torch.optim.Ad
     return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay, foreach=False, fused=False)
 
 
-def batch_order(n: int, *, recipe: Recipe, generator: torch.Generator) -> list[torch.Tensor]:
-    """One epoch's minibatches of row indices (the last one may be smaller)."""
-    perm = torch.randperm(n, generator=generator)
-    return list(perm.split(recipe.batch_size))
+def batch_order(n: int, *, recipe: Recipe, generator: torch.Generator,
+                blocks: Sequence[int] | None = None) -> list[torch.Tensor]:
+    """One epoch's minibatches of row indices (the last one may be smaller).
+
+    ``blocks``: sizes of consecutive blocks of the ``n`` rows, shuffled block-locally as a
+    streamed set is (:mod:`distillguard.train.rows`); None is one block, a plain permutation.
+    """
+    return list(iter_batches(blocks if blocks is not None else (n,), batch_size=recipe.batch_size,
+                             generator=generator))
 
 
 @torch.no_grad()
@@ -67,7 +73,7 @@ def predict_logits(model: nn.Module, X: torch.Tensor, *, batch_size: int = 4096)
     return torch.cat([model(chunk.to(target)).cpu() for chunk in X.split(batch_size)]) if len(X) else torch.empty(0)
 
 
-def _parts(index: torch.Tensor, here: World, data_parallel: bool) -> list[torch.Tensor]:
+def minibatch_parts(index: torch.Tensor, here: World, data_parallel: bool = True) -> list[torch.Tensor]:
     """The minibatch parts this process computes: one per rank under torchrun, all of them alone."""
     n_parts = distributed.batch_parts() if data_parallel else 1
     if n_parts == 1:
@@ -76,7 +82,7 @@ def _parts(index: torch.Tensor, here: World, data_parallel: bool) -> list[torch.
     return [parts[here.rank]] if here.size > 1 else parts
 
 
-def _ddp(model: nn.Module, here: World) -> nn.Module:
+def data_parallel_module(model: nn.Module, here: World) -> nn.Module:
     """The module the training step calls: DDP-wrapped under torchrun, else the model itself."""
     if here.size == 1:
         return model
@@ -90,13 +96,13 @@ def _ddp(model: nn.Module, here: World) -> nn.Module:
 
 def fit(
     model: nn.Module,
-    X: torch.Tensor,
-    targets: torch.Tensor,
+    X: torch.Tensor | Rows,
+    targets: torch.Tensor | None = None,
     *,
     loss_fn: LossFn,
     recipe: Recipe,
     seed: int,
-    validation: tuple[torch.Tensor, torch.Tensor] | None = None,
+    validation: tuple[torch.Tensor, torch.Tensor] | Rows | None = None,
     metric: MetricFn | None = None,
     on_epoch: Callable[[int], None] | None = None,
     checkpoint: Checkpoint | None = None,
@@ -111,10 +117,14 @@ def fit(
     runs agree bit for bit (same thread count).
 
     Args:
-        X: (n, d) inputs; targets: (n,) class indices or (n, C) teacher logits.
+        X: (n, d) inputs; targets: (n,) class indices or (n, C) teacher logits. Or ``X``
+            is a :class:`~distillguard.train.rows.Rows` (targets None): rows in blocks,
+            possibly on disk, drawn in the block-local order of ``train/rows.py``.
         loss_fn: (logits, targets) -> scalar mean loss over the batch.
-        validation: optional (X_val, targets_val) for checkpoint selection by ``metric``
-            (higher is better; the earliest best epoch wins). Without it the last epoch is kept.
+        validation: optional (X_val, targets_val) or Rows for checkpoint selection by
+            ``metric`` (higher is better; the earliest best epoch wins). Without it the last
+            epoch is kept. Over several blocks the metric is their row-weighted mean (exact
+            for the mean losses and accuracies used here).
         on_epoch: called with the epoch number after each epoch (progress bars).
         checkpoint: where to save the state periodically and resume from; training
             resumed from it ends exactly where an uninterrupted one would.
@@ -124,9 +134,12 @@ def fit(
     Returns:
         The model and a per-epoch log (train loss, validation metric).
     """
+    data = X if targets is None else TensorRows(X, targets)
+    if isinstance(validation, tuple):
+        validation = TensorRows(*validation)
     here, target = (world() if data_parallel else World()), device.current()
     model.to(target)
-    step_model = _ddp(model, here)
+    step_model = data_parallel_module(model, here)
     generator = torch.Generator().manual_seed(seed)  # on the CPU: the same batches on every device and rank
     optimizer = make_optimizer(list(model.parameters()), recipe)
     best_score, best_state, log, start = -float("inf"), None, [], 0
@@ -142,11 +155,12 @@ def fit(
     for epoch in range(start, recipe.epochs):
         model.train()
         total, count = 0.0, 0
-        for index in batch_order(len(X), recipe=recipe, generator=generator):
+        for index in iter_batches(data.sizes, batch_size=recipe.batch_size, generator=generator):
             optimizer.zero_grad(set_to_none=True)
-            for part in _parts(index, here, data_parallel):
-                logits = step_model(X[part].to(target))
-                loss = loss_fn(logits, targets[part].to(target)) if len(part) else logits.sum()
+            for part in minibatch_parts(index, here, data_parallel):
+                inputs, wanted = data.take(part)
+                logits = step_model(inputs.to(target))
+                loss = loss_fn(logits, wanted.to(target)) if len(part) else logits.sum()
                 # Weighted by its share of the minibatch, the parts' gradients sum (accumulated
                 # here, all-reduced across ranks) to the gradient of the minibatch's mean loss.
                 (loss * (len(part) / len(index)) if len(part) != len(index) else loss).backward()
@@ -157,7 +171,7 @@ def fit(
             total, count = distributed.all_sum([total, count])
         entry = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
         if validation is not None and metric is not None:
-            score = metric(predict_logits(model, validation[0]), validation[1])
+            score = _validation_score(model, validation, metric)
             entry["val_score"] = score
             if score > best_score:
                 best_score, best_state = score, copy.deepcopy(model.state_dict())
@@ -174,6 +188,14 @@ def fit(
         model.load_state_dict(best_state)
     model.eval()
     return model.cpu(), log
+
+
+def _validation_score(model: nn.Module, validation: Rows, metric: MetricFn) -> float:
+    """``metric`` on the validation rows, block by block, combined by row count."""
+    scores = [(metric(predict_logits(model, X), t), len(t)) for X, t in validation.blocks()]
+    if len(scores) == 1:
+        return scores[0][0]
+    return sum(score * n for score, n in scores) / max(total(validation), 1)
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

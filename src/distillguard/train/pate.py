@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from distillguard.config import TeacherConfig
 from distillguard.data.preprocessing import Standardizer
 from distillguard.data.types import Schema, Split
+from distillguard import distributed
 from distillguard.checkpoints import Checkpoint
 from distillguard.errors import ArtifactError, ConfigError
 from distillguard.models.artifact import Classifier
@@ -358,7 +359,7 @@ def recompute_pate_epsilon(record: dict) -> float:
 
 def fit_partitions(arch: dict, X: torch.Tensor, y: torch.Tensor, parts: list[np.ndarray], *, recipe: Recipe,
                    seeds: list[int], batched: bool | None = None, on_epoch=None,
-                   checkpoint: Checkpoint | None = None) -> list[dict[str, torch.Tensor]]:
+                   checkpoint: Checkpoint | None = None, split_ranks: bool = False) -> list[dict[str, torch.Tensor]]:
     """Train one model per row set with cross-entropy, many at once (:func:`fit_many`).
 
     ``fit_many`` needs one row count per call, and partitions differ by at most one row,
@@ -366,9 +367,23 @@ def fit_partitions(arch: dict, X: torch.Tensor, y: torch.Tensor, parts: list[np.
     ``loop.fit(build_model(arch, seed=seeds[k]), X[parts[k]], y[parts[k]], seed=seeds[k])``
     with its last epoch kept (no selection on private data).
 
+    Args:
+        split_ranks: under torchrun, each rank trains a contiguous share of the models and
+            the states are gathered on every rank (the models are independent, and a model
+            trains the same in any group, so the result is the single process's).
+
     Returns:
         One state dict per part, in the order of ``parts``.
     """
+    here = distributed.world()
+    if split_ranks and here.size > 1:
+        mine = [k for k in range(len(parts)) if k * here.size // len(parts) == here.rank]
+        slot = checkpoint.child(f"rank{here.rank}of{here.size}") if checkpoint is not None else None
+        local = fit_partitions(arch, X, y, [parts[k] for k in mine], recipe=recipe, seeds=[seeds[k] for k in mine],
+                               batched=batched, on_epoch=on_epoch, checkpoint=slot)
+        trained = {k: state for rank_states in distributed.gather(dict(zip(mine, local)))
+                   for k, state in rank_states.items()}
+        return [trained[k] for k in range(len(parts))]
     states: list[dict[str, torch.Tensor] | None] = [None] * len(parts)
     for size in sorted({len(p) for p in parts}):
         which = [k for k, p in enumerate(parts) if len(p) == size]
@@ -421,7 +436,7 @@ def train_teacher_ensemble(members: Split, *, schema: Schema, cfg: TeacherConfig
     y = torch.from_numpy(members.y).long()  # (n,)
     parts = partition_rows(len(members), n_teachers, seed=derive_seed(seed, "pate", "partition"))
     states = fit_partitions(arch, X, y, parts, recipe=Recipe.from_config(cfg), seeds=teacher_seeds(seed, n_teachers),
-                            batched=batched, on_epoch=on_epoch, checkpoint=checkpoint)
+                            batched=batched, on_epoch=on_epoch, checkpoint=checkpoint, split_ranks=True)
     teachers = []
     for state in states:
         model = build_model(arch, seed=0)

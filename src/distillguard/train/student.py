@@ -6,8 +6,10 @@ nothing else: there is no argument through which member data could arrive.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
-import torch
 import torch.nn.functional as F
 
 from distillguard.checkpoints import Checkpoint
@@ -19,6 +21,7 @@ from distillguard.models.classifiers import architecture, build_model
 from distillguard.seeding import derive_seed
 from distillguard.train.kd import kd_loss
 from distillguard.train.loop import Recipe, accuracy, fit
+from distillguard.train.rows import BlockRows, array_loader
 from distillguard.train.teacher import validation_rows
 
 
@@ -37,20 +40,23 @@ def train_student(
     seed: int,
     on_epoch=None,
     checkpoint: Checkpoint | None = None,
+    block_ids: np.ndarray | None = None,
 ) -> tuple[Classifier, list[dict]]:
-    """Distill a student from (transfer inputs, teacher logits at T=1).
+    """Distill a student from (transfer inputs, teacher logits at T=1), held in memory.
 
     Args:
         transfer_X: (n, d) raw transfer features.
         teacher_logits: (n, C) stored teacher logits; the temperature is applied here.
+        block_ids: (n,) non-decreasing label-shard number of each row (see
+            :func:`student_split`); None: one block. The distill stage passes the same
+            blocks to :func:`train_student_on_blocks`, which reads them from disk.
 
     Checkpoints are selected on a held-out slice of the transfer set by the same KD
     objective (public data only). The student's scaler is fitted on transfer inputs.
     """
-    objective = distill_objective(distill)
-    return _fit_student(transfer_X, torch.from_numpy(np.asarray(teacher_logits, dtype=np.float32)), schema=schema,
-                        cfg=cfg, seed=seed, objective=objective, metric=lambda logits, t: -float(objective(logits, t)),
-                        on_epoch=on_epoch, checkpoint=checkpoint)
+    logits = np.asarray(teacher_logits, dtype=np.float32)
+    return train_student_on_blocks(in_memory_blocks(transfer_X, logits, block_ids), schema=schema, cfg=cfg,
+                                   distill=distill, seed=seed, on_epoch=on_epoch, checkpoint=checkpoint)
 
 
 def train_student_on_labels(
@@ -62,6 +68,7 @@ def train_student_on_labels(
     seed: int,
     on_epoch=None,
     checkpoint: Checkpoint | None = None,
+    block_ids: np.ndarray | None = None,
 ) -> tuple[Classifier, list[dict]]:
     """Train a student with cross-entropy on released hard labels (PATE's noisy votes).
 
@@ -76,21 +83,91 @@ def train_student_on_labels(
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != len(transfer_X):
         raise ValueError(f"labels must be ({len(transfer_X)},) class indices; got shape {labels.shape}")
-    return _fit_student(transfer_X, torch.from_numpy(labels.astype(np.int64)), schema=schema, cfg=cfg, seed=seed,
-                        objective=F.cross_entropy, metric=accuracy, on_epoch=on_epoch, checkpoint=checkpoint)
+    return train_student_on_blocks(in_memory_blocks(transfer_X, labels.astype(np.int64), block_ids), schema=schema,
+                                   cfg=cfg, distill=None, seed=seed, on_epoch=on_epoch, checkpoint=checkpoint)
 
 
-def _fit_student(transfer_X: np.ndarray, targets: torch.Tensor, *, schema: Schema, cfg: StudentConfig, seed: int,
-                 objective, metric, on_epoch, checkpoint: Checkpoint | None) -> tuple[Classifier, list[dict]]:
-    train_rows, val_rows = validation_rows(len(transfer_X), fraction=cfg.val_fraction, seed=derive_seed(seed, "student"))
-    scaler = Standardizer.fit(transfer_X[train_rows])
-    X = torch.from_numpy(scaler.transform(transfer_X))
+@dataclass(frozen=True)
+class StudentBlocks:
+    """The student's training set, block by block: where the rows are and which shard each block is."""
+
+    rows: BlockRows
+    shard_numbers: tuple[int, ...]
+
+
+def in_memory_blocks(transfer_X: np.ndarray, targets: np.ndarray, block_ids: np.ndarray | None) -> StudentBlocks:
+    """Arrays as :class:`StudentBlocks`, cut where ``block_ids`` changes (None: one block 0)."""
+    if len(transfer_X) != len(targets):
+        raise ValueError(f"{len(transfer_X)} transfer rows but {len(targets)} targets")
+    numbers, sizes = block_sizes(np.zeros(len(transfer_X), dtype=np.int64) if block_ids is None else block_ids)
+    rows = BlockRows(array_loader(transfer_X, targets, sizes), [np.arange(n) for n in sizes])
+    return StudentBlocks(rows, numbers)
+
+
+def block_sizes(block_ids: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(block numbers, rows per block) of a non-decreasing per-row block number."""
+    block_ids = np.asarray(block_ids, dtype=np.int64)
+    if len(block_ids) and np.any(np.diff(block_ids) < 0):
+        raise ValueError("block ids must be non-decreasing (rows in transfer-file order)")
+    numbers, sizes = np.unique(block_ids, return_counts=True)
+    if not len(numbers):
+        return (0,), (0,)
+    return tuple(int(b) for b in numbers), tuple(int(n) for n in sizes)
+
+
+def student_split(shard_numbers: Sequence[int], sizes: Sequence[int], *, fraction: float, seed: int
+                  ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per block: (training rows, validation rows), positions within the block.
+
+    A seeded ``fraction`` of each block is held out for checkpoint selection, so the split
+    streams with the blocks. Block number 0 uses the student's seed itself, so a transfer
+    set within one shard splits as it always has; block ``b`` derives its own from ``b``.
+    The audit's shadow students call this with the same blocks.
+    """
+    base = derive_seed(seed, "student")
+    pairs = [validation_rows(n, fraction=fraction, seed=base if b == 0 else derive_seed(base, "block", b))
+             for b, n in zip(shard_numbers, sizes)]
+    return [t for t, _ in pairs], [v for _, v in pairs]
+
+
+def flat_positions(per_block: Sequence[np.ndarray], sizes: Sequence[int]) -> np.ndarray:
+    """Per-block positions as positions in the concatenation of the blocks."""
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    parts = [offsets[k] + np.asarray(p, dtype=np.int64) for k, p in enumerate(per_block)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def train_student_on_blocks(
+    data: StudentBlocks,
+    *,
+    schema: Schema,
+    cfg: StudentConfig,
+    distill: DistillConfig | None,
+    seed: int,
+    on_epoch=None,
+    checkpoint: Checkpoint | None = None,
+) -> tuple[Classifier, list[dict]]:
+    """The student from rows in blocks, wherever they live: KD on logits, or CE on labels (``distill`` None).
+
+    At most two blocks are in memory at a time: the scaler is fitted block by block, the
+    epoch order is block-local (``train/rows.py``) and validation is scored block by
+    block. One block (every transfer set within ``[run] shard_rows``) trains exactly as
+    the in-memory student always has.
+    """
+    train_rows, val_rows = student_split(data.shard_numbers, data.rows.sizes, fraction=cfg.val_fraction, seed=seed)
+    scaler = Standardizer.fit_blocks(data.rows.subset(train_rows).raw_blocks())
+    train = data.rows.subset(train_rows, transform=scaler.transform)
+    validation = data.rows.subset(val_rows, transform=scaler.transform) if sum(len(v) for v in val_rows) else None
+    if distill is None:
+        objective, metric = F.cross_entropy, accuracy
+    else:
+        objective = distill_objective(distill)
+        metric = lambda logits, t: -float(objective(logits, t))  # noqa: E731
     arch = architecture(kind=cfg.kind, input_shape=schema.input_shape, n_classes=schema.n_classes,
                         hidden=cfg.hidden, channels=cfg.channels)
     model = build_model(arch, seed=derive_seed(seed, "student", "init"))
-    validation = (X[val_rows], targets[val_rows]) if len(val_rows) else None
     model, log = fit(
-        model, X[train_rows], targets[train_rows], loss_fn=objective, recipe=Recipe.from_config(cfg),
+        model, train, loss_fn=objective, recipe=Recipe.from_config(cfg),
         seed=derive_seed(seed, "student", "batches"), validation=validation,
         metric=metric, on_epoch=on_epoch, checkpoint=checkpoint,
     )

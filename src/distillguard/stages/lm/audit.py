@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from distillguard import progress
+from distillguard import distributed, progress
 from distillguard.audit.exchangeability import text_exchangeability_check
 from distillguard.config import Spec
 from distillguard.data.text import load_canaries, load_pii, load_texts, text_fingerprint
@@ -45,6 +45,8 @@ def run_lm_audit_stage(spec: Spec, run: RunDir) -> bool:
                    for role in ("members", "nonmembers", "transfer", "test", "canaries", "pii")})
     params = {"audit": spec.audit.fingerprint_params(), "data": spec.data.fingerprint_params(), "seed": seed,
               "student": spec.section_dict("student")}
+    if distributed.batch_parts() > 1:  # the reference model trains data parallel, in parts
+        params["batch_parts"] = distributed.batch_parts()
 
     def build(folder: Path) -> dict:
         os.chmod(folder, 0o700)  # per-text scores reveal who was a member

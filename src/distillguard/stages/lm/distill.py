@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distillguard import progress
+from distillguard import distributed, progress
 from distillguard.config import Spec
 from distillguard.errors import ArtifactError
 from distillguard.runs import RunDir, atomic_write_json
@@ -33,6 +33,8 @@ def run_lm_distill_stage(spec: Spec, run: RunDir) -> bool:
     if spec.student.path is not None:
         inputs["student.path"] = folder_digest(spec.student.path, what="[student].path")
     params = {"student": spec.section_dict("student"), "distill": spec.section_dict("distill"), "seed": spec.run.seed}
+    if distributed.batch_parts() > 1:  # gradients in parts round differently from one piece
+        params["batch_parts"] = distributed.batch_parts()
 
     checkpoints = checkpoint_store(spec, run, "distill")
 

@@ -11,7 +11,7 @@ import os
 import warnings
 from pathlib import Path
 
-from distillguard import progress
+from distillguard import distributed, progress
 from distillguard.config import Spec
 from distillguard.data.text import load_canaries, load_texts, text_fingerprint
 from distillguard.runs import RunDir, atomic_write_json
@@ -30,6 +30,8 @@ def run_lm_teacher_stage(spec: Spec, run: RunDir) -> bool:
     if spec.teacher.tokenizer.path is not None:
         inputs["tokenizer.path"] = folder_digest(spec.teacher.tokenizer.path, what="[teacher.tokenizer].path")
     params = {"teacher": spec.section_dict("teacher"), "data": spec.data.fingerprint_params(), "seed": seed}
+    if distributed.batch_parts() > 1:  # gradients in parts round differently from one piece
+        params["batch_parts"] = distributed.batch_parts()
 
     checkpoints = checkpoint_store(spec, run, "teacher")
 
