@@ -8,7 +8,6 @@ and the planted canaries must be the most exposed records.
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 from sklearn.datasets import make_classification
 
 import distillguard

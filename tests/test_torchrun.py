@@ -119,3 +119,21 @@ def test_torchrun_splits_the_teacher_ensemble_among_ranks_and_trains_the_same_te
     assert weights
     for rel in weights:
         assert (tmp_path / "two" / rel).read_bytes() == (tmp_path / "one" / rel).read_bytes(), rel
+
+
+def test_torchrun_audit_killed_on_one_rank_resumes_from_every_rank_s_checkpoints(
+        runs: tuple[Path, Path], tmp_path: Path) -> None:
+    """Each rank checkpoints its share of the shadows; a rerun finishes with the uninterrupted numbers."""
+    (tmp_path / "spec.toml").write_text(SPEC.replace('name = "ddp"', 'name = "ddp"\ncheckpoint_seconds = 0'))
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1"]
+    command = ["-m", "distillguard", "run", "spec.toml", "--run-dir", "run", "--device", "cpu"]
+    killed = subprocess.run([*torchrun, f"--master_port={_free_port()}", *command], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1",
+                                                         "DISTILLGUARD_FAILPOINT": "audit/shadow-students.rank1of2.group0@epoch3"})
+    assert killed.returncode != 0
+    saved = {p.name for p in (tmp_path / "run" / ".checkpoints" / "audit").glob("*.pt")}
+    assert any(".rank1of2." in name for name in saved) and any(".rank0of2." in name for name in saved), saved
+    _run([*torchrun, f"--master_port={_free_port()}", *command], tmp_path)
+    resumed = json.loads((tmp_path / "run" / "report.json").read_text())
+    uninterrupted = json.loads((runs[1] / "report.json").read_text())
+    assert resumed["attacks"] == uninterrupted["attacks"] and resumed["utility"] == uninterrupted["utility"]

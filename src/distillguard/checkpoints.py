@@ -52,14 +52,14 @@ class Checkpoint:
     asks it at each epoch end and calls ``save`` when it says so.
     """
 
-    def __init__(self, path: Path, *, name: str, every_seconds: float) -> None:
-        self.path, self.name, self.every_seconds = path, name, every_seconds
+    def __init__(self, path: Path, *, name: str, every_seconds: float, rank_local: bool = False) -> None:
+        self.path, self.name, self.every_seconds, self.rank_local = path, name, every_seconds, rank_local
         self._last = time.monotonic()
 
     def child(self, part: str) -> Checkpoint:
         """A checkpoint for a sub-loop (e.g. one group of stacked shadow models)."""
         return Checkpoint(self.path.with_name(f"{self.path.stem}.{part}.pt"), name=f"{self.name}.{part}",
-                          every_seconds=self.every_seconds)
+                          every_seconds=self.every_seconds, rank_local=self.rank_local)
 
     def due(self) -> bool:
         return time.monotonic() - self._last >= self.every_seconds
@@ -79,9 +79,11 @@ class Checkpoint:
     def save(self, state: dict[str, Any], *, point: str) -> None:
         """Write ``state`` atomically; ``point`` names it for fault injection (e.g. ``epoch3``).
 
-        Under torchrun only rank 0 writes: the ranks of a data-parallel loop hold the same state.
+        Under torchrun only rank 0 writes: the ranks of a data-parallel loop hold the same
+        state. A ``rank_local`` checkpoint holds what this rank alone trains (its share of
+        the shadows), so every rank writes its own.
         """
-        if not world().is_main:
+        if not (self.rank_local or world().is_main):
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
@@ -111,8 +113,13 @@ class CheckpointStore:
         marker.write_text(fingerprint + "\n")
         return False
 
-    def slot(self, name: str) -> Checkpoint:
-        return Checkpoint(self.root / f"{name}.pt", name=f"{self.stage}/{name}", every_seconds=self.every_seconds)
+    def slot(self, name: str, *, rank_local: bool = False) -> Checkpoint:
+        """The checkpoint ``name``; ``rank_local``: one per rank of the current world (see ``save``)."""
+        if rank_local and world().size > 1:
+            here = world()
+            name = f"{name}.rank{here.rank}of{here.size}"
+        return Checkpoint(self.root / f"{name}.pt", name=f"{self.stage}/{name}", every_seconds=self.every_seconds,
+                          rank_local=rank_local)
 
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

@@ -24,7 +24,7 @@ from distillguard.audit.empirical_epsilon import one_run_epsilon
 from distillguard.audit.exchangeability import exchangeability_check
 from distillguard.audit.membership import score_canaries_leave_one_out, score_targets
 from distillguard.audit.metrics import roc, summarize
-from distillguard.audit.pipelines import ShadowJob, replay_shadows, train_pate, train_students, train_teachers
+from distillguard.audit.pipelines import ShadowJob, train_pate, train_students, train_teachers
 from distillguard.audit.shadows import (AuditPool, CanarySet, ShadowLogits, build_pool, paired_membership,
                                         plant_canaries)
 from distillguard.audit.signals import ReferenceSignals, TargetSignals
@@ -291,14 +291,20 @@ def _train_on_ranks(job: ShadowJob, checkpoints: CheckpointStore | None) -> tupl
     """Under torchrun: rank r replays a contiguous share of the S shadows; every rank gets all.
 
     Shadows are independent given their index (audit/pipelines.py), so the shares' logits,
-    stacked in rank order, are those of one process training all S. Mid-audit
-    checkpoints are not kept here (a killed audit reruns its shadows); finished stages
-    still resume.
+    stacked in rank order, are those of one process training all S. Each rank keeps its
+    own mid-audit checkpoints (``…rankRofN.pt``), so a killed audit resumes on the same
+    number of ranks where every rank stopped.
     """
     here, S = distributed.world(), job.n_shadows
     mine = [int(s) for s in np.array_split(np.arange(S), here.size)[here.rank]]
+    slot = (lambda name: checkpoints.slot(name, rank_local=True) if checkpoints else None)  # noqa: E731
     with progress.task(f"audit: {S} shadow pipelines on {here.size} ranks ({len(mine)} on rank {here.rank})", 1) as advance:
-        share = replay_shadows(job, mine) if mine else None
+        share = None
+        if mine and job.spec.privacy.mechanism == "pate":
+            share = train_pate(job, mine, checkpoint=slot("pate-shadows"))
+        elif mine:
+            teacher_out = train_teachers(job, mine, checkpoint=slot("shadow-teachers"))
+            share = teacher_out, train_students(job, teacher_out, mine, checkpoint=slot("shadow-students"))
         advance(1)
     shares = [part for part in distributed.gather(share) if part is not None]
     return tuple({name: np.concatenate([part[k][name] for part in shares]) for name in shares[0][k]}
