@@ -107,9 +107,12 @@ def test_torchrun_run_folder_is_written_once_by_rank_zero(runs: tuple[Path, Path
     np.testing.assert_array_equal(logits_two, logits_one)
 
 
-def test_torchrun_splits_the_teacher_ensemble_among_ranks_and_trains_the_same_teachers(tmp_path: Path) -> None:
-    """PATE's (and ``[teacher] ensemble``'s) teachers are independent: each rank trains half, states are gathered."""
-    spec = SPEC.split("[teacher]")[0] + '[privacy]\nmechanism = "pate"\nteachers = 5\n[teacher]\nepochs = 5\n'
+@pytest.mark.parametrize("privacy", ['mechanism = "pate"\nteachers = 5', 'mechanism = "dp-sgd"\nepsilon = 4.0'])
+def test_torchrun_trains_the_private_teachers_of_one_process(tmp_path: Path, privacy: str) -> None:
+    """PATE's teachers are split among the ranks (each trains whole teachers, the states are
+    gathered); DP-SGD's clipped-gradient sums are split (each rank clips its share, the sums
+    are all-reduced, every rank adds the same noise). Either way: the single process's weights."""
+    spec = SPEC.split("[teacher]")[0] + f"[privacy]\n{privacy}\n[teacher]\nepochs = 5\n"
     (tmp_path / "spec.toml").write_text(spec)
     _run([sys.executable, "-m", "distillguard", "teacher", "spec.toml", "--run-dir", "one", "--device", "cpu"], tmp_path)
     _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",

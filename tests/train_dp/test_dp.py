@@ -147,3 +147,22 @@ def test_batch_dependent_layers_are_rejected_with_a_fix():
                                      "channels": [4]}, seed=0))
     with pytest.raises(ConfigError, match="BatchNorm.*ModuleValidator.fix"):
         check_dp_compatible(nn.Sequential(nn.Linear(D, 8), nn.BatchNorm1d(8), nn.Linear(8, C)))
+
+
+@pytest.mark.parametrize("poisson", [True, False])
+def test_clipped_sums_in_parts_are_the_same_dp_sgd(data, poisson):
+    """``batch_split`` (as torchrun ranks do) clips and sums each part of a minibatch; the noisy
+    step, the accounting and so the model are those of one piece, to float rounding."""
+    from distillguard import distributed
+
+    dp = DPSettings(noise_multiplier=1.0, poisson_sampling=poisson)
+    whole = train(data, dp)
+    with distributed.splitting_batches(3):
+        parts = train(data, dp)
+    assert (parts.epsilon, parts.steps, parts.sample_rate) == (whole.epsilon, whole.steps, whole.sample_rate)
+    for name, value in params(whole.classifier.model).items():
+        torch.testing.assert_close(params(parts.classifier.model)[name], value, rtol=1e-4, atol=1e-5)
+    # The noise is really added once per step: without it the model is a different one.
+    quiet = train(data, DPSettings(noise_multiplier=0.0, poisson_sampling=poisson))
+    first = lambda result: next(iter(params(result.classifier.model).values()))  # noqa: E731
+    assert not torch.allclose(first(quiet), first(parts), atol=1e-3)

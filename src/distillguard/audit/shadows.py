@@ -317,7 +317,8 @@ def _train_dp_shadow_teachers(pool: AuditPool, canaries: CanarySet | None, membe
         X, y, _, _ = _shadow_training_set(s, pool, canaries, membership, val_fraction=0.0, seed=spec.run.seed)
         members = Split(X=X, y=y.astype(np.int64), ids=np.arange(len(X), dtype=np.int64))
         result = train_teacher_dp(members, schema=schema, cfg=spec.teacher, dp=spec.privacy.dp_settings(),
-                                  seed=derive_seed(spec.run.seed, "shadow", s, "teacher"), public_scaler=scaler)
+                                  seed=derive_seed(spec.run.seed, "shadow", s, "teacher"), public_scaler=scaler,
+                                  data_parallel=False)  # under torchrun each rank trains its own shadows
         for name, X_eval in eval_sets.items():
             out[name].append(result.classifier.logits(X_eval))
         if slot is not None:

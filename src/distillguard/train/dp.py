@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
+from distillguard import distributed
 from distillguard.checkpoints import Checkpoint, snapshot
 from distillguard.config import TeacherConfig
 from distillguard.data.preprocessing import Standardizer
@@ -44,7 +45,7 @@ from distillguard.errors import ConfigError
 from distillguard.models.artifact import Classifier
 from distillguard.models.classifiers import build_model
 from distillguard.seeding import derive_seed
-from distillguard.train.loop import Recipe, batch_order, make_optimizer
+from distillguard.train.loop import Recipe, batch_order, make_optimizer, minibatch_parts
 from distillguard.train.teacher import model_architecture
 
 if TYPE_CHECKING:  # opacus is imported where it is used: only DP runs need it
@@ -270,31 +271,78 @@ def _make_private(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Da
 
 
 def _train_epoch(model: nn.Module, optimizer: DPOptimizer, loader: DataLoader, *,
-                 exact_mean: bool, label_smoothing: float = 0.0) -> tuple[float, int]:
+                 exact_mean: bool, label_smoothing: float = 0.0, data_parallel: bool = True) -> tuple[float, int]:
     """One pass over ``loader``; returns (mean train loss, optimizer steps).
 
     Opacus divides the noisy gradient sum by the *expected* batch size. With Poisson
     sampling that is required (dividing by the realised size would leak it); with fixed
     batches (``exact_mean``) we divide by the realised size instead, a post-processing
     rescaling of the noisy sum that costs no privacy and matches ``loop.fit``'s mean loss.
+
+    With the minibatch in parts (torchrun, or ``[run] batch_split``) see :func:`_step_in_parts`.
     """
     model.train()
+    here = distributed.world() if data_parallel else distributed.World()
+    split = data_parallel and distributed.batch_parts() > 1
     total, count, steps = 0.0, 0, 0
     for xb, yb in loader:  # (B, d), (B,); B varies under Poisson sampling and may be 0
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(xb), yb, label_smoothing=label_smoothing)
-        with warnings.catch_warnings():  # Opacus' backward hooks fire on outputs: inputs need no grad
-            warnings.filterwarnings("ignore", message="Full backward hook is firing")
-            loss.backward()
         if exact_mean:
             optimizer.expected_batch_size = len(yb)
-        optimizer.step()
+        if split:
+            loss_sum = _step_in_parts(model, optimizer, xb, yb, here=here, label_smoothing=label_smoothing)
+        else:
+            loss = F.cross_entropy(model(xb), yb, label_smoothing=label_smoothing)
+            with warnings.catch_warnings():  # Opacus' backward hooks fire on outputs: inputs need no grad
+                warnings.filterwarnings("ignore", message="Full backward hook is firing")
+                loss.backward()
+            optimizer.step()
+            loss_sum = float(loss.detach()) * len(yb)
         steps += 1
         if len(yb):
-            total += float(loss.detach()) * len(yb)
+            total += loss_sum
             count += len(yb)
+    if split and here.size > 1:
+        total = distributed.all_sum([total])[0]
     optimizer.zero_grad(set_to_none=True)  # drop per-sample gradients before evaluation
     return total / max(count, 1), steps
+
+
+def _step_in_parts(model: nn.Module, optimizer: DPOptimizer, xb: torch.Tensor, yb: torch.Tensor, *,
+                   here: distributed.World, label_smoothing: float) -> float:
+    """One DP-SGD step with the minibatch's clipped-gradient sum computed in parts.
+
+    Per-example clipping makes the clipped sum a plain sum over examples, so each part
+    (each rank's contiguous share under torchrun, or every part in one process) clips and
+    sums its own examples; the parts' sums are added (all-reduced across ranks), and then
+    every rank adds the *same* Gaussian noise, drawn from the same seeded generator, once.
+    That is Opacus' ``DPOptimizer.pre_step`` with the accumulation split, so the privacy
+    accounting is unchanged: one noisy sum per step, at the same σ and sampling rate.
+    Returns this process's sum of per-example losses.
+    """
+    loss_sum = 0.0
+    parts = minibatch_parts(torch.arange(len(yb)), here)
+    for k, part in enumerate(parts):
+        loss = F.cross_entropy(model(xb[part]), yb[part], label_smoothing=label_smoothing)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            loss.backward()
+        optimizer.clip_and_accumulate()  # p.summed_grad += this part's clipped per-example sum
+        if k + 1 < len(parts):
+            for p in optimizer.params:
+                p.grad_sample = None  # the next part's backward starts a fresh per-example batch
+        if len(part):
+            loss_sum += float(loss.detach()) * len(part)
+    if here.size > 1:
+        for p in optimizer.params:
+            torch.distributed.all_reduce(p.summed_grad, op=torch.distributed.ReduceOp.SUM)
+    optimizer.add_noise()
+    optimizer.scale_grad()  # ÷ expected batch size (one accumulated iteration: the last part's)
+    if optimizer.step_hook:
+        optimizer.step_hook(optimizer)  # the accountant records the step
+    optimizer._is_last_step_skipped = False
+    optimizer.original_optimizer.step()
+    return loss_sum
 
 
 def train_teacher_dp(
@@ -307,6 +355,7 @@ def train_teacher_dp(
     public_scaler: Standardizer,
     on_epoch: Callable[[int], None] | None = None,
     checkpoint: Checkpoint | None = None,
+    data_parallel: bool = True,
 ) -> DPResult:
     """Train a teacher on all members with DP-SGD (Abadi et al. 2016, Alg. 1) via Opacus.
 
@@ -320,6 +369,8 @@ def train_teacher_dp(
         on_epoch: called with the epoch number after each epoch.
         checkpoint: periodic saves (model, optimizer, the three random streams, the
             accountant's history) to resume from exactly, as ``loop.fit`` does.
+        data_parallel: under torchrun, share each minibatch among the ranks (False: this
+            rank trains the model alone, e.g. one of the shadows it was given).
 
     Returns:
         The last-epoch classifier and its (ε, δ) with everything needed to recompute ε.
@@ -353,7 +404,8 @@ def train_teacher_dp(
                 on_epoch(epoch)
     for epoch in range(start, recipe.epochs):
         loss, epoch_steps = _train_epoch(private_model, private_optimizer, private_loader,
-                                         exact_mean=not dp.poisson_sampling, label_smoothing=cfg.label_smoothing)
+                                         exact_mean=not dp.poisson_sampling, label_smoothing=cfg.label_smoothing,
+                                         data_parallel=data_parallel)
         steps += epoch_steps
         log.append({"epoch": epoch + 1, "train_loss": loss, "steps": steps})
         if checkpoint is not None and epoch + 1 < recipe.epochs and checkpoint.due():
