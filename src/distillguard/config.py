@@ -676,14 +676,14 @@ def _format_errors(source: str, error: ValidationError) -> str:
     parts = []
     for item in error.errors():
         loc = [str(p) for p in item["loc"]]
-        where = f"[{loc[0]}]" + "".join(f".{p}" for p in loc[1:]) if loc else "spec"
+        where = f"[{loc[0]}]" + "".join(f".{p}" for p in loc[1:]) + ": " if loc else ""  # whole-spec checks name their keys
         if item["type"] == "extra_forbidden":
-            parts.append(f"{where}: unknown key")
+            parts.append(f"{where}unknown key")
         else:
             msg = item["msg"].removeprefix("Value error, ")
             shown = item.get("input")
             got = f" (got {shown!r})" if not isinstance(shown, dict) and "input" in item else ""
-            parts.append(f"{where}: {msg}{got}")
+            parts.append(f"{where}{msg}{got}")
     return f"{source}: " + "; ".join(parts)
 
 
