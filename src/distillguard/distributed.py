@@ -57,7 +57,9 @@ def init_from_environment(device: torch.device) -> World:
     if launched_by_torchrun() and dist.is_available() and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        # On GPUs, NCCL for CUDA tensors and gloo for the CPU ones (DP-SGD's clipped sums, the
+        # loss totals and gathered objects live on the CPU, which NCCL cannot reduce).
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo")
     return world()
 
 
