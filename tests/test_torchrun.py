@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 
 from distillguard.stages.label import read_soft_labels
+from tests_support import free_port, one_and_two_processes, run_quietly
 
 pytestmark = pytest.mark.slow
 
@@ -44,18 +44,6 @@ bootstrap = 50
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _run(args: list[str], cwd: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
 def _numbers(report: dict, path: str = "") -> dict[str, float]:
     """Every numeric leaf of report.json by its path."""
     if isinstance(report, dict):
@@ -67,13 +55,7 @@ def _numbers(report: dict, path: str = "") -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("ddp")
-    (root / "spec.toml").write_text(SPEC)
-    _run([sys.executable, "-m", "distillguard", "run", "spec.toml", "--run-dir", "one", "--device", "cpu"], root)
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-          f"--master_port={_free_port()}", "-m", "distillguard", "run", "spec.toml", "--run-dir", "two",
-          "--device", "cpu"], root)
-    return root / "one", root / "two"
+    return one_and_two_processes(tmp_path_factory.mktemp("ddp"), SPEC)
 
 
 def test_torchrun_report_equals_the_single_process_report(runs: tuple[Path, Path]) -> None:
@@ -86,7 +68,7 @@ def test_torchrun_report_equals_the_single_process_report(runs: tuple[Path, Path
 def test_batch_split_must_match_the_number_of_processes(tmp_path: Path) -> None:
     (tmp_path / "spec.toml").write_text(SPEC.replace("batch_split = 2", "batch_split = 3"))
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", "-m", "distillguard", "teacher",
+                           "--master_addr=127.0.0.1", f"--master_port={free_port()}", "-m", "distillguard", "teacher",
                            "spec.toml", "--run-dir", "x", "--device", "cpu"],
                           cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                           timeout=300)
@@ -114,9 +96,9 @@ def test_torchrun_trains_the_private_teachers_of_one_process(tmp_path: Path, pri
     are all-reduced, every rank adds the same noise). Either way: the single process's weights."""
     spec = SPEC.split("[teacher]")[0] + f"[privacy]\n{privacy}\n[teacher]\nepochs = 5\n"
     (tmp_path / "spec.toml").write_text(spec)
-    _run([sys.executable, "-m", "distillguard", "teacher", "spec.toml", "--run-dir", "one", "--device", "cpu"], tmp_path)
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-          f"--master_port={_free_port()}", "-m", "distillguard", "teacher", "spec.toml", "--run-dir", "two",
+    run_quietly([sys.executable, "-m", "distillguard", "teacher", "spec.toml", "--run-dir", "one", "--device", "cpu"], tmp_path)
+    run_quietly([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+          f"--master_port={free_port()}", "-m", "distillguard", "teacher", "spec.toml", "--run-dir", "two",
           "--device", "cpu"], tmp_path)
     weights = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one" / "teacher").rglob("*.safetensors"))
     assert weights
@@ -130,13 +112,13 @@ def test_torchrun_audit_killed_on_one_rank_resumes_from_every_rank_s_checkpoints
     (tmp_path / "spec.toml").write_text(SPEC.replace('name = "ddp"', 'name = "ddp"\ncheckpoint_seconds = 0'))
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1"]
     command = ["-m", "distillguard", "run", "spec.toml", "--run-dir", "run", "--device", "cpu"]
-    killed = subprocess.run([*torchrun, f"--master_port={_free_port()}", *command], cwd=tmp_path, capture_output=True,
+    killed = subprocess.run([*torchrun, f"--master_port={free_port()}", *command], cwd=tmp_path, capture_output=True,
                             text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1",
                                                          "DISTILLGUARD_FAILPOINT": "audit/shadow-students.rank1of2.group0@epoch3"})
     assert killed.returncode != 0
     saved = {p.name for p in (tmp_path / "run" / ".checkpoints" / "audit").glob("*.pt")}
     assert any(".rank1of2." in name for name in saved) and any(".rank0of2." in name for name in saved), saved
-    _run([*torchrun, f"--master_port={_free_port()}", *command], tmp_path)
+    run_quietly([*torchrun, f"--master_port={free_port()}", *command], tmp_path)
     resumed = json.loads((tmp_path / "run" / "report.json").read_text())
     uninterrupted = json.loads((runs[1] / "report.json").read_text())
     assert resumed["attacks"] == uninterrupted["attacks"] and resumed["utility"] == uninterrupted["utility"]

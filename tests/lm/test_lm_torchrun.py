@@ -10,14 +10,11 @@ dropout), soft-label shards included.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from tests_support import one_and_two_processes
 
 pytestmark = pytest.mark.slow
 
@@ -35,27 +32,9 @@ SPEC = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _run(args: list[str], cwd: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("lm-ddp")
-    (root / "spec.toml").write_text(SPEC)
-    _run([sys.executable, "-m", "distillguard", "run", "spec.toml", "--run-dir", "one", "--device", "cpu"], root)
-    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-          f"--master_port={_free_port()}", "-m", "distillguard", "run", "spec.toml", "--run-dir", "two",
-          "--device", "cpu"], root)
-    return root / "one", root / "two"
+    return one_and_two_processes(tmp_path_factory.mktemp("lm-ddp"), SPEC)
 
 
 def test_lm_torchrun_report_equals_the_single_process_report(runs: tuple[Path, Path]) -> None:
