@@ -24,15 +24,15 @@ import distillguard
 from distillguard.config import parse_spec
 
 HARD = {"labels": "hard"}
-COMBOS: dict[str, dict[str, dict]] = {
+COMBOS: dict[str, dict[str, dict]] = {  # most promising first
     "hard labels + ensemble of 2": {"softlabels": HARD, "teacher": {"ensemble": 2}},
-    "hard labels + ensemble of 3": {"softlabels": HARD, "teacher": {"ensemble": 3}},
-    "hard labels + student weight decay 0.05": {"softlabels": HARD, "student": {"weight_decay": 0.05}},
-    "hard labels + student 20 epochs": {"softlabels": HARD, "student": {"epochs": 20}},
     "hard labels + regularised teacher (wd 5e-3, smoothing 0.1)":
         {"softlabels": HARD, "teacher": {"weight_decay": 5e-3, "label_smoothing": 0.1}},
     "hard labels + teacher 20 epochs": {"softlabels": HARD, "teacher": {"epochs": 20}},
-    "hard labels + logit noise σ=4": {"softlabels": {**HARD, "logit_noise": 4.0}},
+    "hard labels + student 20 epochs": {"softlabels": HARD, "student": {"epochs": 20}},
+    "hard labels + student weight decay 0.05": {"softlabels": HARD, "student": {"weight_decay": 0.05}},
+    "hard labels + logit noise σ=1.5": {"softlabels": {**HARD, "logit_noise": 1.5}},
+    "hard labels + ensemble of 3": {"softlabels": HARD, "teacher": {"ensemble": 3}},
     "hard labels + far-from-private 50%":
         {"softlabels": HARD, "transfer": {"select": "far_from_private", "keep_fraction": 0.5}},
 }
