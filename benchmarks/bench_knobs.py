@@ -35,6 +35,15 @@ COMBOS: dict[str, dict[str, dict]] = {  # most promising first
     "hard labels + ensemble of 3": {"softlabels": HARD, "teacher": {"ensemble": 3}},
     "hard labels + far-from-private 50%":
         {"softlabels": HARD, "transfer": {"select": "far_from_private", "keep_fraction": 0.5}},
+    # second round: combinations of the first round's best
+    "hard labels + ensemble of 2 + regularised teacher":
+        {"softlabels": HARD, "teacher": {"ensemble": 2, "weight_decay": 5e-3, "label_smoothing": 0.1}},
+    "hard labels + ensemble of 3 + regularised teacher":
+        {"softlabels": HARD, "teacher": {"ensemble": 3, "weight_decay": 5e-3, "label_smoothing": 0.1}},
+    "hard labels + strongly regularised teacher (wd 2e-2, smoothing 0.3)":
+        {"softlabels": HARD, "teacher": {"weight_decay": 2e-2, "label_smoothing": 0.3}},
+    "hard labels + ensemble of 2 + strongly regularised teacher":
+        {"softlabels": HARD, "teacher": {"ensemble": 2, "weight_decay": 2e-2, "label_smoothing": 0.3}},
 }
 
 
