@@ -44,6 +44,12 @@ COMBOS: dict[str, dict[str, dict]] = {  # most promising first
         {"softlabels": HARD, "teacher": {"weight_decay": 2e-2, "label_smoothing": 0.3}},
     "hard labels + ensemble of 2 + strongly regularised teacher":
         {"softlabels": HARD, "teacher": {"ensemble": 2, "weight_decay": 2e-2, "label_smoothing": 0.3}},
+    # third round
+    "hard labels + very strongly regularised teacher (wd 5e-2, smoothing 0.5)":
+        {"softlabels": HARD, "teacher": {"weight_decay": 5e-2, "label_smoothing": 0.5}},
+    "hard labels + strongly regularised teacher + far-from-private 70%":
+        {"softlabels": HARD, "teacher": {"weight_decay": 2e-2, "label_smoothing": 0.3},
+         "transfer": {"select": "far_from_private", "keep_fraction": 0.7}},
 }
 
 
