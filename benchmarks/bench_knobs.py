@@ -50,6 +50,12 @@ COMBOS: dict[str, dict[str, dict]] = {  # most promising first
     "hard labels + strongly regularised teacher + far-from-private 70%":
         {"softlabels": HARD, "teacher": {"weight_decay": 2e-2, "label_smoothing": 0.3},
          "transfer": {"select": "far_from_private", "keep_fraction": 0.7}},
+    # fourth round
+    "hard labels + ensemble of 4 + strongly regularised teacher":
+        {"softlabels": HARD, "teacher": {"ensemble": 4, "weight_decay": 2e-2, "label_smoothing": 0.3}},
+    "hard labels + ensemble of 2 + strongly regularised teacher + far-from-private 70%":
+        {"softlabels": HARD, "teacher": {"ensemble": 2, "weight_decay": 2e-2, "label_smoothing": 0.3},
+         "transfer": {"select": "far_from_private", "keep_fraction": 0.7}},
 }
 
 
