@@ -1,8 +1,10 @@
 """Privacy–utility benchmark: plain KD, DP-SGD teachers and PATE behind one audit.
 
 Usage: python benchmarks/bench_privacy_utility.py [--datasets digits purchase-synth]
-           [--shadows 4] [--canaries 8] [--dp-epsilons 1 4 8] [--teacher-hidden 128]
-           [--teacher-epochs 15] [--student-epochs 20] [--out FILE.md] [--keep DIR]
+           [--defenses none dp-sgd pate ensemble tuned] [--shadows 4] [--canaries 8]
+           [--dp-epsilons 1 4 8] [--ensemble 5] [--tuned '{"softlabels": {"labels": "hard"}}']
+           [--teacher-hidden 128] [--teacher-epochs 15] [--student-epochs 20]
+           [--out FILE.md] [--keep DIR]
 
 For each built-in data set it writes one spec per defense into a temp folder and runs the
 real pipeline on it (``distillguard.run``: teacher → label → distill → full audit with
@@ -12,7 +14,14 @@ shadows that replay that defense → export):
 * ``dp-sgd`` at each target ε: the DP-SGD teacher and the KD student of it (ε carries
   over to the student: distillation is post-processing);
 * ``pate``: the PATE teacher ensemble (no guarantee of its own) and the PATE student,
-  with the PATE defaults of the spec.
+  with the PATE defaults of the spec;
+* ``ensemble``: the non-private ``[teacher] ensemble = n`` (n teachers on disjoint
+  partitions of the members, averaged probabilities released: one record moves a soft
+  label by at most 1/n) and its KD student; the ensemble is never shipped;
+* ``tuned``: the configuration ``distillguard tune`` chose on the built-in data (hard
+  labels on both data sets, see README "Measured: the search on the built-in data"),
+  given as spec overrides with ``--tuned``; its teacher is the undefended one, so only the
+  student is a row.
 
 Prints one markdown table (and writes it to ``--out``): test accuracy, LiRA (online) AUC
 and TPR at 0.1% and 1% FPR on all pool records and on the canaries, the accountant's ε
@@ -27,9 +36,11 @@ import argparse
 import json
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 import distillguard
+from distillguard.config import parse_spec
 
 DATASETS = {
     # The built-in defaults (the demo's sizes); digits uses all 1,797 images.
@@ -38,13 +49,24 @@ DATASETS = {
 }
 
 
+DEFENSES = ("none", "dp-sgd", "pate", "ensemble", "tuned")
+TUNED = {"softlabels": {"labels": "hard"}}  # what the search chose on both built-in data sets
+
+
 def spec_text(dataset: str, defense: str, *, shadows: int, canaries: int, epsilon: float | None,
-              recipe: str) -> str:
-    privacy = {"none": "", "pate": 'mechanism = "pate"\n',
+              recipe: str, overrides: dict[str, dict] | None = None) -> str:
+    """The spec of one run as TOML: the recipe, the defense's privacy mechanism, then ``overrides``."""
+    privacy = {"none": "", "ensemble": "", "tuned": "", "pate": 'mechanism = "pate"\n',
                "dp-sgd": f'mechanism = "dp-sgd"\nepsilon = {epsilon}\n'}[defense]
     name = f"{dataset}-{defense}" + (f"-eps{epsilon:g}" if epsilon is not None else "")
-    return (f'[run]\nname = "{name}"\nseed = 0\n' + DATASETS[dataset] + f"[privacy]\n{privacy}"
+    text = (f'[run]\nname = "{name}"\nseed = 0\n' + DATASETS[dataset] + f"[privacy]\n{privacy}"
             + recipe + f"[audit]\nshadows = {shadows}\ncanaries = {canaries}\nbootstrap = 0\n")
+    if not overrides:
+        return text
+    raw = tomllib.loads(text)
+    for section, values in overrides.items():
+        raw[section] = {**raw.get(section, {}), **values}
+    return parse_spec(raw, base_dir=Path(".")).to_toml()  # validated, so a bad override fails before any run
 
 
 def attack(report: dict, target: str, population: str) -> dict | None:
@@ -106,7 +128,15 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--shadows", type=int, default=4, help="shadow pipelines per run (even; default 4)")
     parser.add_argument("--canaries", type=int, default=8, help="canaries planted in the shadows (default 8)")
+    parser.add_argument("--defenses", nargs="+", default=list(DEFENSES), choices=DEFENSES,
+                        help="which defenses to run (default: all)")
     parser.add_argument("--dp-epsilons", type=float, nargs="+", default=[1.0, 4.0, 8.0])
+    parser.add_argument("--ensemble", type=int, default=5,
+                        help="teachers of the non-private ensemble (default 5: ≥ 100 members per teacher on both "
+                             "built-in data sets, so each still learns; one record moves a soft label by ≤ 1/5)")
+    parser.add_argument("--tuned", type=json.loads, default=TUNED,
+                        help="the tuned configuration as JSON spec overrides, {section: {key: value}} "
+                             '(default: {"softlabels": {"labels": "hard"}}, the search\'s choice on both data sets)')
     parser.add_argument("--teacher-hidden", type=int, nargs="+", default=[128],
                         help="teacher MLP widths for every defense (default [128]; the spec default is [256, 256])")
     parser.add_argument("--teacher-epochs", type=int, default=15, help="teacher epochs (default 15; spec default 60)")
@@ -121,16 +151,23 @@ def main() -> None:
               f"[student]\nepochs = {args.student_epochs}\n")
     rows, timings = [], []
     for dataset in args.datasets:
-        runs = [("none", None, ("undefended teacher", "KD student"))]
-        runs += [("dp-sgd", e, (f"DP-SGD teacher (ε={e:g})", f"KD student of DP-SGD teacher (ε={e:g})"))
+        tuned_name = ", ".join(f"{k} = {json.dumps(v)}" for section in args.tuned.values() for k, v in section.items())
+        runs = [("none", None, ("undefended teacher", "KD student"), None)]
+        runs += [("dp-sgd", e, (f"DP-SGD teacher (ε={e:g})", f"KD student of DP-SGD teacher (ε={e:g})"), None)
                  for e in args.dp_epsilons]
-        runs += [("pate", None, ("PATE teacher ensemble (not shipped)", "PATE student"))]
-        for defense, epsilon, label in runs:
+        runs += [("pate", None, ("PATE teacher ensemble (not shipped)", "PATE student"), None)]
+        runs += [("ensemble", None, (f"teacher ensemble of {args.ensemble} (not shipped)",
+                                     f"KD student of the ensemble of {args.ensemble}"),
+                  {"teacher": {"ensemble": args.ensemble}})]
+        runs += [("tuned", None, (None, f"tuned student ({tuned_name})"), args.tuned)]
+        for defense, epsilon, label, overrides in runs:
+            if defense not in args.defenses:
+                continue
             folder = root / f"{dataset}-{defense}" / (f"eps{epsilon:g}" if epsilon is not None else "run")
             folder.mkdir(parents=True, exist_ok=True)
             spec = folder / "spec.toml"
             spec.write_text(spec_text(dataset, defense, shadows=args.shadows, canaries=args.canaries, epsilon=epsilon,
-                                      recipe=recipe))
+                                      recipe=recipe, overrides=overrides))
             started = time.perf_counter()
             report = distillguard.run(spec, run_dir=folder / "run").report
             seconds = time.perf_counter() - started
@@ -144,7 +181,8 @@ def main() -> None:
     text = table(rows)
     caption = (f"{args.shadows} shadow pipelines per run (each replaying its defense), {args.canaries} canaries, "
                f"teacher MLP {args.teacher_hidden} × {args.teacher_epochs} epochs, student MLP [128] × "
-               f"{args.student_epochs} epochs, PATE defaults (20 teachers, σ = 4, plain GNMax), LiRA online; "
+               f"{args.student_epochs} epochs, PATE defaults (20 teachers, σ = 4, plain GNMax), teacher ensemble of "
+               f"{args.ensemble}, tuned = {json.dumps(args.tuned)}, LiRA online; "
                "TPR@0.1% is n/a where fewer than 1,000 non-members resolve it")
     print(caption + "\n\n" + text)
     print("\n| data | defense | ε target | seconds |\n|---|---|---|---|")
