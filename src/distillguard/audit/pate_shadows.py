@@ -32,7 +32,7 @@ from distillguard.seeding import derive_seed
 from distillguard.train.batched import fit_many, predict_many
 from distillguard.train.loop import Recipe, accuracy
 from distillguard.train.pate import aggregate, fit_partitions, partition_rows, vote_counts
-from distillguard.train.teacher import model_architecture, validation_rows
+from distillguard.train.teacher import model_architecture, teacher_loss, validation_rows
 
 
 def train_shadow_ensembles(pool: AuditPool, canaries: CanarySet | None, membership: np.ndarray, *, spec: Spec,
@@ -61,7 +61,7 @@ def train_shadow_ensembles(pool: AuditPool, canaries: CanarySet | None, membersh
     arch = model_architecture(spec.teacher, schema)
     states = fit_partitions(
         arch, torch.from_numpy(np.concatenate(teacher_X)), torch.from_numpy(np.concatenate(teacher_y)), parts,
-        recipe=Recipe.from_config(spec.teacher),
+        recipe=Recipe.from_config(spec.teacher), loss_fn=teacher_loss(spec.teacher),
         seeds=[derive_seed(seed, "shadow", s, "pate", t) for s in ids for t in range(T)],
         batched=None if spec.audit.batched else False, on_epoch=on_epoch,
         checkpoint=checkpoint.child("teachers") if checkpoint is not None else None)

@@ -38,7 +38,7 @@ from distillguard.models.classifiers import Ensemble, build_model, ensemble_arch
 from distillguard.seeding import derive_seed
 from distillguard.train.batched import fit_many
 from distillguard.train.loop import Recipe
-from distillguard.train.teacher import model_architecture
+from distillguard.train.teacher import model_architecture, teacher_loss
 
 #: RDP orders searched by default: 1 + a log grid over (1e-3, 1e5), dense enough that the
 #: grid minimum is within ~1e-5 (relative) of the continuous one for smooth curves.
@@ -359,8 +359,9 @@ def recompute_pate_epsilon(record: dict) -> float:
 
 def fit_partitions(arch: dict, X: torch.Tensor, y: torch.Tensor, parts: list[np.ndarray], *, recipe: Recipe,
                    seeds: list[int], batched: bool | None = None, on_epoch=None,
-                   checkpoint: Checkpoint | None = None, split_ranks: bool = False) -> list[dict[str, torch.Tensor]]:
-    """Train one model per row set with cross-entropy, many at once (:func:`fit_many`).
+                   checkpoint: Checkpoint | None = None, split_ranks: bool = False,
+                   loss_fn=F.cross_entropy) -> list[dict[str, torch.Tensor]]:
+    """Train one model per row set with ``loss_fn`` (the teacher's loss), many at once (:func:`fit_many`).
 
     ``fit_many`` needs one row count per call, and partitions differ by at most one row,
     so the models train in one batched group per distinct size. Model k is exactly
@@ -380,7 +381,7 @@ def fit_partitions(arch: dict, X: torch.Tensor, y: torch.Tensor, parts: list[np.
         mine = [k for k in range(len(parts)) if k * here.size // len(parts) == here.rank]
         slot = checkpoint.child(f"rank{here.rank}of{here.size}") if checkpoint is not None else None
         local = fit_partitions(arch, X, y, [parts[k] for k in mine], recipe=recipe, seeds=[seeds[k] for k in mine],
-                               batched=batched, on_epoch=on_epoch, checkpoint=slot)
+                               batched=batched, on_epoch=on_epoch, checkpoint=slot, loss_fn=loss_fn)
         trained = {k: state for rank_states in distributed.gather(dict(zip(mine, local)))
                    for k, state in rank_states.items()}
         return [trained[k] for k in range(len(parts))]
@@ -388,7 +389,7 @@ def fit_partitions(arch: dict, X: torch.Tensor, y: torch.Tensor, parts: list[np.
     for size in sorted({len(p) for p in parts}):
         which = [k for k, p in enumerate(parts) if len(p) == size]
         rows = torch.from_numpy(np.stack([parts[k] for k in which]).astype(np.int64))  # (k, size)
-        group = fit_many(arch, X, y, rows=rows, loss_fn=F.cross_entropy, recipe=recipe,
+        group = fit_many(arch, X, y, rows=rows, loss_fn=loss_fn, recipe=recipe,
                          seeds=[seeds[k] for k in which], batched=batched, on_epoch=on_epoch,
                          checkpoint=checkpoint.child(f"size{size}") if checkpoint is not None else None)
         for k, state in zip(which, group):
@@ -436,7 +437,8 @@ def train_teacher_ensemble(members: Split, *, schema: Schema, cfg: TeacherConfig
     y = torch.from_numpy(members.y).long()  # (n,)
     parts = partition_rows(len(members), n_teachers, seed=derive_seed(seed, "pate", "partition"))
     states = fit_partitions(arch, X, y, parts, recipe=Recipe.from_config(cfg), seeds=teacher_seeds(seed, n_teachers),
-                            batched=batched, on_epoch=on_epoch, checkpoint=checkpoint, split_ranks=True)
+                            batched=batched, on_epoch=on_epoch, checkpoint=checkpoint, split_ranks=True,
+                            loss_fn=teacher_loss(cfg))  # label smoothing too: each teacher is trained as the recipe says
     teachers = []
     for state in states:
         model = build_model(arch, seed=0)
