@@ -157,13 +157,18 @@ def test_data_dependent_epsilon_golden_and_never_above_data_independent():
     np.testing.assert_allclose(gnmax_rdp_data_dependent(alphas, logq=math.log(0.5), sigma=10.0), alphas / 100)
 
 
-def test_ensemble_trains_one_distinct_teacher_per_partition():
+def _three_clusters(spread: float):
+    """300 members around 3 random centers in 20 features: (rng, centers, members, schema)."""
     rng = np.random.default_rng(0)
-    centers = rng.normal(0.0, 1.5, (3, 20))
+    centers = rng.normal(0.0, spread, (3, 20))
     y = rng.integers(0, 3, 300)
     X = (centers[y] + rng.normal(size=(300, 20))).astype(np.float32)
-    members = Split(X=X, y=y.astype(np.int64), ids=np.arange(300))
-    schema = Schema([f"f{i}" for i in range(20)], [0, 1, 2], (20,))
+    return rng, centers, Split(X=X, y=y.astype(np.int64), ids=np.arange(300)), Schema(
+        [f"f{i}" for i in range(20)], [0, 1, 2], (20,))
+
+
+def test_ensemble_trains_one_distinct_teacher_per_partition():
+    rng, centers, members, schema = _three_clusters(1.5)
     cfg = TeacherConfig(hidden=[8], epochs=5, batch_size=16, lr=1e-2, val_fraction=0.2)
     scaler = Standardizer.fit(rng.normal(size=(100, 20)).astype(np.float32))
     teachers = train_teacher_ensemble(members, schema=schema, cfg=cfg, n_teachers=5, seed=0, scaler=scaler)
@@ -182,12 +187,8 @@ def test_ensemble_trains_one_distinct_teacher_per_partition():
 
 def test_ensemble_teachers_train_with_the_recipe_s_label_smoothing():
     """``[teacher] label_smoothing`` reaches every teacher of an ensemble (it was once dropped silently)."""
-    rng = np.random.default_rng(0)
-    centers = rng.normal(0.0, 3.0, (3, 20))
-    y = rng.integers(0, 3, 300)
-    X = (centers[y] + rng.normal(size=(300, 20))).astype(np.float32)
-    members = Split(X=X, y=y.astype(np.int64), ids=np.arange(300))
-    schema = Schema([f"f{i}" for i in range(20)], [0, 1, 2], (20,))
+    _, _, members, schema = _three_clusters(3.0)
+    X = members.X
     cfg = TeacherConfig(hidden=[16], epochs=30, batch_size=16, lr=1e-2)
     scaler = Standardizer.fit(X)
 
