@@ -101,15 +101,17 @@ def train_pate(job: ShadowJob, shadow_ids: Sequence[int] | None = None, *,
                               checkpoint=checkpoint)
 
 
-def replay_shadows(job: ShadowJob, shadow_ids: Sequence[int], *,
-                   teacher_out: Logits | None = None) -> tuple[Logits, Logits]:
+def replay_shadows(job: ShadowJob, shadow_ids: Sequence[int], *, teacher_out: Logits | None = None,
+                   checkpoint: Callable[[str], Checkpoint | None] = lambda name: None) -> tuple[Logits, Logits]:
     """The whole replay of shadows ``shadow_ids``: (teacher logits, student logits).
 
     ``teacher_out``, these shadows' teacher logits when already known (the tuner's cache),
     skips training the teachers. PATE shadows always train theirs: the votes need them.
+    ``checkpoint`` maps a step ("pate-shadows", "shadow-teachers", "shadow-students") to
+    where it keeps resumable state (default: nowhere).
     """
     if job.spec.privacy.mechanism == "pate":
-        return train_pate(job, shadow_ids)
+        return train_pate(job, shadow_ids, checkpoint=checkpoint("pate-shadows"))
     if teacher_out is None:
-        teacher_out = train_teachers(job, shadow_ids)
-    return teacher_out, train_students(job, teacher_out, shadow_ids)
+        teacher_out = train_teachers(job, shadow_ids, checkpoint=checkpoint("shadow-teachers"))
+    return teacher_out, train_students(job, teacher_out, shadow_ids, checkpoint=checkpoint("shadow-students"))

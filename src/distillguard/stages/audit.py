@@ -24,7 +24,7 @@ from distillguard.audit.empirical_epsilon import one_run_epsilon
 from distillguard.audit.exchangeability import exchangeability_check
 from distillguard.audit.membership import score_canaries_leave_one_out, score_targets
 from distillguard.audit.metrics import roc, summarize
-from distillguard.audit.pipelines import ShadowJob, train_pate, train_students, train_teachers
+from distillguard.audit.pipelines import ShadowJob, replay_shadows, train_pate, train_students, train_teachers
 from distillguard.audit.shadows import (AuditPool, CanarySet, ShadowLogits, build_pool, paired_membership,
                                         plant_canaries)
 from distillguard.audit.signals import ReferenceSignals, TargetSignals
@@ -299,12 +299,7 @@ def _train_on_ranks(job: ShadowJob, checkpoints: CheckpointStore | None) -> tupl
     mine = [int(s) for s in np.array_split(np.arange(S), here.size)[here.rank]]
     slot = (lambda name: checkpoints.slot(name, rank_local=True) if checkpoints else None)  # noqa: E731
     with progress.task(f"audit: {S} shadow pipelines on {here.size} ranks ({len(mine)} on rank {here.rank})", 1) as advance:
-        share = None
-        if mine and job.spec.privacy.mechanism == "pate":
-            share = train_pate(job, mine, checkpoint=slot("pate-shadows"))
-        elif mine:
-            teacher_out = train_teachers(job, mine, checkpoint=slot("shadow-teachers"))
-            share = teacher_out, train_students(job, teacher_out, mine, checkpoint=slot("shadow-students"))
+        share = replay_shadows(job, mine, checkpoint=slot) if mine else None
         advance(1)
     shares = [part for part in distributed.gather(share) if part is not None]
     return tuple({name: np.concatenate([part[k][name] for part in shares]) for name in shares[0][k]}

@@ -134,6 +134,8 @@ def fit(
     Returns:
         The model and a per-epoch log (train loss, validation metric).
     """
+    if targets is None and isinstance(X, torch.Tensor):
+        raise TypeError("fit(model, X, targets): targets are missing (only a Rows source carries its own)")
     data = X if targets is None else TensorRows(X, targets)
     if isinstance(validation, tuple):
         validation = TensorRows(*validation)
