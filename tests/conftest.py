@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 TINY_MODELS = """
 [teacher]
@@ -97,3 +100,21 @@ def finished_run(tmp_path_factory) -> Path:
     result = run_cli("run", "spec.toml", "--run-dir", "out", cwd=folder)
     assert result.returncode == 0, result.stderr
     return folder / "out"
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch single-threaded for a module that opts in with ``pytestmark``: at tiny sizes a second
+    thread only adds OpenMP synchronisation, which costs up to 5× on a loaded machine."""
+    with single_thread():
+        yield

@@ -3,7 +3,7 @@ and prove with real attacks how much less it leaks."""
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from distillguard._version import __version__
 
 __all__ = ["__version__", "audit", "distill", "export", "gate", "label", "load_bundle", "report", "run", "train_teacher", "tune"]
 

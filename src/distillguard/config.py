@@ -368,13 +368,6 @@ class PrivacyConfig(_Strict):
             raise ValueError("; ".join(problems))
         return self
 
-    def dp_settings(self):
-        from distillguard.train.dp import DPSettings
-
-        return DPSettings(epsilon=self.epsilon, noise_multiplier=self.noise_multiplier, delta=self.delta,
-                          max_grad_norm=self.max_grad_norm, accountant=self.accountant,
-                          poisson_sampling=self.poisson_sampling)
-
     def resolved_delta(self, n_members: int) -> float:
         """δ as given, or min(1 / (10·members), 1e-5): the rule DP-SGD uses."""
         return self.delta if self.delta is not None else min(1.0 / (10 * n_members), 1e-5)

@@ -236,7 +236,7 @@ def library_versions() -> dict[str, str]:
     import numpy
     import torch
 
-    from distillguard import __version__
+    from distillguard._version import __version__
 
     return {"distillguard": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
             "python": platform.python_version()}

@@ -3,7 +3,8 @@
 Models are tiny (1 layer, d=64, vocab 512, blocks of 64 tokens) so the whole folder runs in
 well under a minute on 2 cores. Torch runs single-threaded here: at these sizes a second
 thread only adds OpenMP synchronisation, which costs up to 5× on a loaded machine.
-The ``test_lm_*`` modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")`` (the fixture is in
+tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -12,31 +13,10 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in these tests may reach a hub
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
-import torch
 
 TINY_LM = {"kind": "gpt2", "n_layer": 1, "n_embd": 64, "n_head": 2, "n_positions": 64}
 BLOCK_LEN = 64
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """Used by the test_lm_* modules (``pytestmark``); other modules here are left alone."""
-    with single_thread():
-        yield
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +56,7 @@ def trained_teacher(small_corpus, small_tokenizer):
     from distillguard.lm.blocks import encode_blocks
     from distillguard.lm.models import build_causal_lm
     from distillguard.lm.train import train_causal_lm
+    from conftest import single_thread
 
     blocks = encode_blocks(small_tokenizer, small_corpus.members, block_len=BLOCK_LEN)
     model = build_causal_lm(TINY_LM, tokenizer=small_tokenizer, seed=0)

@@ -301,7 +301,7 @@ def _train_dp_shadow_teachers(pool: AuditPool, canaries: CanarySet | None, membe
     Opacus' optimizer and accountant state are not checkpointed mid-training; each
     finished shadow's logits are, so a rerun retrains at most the one it was killed in.
     """
-    from distillguard.train.dp import train_teacher_dp
+    from distillguard.train.dp import DPSettings, train_teacher_dp
 
     scaler = Standardizer.fit(eval_sets["transfer"])
     out: dict[str, list] = {name: [] for name in eval_sets}
@@ -316,7 +316,7 @@ def _train_dp_shadow_teachers(pool: AuditPool, canaries: CanarySet | None, membe
             continue
         X, y, _, _ = _shadow_training_set(s, pool, canaries, membership, val_fraction=0.0, seed=spec.run.seed)
         members = Split(X=X, y=y.astype(np.int64), ids=np.arange(len(X), dtype=np.int64))
-        result = train_teacher_dp(members, schema=schema, cfg=spec.teacher, dp=spec.privacy.dp_settings(),
+        result = train_teacher_dp(members, schema=schema, cfg=spec.teacher, dp=DPSettings.from_privacy(spec.privacy),
                                   seed=derive_seed(spec.run.seed, "shadow", s, "teacher"), public_scaler=scaler,
                                   data_parallel=False)  # under torchrun each rank trains its own shadows
         for name, X_eval in eval_sets.items():

@@ -11,7 +11,7 @@ from distillguard import distributed, progress
 from distillguard.config import Spec
 from distillguard.data import data_fingerprint, load_members, load_role
 from distillguard.data.preprocessing import Standardizer
-from distillguard.train.dp import train_teacher_dp
+from distillguard.train.dp import DPSettings, train_teacher_dp
 from distillguard.errors import DataError
 from distillguard.models.artifact import load_classifier, save_classifier
 from distillguard.runs import RunDir, atomic_write_json, sha256_file
@@ -48,7 +48,8 @@ def run_teacher_stage(spec: Spec, run: RunDir) -> bool:
             # fall outside the accounting. No checkpoint selection on private data either.
             transfer = load_role(spec.data, "transfer", schema=schema, seed=spec.run.seed)
             with progress.task("teacher: DP-SGD on members", spec.teacher.epochs) as advance:
-                result = train_teacher_dp(members, schema=schema, cfg=spec.teacher, dp=spec.privacy.dp_settings(),
+                dp = DPSettings.from_privacy(spec.privacy)
+                result = train_teacher_dp(members, schema=schema, cfg=spec.teacher, dp=dp,
                                           seed=spec.run.seed, public_scaler=Standardizer.fit(transfer.X),
                                           on_epoch=lambda e: advance(1), checkpoint=checkpoints.slot("teacher"))
             clf, log, source = result.classifier, result.log, "trained (dp-sgd)"

@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from distillguard import distributed
 from distillguard.checkpoints import Checkpoint, snapshot
-from distillguard.config import TeacherConfig
+from distillguard.config import PrivacyConfig, TeacherConfig
 from distillguard.data.preprocessing import Standardizer
 from distillguard.data.types import Schema, Split
 from distillguard.errors import ConfigError
@@ -80,6 +80,13 @@ class DPSettings:
     max_grad_norm: float = 1.0
     accountant: Literal["prv", "rdp"] = "prv"
     poisson_sampling: bool = True
+
+    @classmethod
+    def from_privacy(cls, privacy: PrivacyConfig) -> DPSettings:
+        """The DP-SGD settings of a spec's ``[privacy]`` section (mechanism = "dp-sgd")."""
+        return cls(epsilon=privacy.epsilon, noise_multiplier=privacy.noise_multiplier, delta=privacy.delta,
+                   max_grad_norm=privacy.max_grad_norm, accountant=privacy.accountant,
+                   poisson_sampling=privacy.poisson_sampling)
 
     def __post_init__(self) -> None:
         problems = []

@@ -11,7 +11,7 @@ from jinja2 import Environment
 from distillguard.runs import atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:
-    from distillguard.tuning.search import TuneResult
+    from distillguard.tuning.result import TuneResult
 
 _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>distillguard tune</title>
 <style>body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;color:#222}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,50 +27,13 @@ from distillguard.audit.shadow_cache import shadow_teacher_cache
 from distillguard.config import Spec
 from distillguard.models.artifact import load_classifier
 from distillguard.runs import atomic_write_json, atomic_write_text, read_json, sha256_json
-from distillguard.tuning.pareto import Point, choose, pareto_front
+from distillguard.pipeline import run as run_pipeline
+from distillguard.tuning.pareto import choose, pareto_front
+from distillguard.tuning.result import Evaluation, TuneResult
 from distillguard.tuning.space import Candidate, default_space, override
 from distillguard.tuning.workspace import Workspace, prepare_workspace
 
 TOP_FRACTION = 1 / 3  # of rung-0 candidates promoted to the full audit
-
-
-@dataclass
-class Evaluation:
-    """One candidate audited at one rung (number of shadows)."""
-
-    name: str
-    overrides: dict
-    shadows: int
-    seconds: float
-    accuracy: float  # student on the nonmembers: an unbiased estimate of test accuracy
-    accuracy_ci: list[float]
-    fidelity: float  # agreement with the undefended teacher on held-out public records
-    attack: str
-    auc: float
-    auc_ci: list[float]
-    tpr: float | None
-    canary_auc: float | None = None
-    canary_tpr: float | None = None
-    teacher_auc: float | None = None
-
-    def point(self) -> Point:
-        """Selection coordinates: leakage as the upper end of the AUC interval (as the gate reads it)."""
-        return Point(self.accuracy, 1.0 if self.tpr is None else self.tpr, self.auc_ci[1])
-
-
-@dataclass
-class TuneResult:
-    folder: Path
-    evaluations: list[Evaluation]
-    chosen: Evaluation
-    met_target: bool
-    front: list[int]
-    teacher_accuracy: float
-    min_accuracy: float
-    best_spec: Path
-    budget_seconds: float
-    elapsed_seconds: float
-    skipped: list[str] = field(default_factory=list)
 
 
 def tune(spec: Spec, *, folder: Path, budget_minutes: float = 20.0, max_accuracy_drop: float = 0.03,
@@ -144,8 +107,6 @@ def _bar(work: Workspace, max_drop: float) -> float:
 
 def _evaluate(candidate: Candidate, spec: Spec, work: Workspace, *, folder: Path, shadows: int, fpr: str) -> Evaluation:
     """One full pipeline run of the candidate on the workspace data, audited with ``shadows`` shadows."""
-    from distillguard.api import run as run_pipeline
-
     key = sha256_json({"overrides": candidate.overrides, "shadows": shadows})[:12]
     candidate_spec = override(candidate.apply(spec), {
         "run": {"name": f"tune-{key}"}, "data": {**_data_defaults(), **work.data},
