@@ -29,6 +29,7 @@ from bench_tune import SPECS, lira, row
 import distillguard
 from distillguard.config import parse_spec
 from distillguard.errors import DistillGuardError
+from results_page import add_docs_flag, publish
 
 TARGETS = {"purchase-synth": 0.593, "digits": 0.503}  # tuned student's LiRA AUC, README tune table
 
@@ -49,12 +50,14 @@ def dp_spec(dataset: str, epsilon: float, *, shadows: int | None, canaries: int 
 
 
 def bench(dataset: str, *, target: float, epsilons: list[float], shadows: int | None, canaries: int | None,
-          recipe: dict[str, dict], out: Path) -> None:
+          recipe: dict[str, dict], out: Path) -> str:
+    """Raise ε until the DP-SGD teacher's KD student reaches ``target``; prints progress, returns the table."""
     spec0 = dp_spec(dataset, epsilons[0], shadows=shadows, canaries=canaries, recipe=recipe)
     print(f"\n### {dataset}: target LiRA AUC {target:.3f} ({spec0.audit.shadows} shadows, {spec0.audit.canaries} "
           f"canaries, bootstrap {spec0.audit.bootstrap}; teacher {spec0.teacher.hidden} × {spec0.teacher.epochs}, "
           f"student {spec0.student.hidden} × {spec0.student.epochs})\n", flush=True)
-    found = []
+    found, rows = [], ["| model | test acc | LiRA AUC [95% CI] | LiRA TPR@1% | canary LiRA AUC | canary TPR@1% |",
+                       "|---|---|---|---|---|---|"]
     for epsilon in sorted(epsilons):
         spec = dp_spec(dataset, epsilon, shadows=shadows, canaries=canaries, recipe=recipe)
         load = os.getloadavg()[0]
@@ -69,18 +72,21 @@ def bench(dataset: str, *, target: float, epsilons: list[float], shadows: int | 
         found.append((epsilon, auc, report))
         print(f"done: ε={epsilon:g} in {seconds:.0f} s (load average {load:.1f} at start, "
               f"{os.getloadavg()[0]:.1f} at end): student AUC {auc:.3f}", flush=True)
-        print(row(f"DP-SGD teacher (ε={epsilon:g})", report, "teacher"))
-        print(row(f"KD student of DP-SGD teacher (ε={epsilon:g})", report, "student"), flush=True)
+        rows += [row(f"DP-SGD teacher (ε={epsilon:g})", report, "teacher"),
+                 row(f"KD student of DP-SGD teacher (ε={epsilon:g})", report, "student")]
+        print("\n".join(rows[-2:]), flush=True)
         if auc >= target:
             break
     if not found:
         print("\nno ε ran", flush=True)
-        return
+        return "no ε ran"
     epsilon, auc, report = min(found, key=lambda f: abs(f[1] - target))
     reached = any(a >= target for _, a, _ in found)
-    print(f"\nmatched: ε={epsilon:g}, student AUC {auc:.3f} vs target {target:.3f}"
-          f"{'' if reached else ' (no ε tried reaches the target: the largest is the closest)'}; "
-          f"student test accuracy {100 * report['utility']['student']['test_accuracy']:.1f}%", flush=True)
+    matched = (f"matched: ε={epsilon:g}, student AUC {auc:.3f} vs target {target:.3f}"
+               f"{'' if reached else ' (no ε tried reaches the target: the largest is the closest)'}; "
+               f"student test accuracy {100 * report['utility']['student']['test_accuracy']:.1f}%")
+    print("\n" + matched, flush=True)
+    return "\n".join(rows) + "\n\n" + matched
 
 
 def main() -> None:
@@ -95,13 +101,15 @@ def main() -> None:
     parser.add_argument("--teacher-epochs", type=int, default=None, help="default: the spec's 60")
     parser.add_argument("--student-epochs", type=int, default=None, help="default: the spec's 80")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-dp-matched"))
+    add_docs_flag(parser)
     args = parser.parse_args()
     targets = {k: float(v) for k, v in (t.split("=") for t in args.target)}
     recipe = {"teacher": {"hidden": args.teacher_hidden, "epochs": args.teacher_epochs},
               "student": {"epochs": args.student_epochs}}
     for dataset in (list(SPECS) if args.dataset == "all" else [args.dataset]):
-        bench(dataset, target=targets[dataset], epsilons=args.epsilons, shadows=args.shadows,
-              canaries=args.canaries, recipe=recipe, out=args.out)
+        table = bench(dataset, target=targets[dataset], epsilons=args.epsilons, shadows=args.shadows,
+                      canaries=args.canaries, recipe=recipe, out=args.out)
+        publish(args, "dp-matched.md", f"dp-matched-{dataset}", table)
 
 
 if __name__ == "__main__":

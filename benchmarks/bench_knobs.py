@@ -22,6 +22,7 @@ from bench_tune import SPECS, lira, row
 
 import distillguard
 from distillguard.config import parse_spec
+from results_page import add_docs_flag, publish
 
 HARD = {"labels": "hard"}
 COMBOS: dict[str, dict[str, dict]] = {  # most promising first
@@ -71,8 +72,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--combos", nargs="+", default=list(COMBOS), choices=list(COMBOS))
     parser.add_argument("--out", type=Path, default=Path("runs/bench-knobs"))
+    add_docs_flag(parser)
     args = parser.parse_args()
-    print("| model | test acc | LiRA AUC [95% CI] | LiRA TPR@1% | canary LiRA AUC | canary TPR@1% |\n|---|---|---|---|---|---|")
+    lines = ["| model | test acc | LiRA AUC [95% CI] | LiRA TPR@1% | canary LiRA AUC | canary TPR@1% |", "|---|---|---|---|---|---|"]
+    print("\n".join(lines))
     for name in args.combos:
         load = os.getloadavg()[0]
         started = time.perf_counter()
@@ -80,9 +83,12 @@ def main() -> None:
         report = distillguard.run(combo_spec(name, COMBOS[name]), run_dir=folder).report
         seconds = time.perf_counter() - started
         a = lira(report, "student", "all")
-        print(row(f"{name} ({seconds:.0f} s, load {load:.1f})", report, "student")
-              + f" teacher {100 * report['utility']['teacher']['test_accuracy']:.1f}%, TPR@1% "
-              f"{a['tpr_at_fpr'].get('0.01')}", flush=True)
+        lines.append(row(f"{name} ({seconds:.0f} s, load {load:.1f})", report, "student")
+                     + f" teacher {100 * report['utility']['teacher']['test_accuracy']:.1f}%, TPR@1% "
+                     f"{a['tpr_at_fpr'].get('0.01')}")
+        print(lines[-1], flush=True)
+    if args.combos == list(COMBOS):  # a subset would drop the other rows from the page
+        publish(args, "knobs.md", "knobs", "\n".join(lines))
 
 
 if __name__ == "__main__":

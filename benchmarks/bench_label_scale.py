@@ -34,6 +34,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from results_page import add_docs_flag, publish
+
 N_CLASSES = 10
 
 # Runs one stage through the public API in this process and prints its peak RSS (KiB on Linux).
@@ -129,6 +131,7 @@ def main() -> None:
     parser.add_argument("--no-torchrun", action="store_true", help="skip the 2-process run")
     parser.add_argument("--no-distill", action="store_true", help="skip the distill stage")
     parser.add_argument("--keep", type=Path, help="keep the data and runs in this folder")
+    add_docs_flag(parser)
     args = parser.parse_args()
 
     folder = args.keep or Path(tempfile.mkdtemp(prefix="dg-label-scale-"))
@@ -141,6 +144,8 @@ def main() -> None:
     print(f"{'transfer rows':>14} | {'file MiB':>8} | {'label s':>8} | {'peak RSS MiB':>12} | "
           f"{'distill s':>9} | {'peak RSS MiB':>12}")
     last = None
+    table = ["| transfer rows | file | label stage | its peak RSS | distill stage | its peak RSS |",
+             "|---|---|---|---|---|---|"]
     for rows in args.sizes:
         transfer = folder / f"transfer_{rows}.parquet"
         _write_mixture(transfer, rows, features=args.features, labeled=False, seed=100 + rows, centers=centers)
@@ -148,11 +153,15 @@ def main() -> None:
         run_dir = folder / f"run_{rows}"
         _probe("train_teacher", spec, run_dir)
         result = _probe("label", spec, run_dir)[0]
+        cells = [f"{rows:,}", f"{transfer.stat().st_size / 2**20:.1f} MiB", f"{result['seconds']:.1f} s",
+                 f"{result['max_rss_mib']:.0f} MiB"]
         line = (f"{rows:>14,} | {transfer.stat().st_size / 2**20:>8.1f} | {result['seconds']:>8.1f} | "
                 f"{result['max_rss_mib']:>12.0f}")
         if not args.no_distill:
             student = _probe("distill", spec, run_dir)[0]
             line += f" | {student['seconds']:>9.1f} | {student['max_rss_mib']:>12.0f}"
+            cells += [f"{student['seconds']:.1f} s", f"{student['max_rss_mib']:.0f} MiB"]
+        table.append("| " + " | ".join(cells + ["not run"] * (6 - len(cells))) + " |")
         print(line, flush=True)
         last = (rows, spec, run_dir, result)
     if not args.no_torchrun and last is not None:
@@ -171,6 +180,8 @@ def main() -> None:
         same = all(pq.read_table(run_dir / "softlabels" / n).equals(pq.read_table(two_dir / "softlabels" / n))
                    for n in json.loads((run_dir / "softlabels" / "meta.json").read_text())["shards"])
         print(f"shards identical to the single-process run: {same}")
+    if not args.no_distill:
+        publish(args, "scale.md", "label-distill-scale", "\n".join(table))
     if args.keep is None:
         shutil.rmtree(folder)
 

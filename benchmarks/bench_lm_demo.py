@@ -17,6 +17,7 @@ import torch
 
 import distillguard
 from distillguard.report.model_card import exposure_summary
+from results_page import add_docs_flag, publish
 
 
 def tables(run_dir: Path) -> str:
@@ -57,13 +58,17 @@ def main() -> None:
     parser.add_argument("--spec", default="examples/pii-corpus.toml")
     parser.add_argument("--run-dir", type=Path, default=None)
     parser.add_argument("--existing", action="store_true", help="print the tables of a finished run")
+    add_docs_flag(parser)
     args = parser.parse_args()
     run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="dg-lm-bench-"))
     if not args.existing:
         started = time.perf_counter()
         distillguard.run(args.spec, run_dir=run_dir)
         print(f"torch threads: {torch.get_num_threads()}; total wall time {time.perf_counter() - started:.0f} s\n")
-    print(tables(run_dir))
+    text = tables(run_dir)
+    print(text)
+    if args.spec == parser.get_default("spec"):  # the page documents the shipped example
+        publish(args, "lm-demo.md", "lm-demo", text)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ from lm_bench_common import (
     parse_args,
     train_teacher,
 )
+from results_page import add_docs_flag, publish
 
 from distillguard.lm.blocks import encode_blocks, iter_token_blocks, pad_blocks
 from distillguard.lm.losses import dense_kd_loss, sparse_from_logits, sparse_kd_loss, tempered_teacher_buckets
@@ -142,6 +143,7 @@ def main() -> None:
                         help="transfer blocks for the full-vocabulary sizes and the re-tempering error")
     parser.add_argument("--no-full-student", action="store_true", help="skip the k=V student")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    add_docs_flag(parser)
     args, recipe = parse_args(parser, QUICK)
     ks = sorted({min(int(k), recipe.vocab_size) for k in args.ks.split(",")})
     start = time.perf_counter()
@@ -191,6 +193,8 @@ def main() -> None:
               fmt(r.get("kl_target"), ".3f"), fmt(r.get("loss_rel_error_t1"), ".0%"), fmt(r.get("loss_rel_error"), ".0%"),
               fmt(r["test_perplexity"], ".1f")] for r in rows]
     print(markdown_table(header, table))
+    if not args.quick:  # a smoke run's numbers do not belong on the page
+        publish(args, "lm-benchmarks.md", "lm-softlabel-store", markdown_table(header, table))
     print(f"\nV={vocab}, transfer {rows[1].get('tokens')} tokens, model {recipe.model['n_layer']}x"
           f"{recipe.model['n_embd']}, students {recipe.student_epochs} epochs at T={args.temperature:g}, "
           f"seed {recipe.seed}; total {time.perf_counter() - start:.0f} s")

@@ -48,6 +48,7 @@ from lm_bench_common import (
     parse_args,
     train_teacher,
 )
+from results_page import add_docs_flag, publish
 
 from distillguard.lm.models import build_causal_lm
 from distillguard.lm.prefix_guard import find_secret_contexts
@@ -74,6 +75,7 @@ def main() -> None:
     parser.add_argument("--ks", default="8,128", help="comma-separated top-k values (capped at the vocabulary)")
     parser.add_argument("--temperatures", default="1,2", help="comma-separated distillation temperatures")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    add_docs_flag(parser)
     args, recipe = parse_args(parser, QUICK)
     ks = sorted({min(int(k), recipe.vocab_size) for k in args.ks.split(",")})
     temperatures = [float(t) for t in args.temperatures.split(",")]
@@ -134,6 +136,8 @@ def main() -> None:
     table = [[r["condition"], r["k"], r["T"], f"{r['exposure_16x']:.1f}", f"{r['exposure_4x']:.1f}",
               f"{r['test_perplexity']:.1f}", r["flagged"]] for r in rows]
     print(markdown_table(header, table))
+    if not args.quick and not args.no_clean:  # the page's block holds the full grid, clean rows included
+        publish(args, "lm-benchmarks.md", "lm-transfer-leak", markdown_table(header, table))
     print(f"\nteacher exposure of the 1× canaries: {teacher_row['exposure_1x']:.1f} bits; "
           f"a secret no more likely than a random filling averages 1.4 bits.")
     print(f"members {args.members_bytes} B, transfer {args.transfer_bytes} B "

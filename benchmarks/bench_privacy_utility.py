@@ -41,6 +41,7 @@ from pathlib import Path
 
 import distillguard
 from distillguard.config import parse_spec
+from results_page import add_docs_flag, publish
 
 DATASETS = {
     # The built-in defaults (the demo's sizes); digits uses all 1,797 images.
@@ -143,6 +144,7 @@ def main() -> None:
     parser.add_argument("--student-epochs", type=int, default=20, help="student epochs (default 20; spec default 80)")
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown table and raw rows here")
     parser.add_argument("--keep", type=Path, default=None, help="keep the run folders here (default: a temp folder)")
+    add_docs_flag(parser)
     args = parser.parse_args()
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="dg-privacy-utility-"))
@@ -188,6 +190,8 @@ def main() -> None:
     print("\n| data | defense | ε target | seconds |\n|---|---|---|---|")
     for dataset, defense, epsilon, seconds in timings:
         print(f"| {dataset} | {defense} | {'' if epsilon is None else epsilon} | {seconds:.0f} |")
+    if args.datasets == list(DATASETS) and args.defenses == list(DEFENSES):  # a subset would drop rows
+        publish(args, "privacy-utility.md", "privacy-utility", text)
     if args.out:
         args.out.write_text(caption + "\n\n" + text + "\n")
         args.out.with_suffix(".json").write_text(json.dumps({"rows": rows, "timings": timings}, indent=1))

@@ -21,6 +21,7 @@ import torch
 import distillguard
 from distillguard.config import load_spec
 from distillguard.tuning.space import override
+from results_page import add_docs_flag, publish
 
 
 def _run(spec, run_dir: Path) -> tuple[float, float]:
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--spec", default=None, help="spec file (default: the built-in demo)")
     parser.add_argument("--per-task", type=int, default=4, help="[audit] ray_shadows_per_task")
     parser.add_argument("--address", default=None, help="[audit] ray_address (default: start a local instance)")
+    add_docs_flag(parser)
     args = parser.parse_args()
     spec = load_spec(args.spec)
     on_ray = override(spec, {"audit": {"backend": "ray", "ray_shadows_per_task": args.per_task,
@@ -47,11 +49,13 @@ def main() -> None:
     metrics = [json.loads((folder / name / "audit" / "metrics.json").read_text()) for name in times]
     print(f"torch threads: {torch.get_num_threads()}; {spec.audit.shadows} shadows, "
           f"{-(-spec.audit.shadows // args.per_task)} Ray tasks of ≤ {args.per_task}")
-    print("| backend | audit stage (s) | whole run (s) |\n|---|---|---|")
-    for name, (total, audit) in times.items():
-        print(f"| {name} | {audit:.1f} | {total:.1f} |")
+    table = "\n".join(["| backend | audit stage (s) | whole run (s) |", "|---|---|---|"]
+                      + [f"| {name} | {audit:.1f} | {total:.1f} |" for name, (total, audit) in times.items()])
+    print(table)
     print(f"scores.parquet equal: {np.array_equal(scores[0], scores[1])} (max |Δ| "
           f"{np.abs(scores[0] - scores[1]).max():.3g}); metrics.json equal: {metrics[0] == metrics[1]}")
+    if args.spec is None:  # the page documents the built-in demo
+        publish(args, "scale.md", "ray-backend", table)
 
 
 if __name__ == "__main__":

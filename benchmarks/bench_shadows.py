@@ -29,6 +29,7 @@ from distillguard.train import batched as batched_module
 from distillguard.train.batched import fit_many
 from distillguard.train.kd import kd_loss
 from distillguard.train.loop import Recipe, accuracy
+from results_page import add_docs_flag, publish
 
 N_FEATURES, N_CLASSES = 600, 100
 
@@ -136,6 +137,7 @@ def main() -> None:
     parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
     parser.add_argument("--loop-sample", type=int, default=None,
                         help="time only this many looped models and scale up (default: all)")
+    add_docs_flag(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -149,6 +151,7 @@ def main() -> None:
           f"'ceiling' = looped time / (GEMM work / that rate) bounds any speed-up without changing the maths")
     print(f"{'workload':<28} {'S':>4} {'rows':>5} {'ep':>3} {'looped s':>9} {'batched s':>10} {'speed-up':>9} "
           f"{'ceiling':>8} {'loop GF/s':>9} {'batch GF/s':>10} {'max |Δθ|':>9} {'load':>5}")
+    table = ["| workload | looped | batched | speed-up | ceiling | max \\|Δθ\\| |", "|---|---|---|---|---|---|"]
     for name in names:
         work = WORKLOADS[name]
         r = bench(work, shadows=args.shadows, loop_sample=args.loop_sample or args.shadows)
@@ -158,6 +161,10 @@ def main() -> None:
               f"{r['loop'] / (r['flops'] / 1e9 / peak):>7.1f}x {r['flops'] / 1e9 / r['loop']:>9.0f} "
               f"{r['flops'] / 1e9 / r['batched']:>10.0f} {r['diff']:>9.1e} {os.getloadavg()[0]:>5.1f}",
               flush=True)
+        table.append(f"| {work.name} | {loop} s | {r['batched']:.1f} s | **{r['loop'] / r['batched']:.1f}×** | "
+                     f"{r['loop'] / (r['flops'] / 1e9 / peak):.1f}× | {r['diff']:.1g} |")
+    if args.workload == "all" and args.shadows == 64:  # the page documents the default workloads
+        publish(args, "shadows.md", "shadows", "\n".join(table))
     if args.loop_sample and args.loop_sample < args.shadows:
         print(f"* looped time scaled up from {args.loop_sample} models")
 

@@ -18,6 +18,8 @@ then ``distillguard run best.toml``. It prints the wall-clock minutes of each, t
 average, and whether the run's test accuracy and LiRA AUC on the student fall inside the
 tuner's predicted 95% intervals.
 
+The tables are also written into docs/results/tune.md (``--no-docs``: print only).
+
 Not a test: wall-clock budgets make the search depend on the machine and its load.
 """
 
@@ -36,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 import distillguard
+from results_page import add_docs_flag, publish
 from distillguard.config import load_spec, parse_spec
 from distillguard.data import load_members, load_role
 
@@ -59,7 +62,8 @@ def row(name: str, report: dict, target: str) -> str:
             f"{tpr(a['tpr_at_fpr']['0.01'])} | {c['auc']:.3f} | {tpr(c['tpr_at_fpr']['0.01'])} |")
 
 
-def bench(dataset: str, *, budget: float, out: Path) -> None:
+def bench(dataset: str, *, budget: float, out: Path) -> str:
+    """Plain run, search and run of best.toml on one data set; prints and returns the markdown table."""
     folder = out / dataset
     shutil.rmtree(folder, ignore_errors=True)
     spec = parse_spec(SPECS[dataset], base_dir=Path("."))
@@ -74,11 +78,12 @@ def bench(dataset: str, *, budget: float, out: Path) -> None:
     print(f"\n### {dataset} (load average {os.getloadavg()[0]:.1f}; plain run {t_plain:.0f} s, "
           f"tune {t_tune / 60:.1f} min of a {budget:g}-min budget, {len(tuned.evaluations)} evaluations, "
           f"{len(tuned.skipped)} skipped)\n")
-    print("| model | test acc | LiRA AUC [95% CI] | LiRA TPR@1% | canary LiRA AUC | canary TPR@1% |")
-    print("|---|---|---|---|---|---|")
-    print(row("undefended teacher (not shipped)", plain, "teacher"))
-    print(row("plain KD student", plain, "student"))
-    print(row(f"tuned: {c.name}", best, "student"))
+    table = "\n".join(["| model | test acc | LiRA AUC [95% CI] | LiRA TPR@1% | canary LiRA AUC | canary TPR@1% |",
+                       "|---|---|---|---|---|---|",
+                       row("undefended teacher (not shipped)", plain, "teacher"),
+                       row("plain KD student", plain, "student"),
+                       row(f"tuned: {c.name}", best, "student")])
+    print(table)
     a = lira(best, "student", "all")
     inside = c.auc_ci[0] <= a["auc"] <= c.auc_ci[1] or a["auc_ci"][0] <= c.auc <= a["auc_ci"][1]
     print(f"\nprediction vs run of best.toml: AUC {c.auc:.3f} [{c.auc_ci[0]:.3f}, {c.auc_ci[1]:.3f}] vs {a['auc']:.3f}"
@@ -91,6 +96,7 @@ def bench(dataset: str, *, budget: float, out: Path) -> None:
     print(f"targets: accuracy within 3 points of the teacher: {'yes' if gap <= 0.03 else 'NO'} ({100 * gap:+.1f}); "
           f"LiRA AUC <= 0.60: {'yes' if a['auc'] <= 0.60 else 'NO'}; <= 0.55: {'yes' if a['auc'] <= 0.55 else 'no'}; "
           f"TPR@1% <= 2%: {'yes' if (a['tpr_at_fpr']['0.01'] or 0) <= 0.02 else 'no'}", flush=True)
+    return table
 
 
 def write_csv_splits(folder: Path, *, seed: int = 0) -> Path:
@@ -123,8 +129,11 @@ def timed(command: list[str], *, log: Path) -> float:
     return seconds
 
 
-def bench_csv(*, budget: float | None, out: Path) -> None:
-    """``distillguard tune`` and ``distillguard run best.toml`` on user CSV splits, timed end to end."""
+def bench_csv(*, budget: float | None, out: Path) -> str:
+    """``distillguard tune`` and ``distillguard run best.toml`` on user CSV splits, timed end to end.
+
+    Prints the timings and returns the predicted-vs-measured table as markdown.
+    """
     folder = out / "csv"
     shutil.rmtree(folder, ignore_errors=True)
     spec = write_csv_splits(folder / "data")
@@ -156,15 +165,18 @@ def bench_csv(*, budget: float | None, out: Path) -> None:
     print(f"distillguard run best.toml: {t_run / 60:.1f} min; total {(t_tune + t_run) / 60:.1f} min "
           f"({'under' if t_tune + t_run < 1800 else 'OVER'} 30 minutes)")
     print(f"chosen: {chosen['name']} {json.dumps(chosen['overrides'])}; met the accuracy bar: {summary['met_target']}")
-    print("\n| | accuracy [95% CI] | LiRA AUC (student, all) [95% CI] | TPR@1% |\n|---|---|---|---|")
     pct = lambda x: "n/a" if x is None else f"{100 * x:.1f}%"  # noqa: E731
-    print(f"| predicted by tune (nonmembers, held-out transfer population) | {pct(chosen['accuracy'])} "
-          f"[{pct(chosen['accuracy_ci'][0])}, {pct(chosen['accuracy_ci'][1])}] | {chosen['auc']:.3f} "
-          f"[{chosen['auc_ci'][0]:.3f}, {chosen['auc_ci'][1]:.3f}] | {pct(chosen['tpr'])} |")
-    print(f"| measured by run best.toml (test split) | {pct(acc)} | {a['auc']:.3f} "
-          f"[{a['auc_ci'][0]:.3f}, {a['auc_ci'][1]:.3f}] | {pct(a['tpr_at_fpr'].get('0.01'))} |")
+    table = "\n".join([
+        "| | minutes | accuracy [95% CI] | LiRA AUC (student, all) [95% CI] | TPR@1% |", "|---|---|---|---|---|",
+        f"| `distillguard tune` (predicted: nonmembers, held-out transfer population) | {t_tune / 60:.1f} | "
+        f"{pct(chosen['accuracy'])} [{pct(chosen['accuracy_ci'][0])}, {pct(chosen['accuracy_ci'][1])}] | "
+        f"{chosen['auc']:.3f} [{chosen['auc_ci'][0]:.3f}, {chosen['auc_ci'][1]:.3f}] | {pct(chosen['tpr'])} |",
+        f"| `distillguard run best.toml` (measured: test split) | {t_run / 60:.1f} | {pct(acc)} | {a['auc']:.3f} "
+        f"[{a['auc_ci'][0]:.3f}, {a['auc_ci'][1]:.3f}] | {pct(a['tpr_at_fpr'].get('0.01'))} |"])
+    print("\n" + table)
     print(f"\nmeasured accuracy inside the predicted interval: {'yes' if acc_in else 'NO'}; "
           f"measured AUC inside the predicted interval: {'yes' if auc_in else 'NO'}", flush=True)
+    return table
 
 
 def main() -> None:
@@ -175,12 +187,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench-tune"))
     parser.add_argument("--csv", action="store_true",
                         help="purchase-synth as user CSV splits, through the command line, timed end to end")
+    add_docs_flag(parser)
     args = parser.parse_args()
     if args.csv:
-        bench_csv(budget=args.budget_minutes, out=args.out)
+        publish(args, "tune.md", "tune-csv", bench_csv(budget=args.budget_minutes, out=args.out))
         return
     for dataset in (list(SPECS) if args.dataset == "all" else [args.dataset]):
-        bench(dataset, budget=20.0 if args.budget_minutes is None else args.budget_minutes, out=args.out)
+        table = bench(dataset, budget=20.0 if args.budget_minutes is None else args.budget_minutes, out=args.out)
+        publish(args, "tune.md", f"tune-{dataset}", table)
 
 
 if __name__ == "__main__":
