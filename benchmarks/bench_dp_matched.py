@@ -9,7 +9,7 @@ For each data set it runs the built-in spec of ``bench_tune.py`` (the default re
 teacher MLP [256, 256] × 60 epochs, student [128] × 80, and the same audit as the tune
 table unless ``--shadows``/``--canaries`` say otherwise) with ``[privacy] mechanism =
 "dp-sgd"`` at each ε in turn, upward, and stops at the first ε whose KD student's LiRA
-(online) AUC on all records reaches the target (the tuned student's AUC in the README's
+(online) AUC on all records reaches the target (the tuned student's AUC in docs/results/tune.md's
 tune table). The matched ε is the one of those run whose student AUC is closest to the
 target. Prints the tune table's row format for the DP-SGD teacher and its KD student of
 every ε run, and which one matches. Not a test: the numbers are seeded, the seconds
@@ -31,7 +31,7 @@ from distillguard.config import parse_spec
 from distillguard.errors import DistillGuardError
 from results_page import add_docs_flag, publish
 
-TARGETS = {"purchase-synth": 0.593, "digits": 0.503}  # tuned student's LiRA AUC, README tune table
+TARGETS = {"purchase-synth": 0.593, "digits": 0.503}  # tuned student's LiRA AUC, docs/results/tune.md
 
 
 def dp_spec(dataset: str, epsilon: float, *, shadows: int | None, canaries: int | None,

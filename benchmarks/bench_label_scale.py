@@ -144,8 +144,9 @@ def main() -> None:
     print(f"{'transfer rows':>14} | {'file MiB':>8} | {'label s':>8} | {'peak RSS MiB':>12} | "
           f"{'distill s':>9} | {'peak RSS MiB':>12}")
     last = None
-    table = ["| transfer rows | file | label stage | its peak RSS | distill stage | its peak RSS |",
-             "|---|---|---|---|---|---|"]
+    table = (["| transfer rows | file | label stage | peak RSS |", "|---|---|---|---|"] if args.no_distill else
+             ["| transfer rows | file | label stage | its peak RSS | distill stage | its peak RSS |",
+              "|---|---|---|---|---|---|"])
     for rows in args.sizes:
         transfer = folder / f"transfer_{rows}.parquet"
         _write_mixture(transfer, rows, features=args.features, labeled=False, seed=100 + rows, centers=centers)
@@ -161,7 +162,7 @@ def main() -> None:
             student = _probe("distill", spec, run_dir)[0]
             line += f" | {student['seconds']:>9.1f} | {student['max_rss_mib']:>12.0f}"
             cells += [f"{student['seconds']:.1f} s", f"{student['max_rss_mib']:.0f} MiB"]
-        table.append("| " + " | ".join(cells + ["not run"] * (6 - len(cells))) + " |")
+        table.append("| " + " | ".join(cells) + " |")
         print(line, flush=True)
         last = (rows, spec, run_dir, result)
     if not args.no_torchrun and last is not None:
@@ -180,8 +181,7 @@ def main() -> None:
         same = all(pq.read_table(run_dir / "softlabels" / n).equals(pq.read_table(two_dir / "softlabels" / n))
                    for n in json.loads((run_dir / "softlabels" / "meta.json").read_text())["shards"])
         print(f"shards identical to the single-process run: {same}")
-    if not args.no_distill:
-        publish(args, "scale.md", "label-distill-scale", "\n".join(table))
+    publish(args, "scale.md", "label-scale" if args.no_distill else "label-distill-scale", "\n".join(table))
     if args.keep is None:
         shutil.rmtree(folder)
 

@@ -1,8 +1,8 @@
 """The language-model example, timed: per-stage wall time, utility, exposure and PII tables.
 
 Usage: python benchmarks/bench_lm_demo.py [--spec examples/pii-corpus.toml] [--run-dir DIR] [--existing]
-With --existing, only prints the tables of a finished run in DIR. Prints markdown for the
-README. Not a test: numbers depend on the machine (and on how busy its cores are).
+With --existing, only prints the tables of a finished run in DIR. Prints markdown and writes it into
+docs/results/lm-demo.md. Not a test: numbers depend on the machine (and on how busy its cores are).
 """
 
 from __future__ import annotations

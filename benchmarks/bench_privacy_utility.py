@@ -19,7 +19,7 @@ shadows that replay that defense → export):
   partitions of the members, averaged probabilities released: one record moves a soft
   label by at most 1/n) and its KD student; the ensemble is never shipped;
 * ``tuned``: the configuration ``distillguard tune`` chose on the built-in data (hard
-  labels on both data sets, see README "Measured: the search on the built-in data"),
+  labels on both data sets, see docs/results/tune.md),
   given as spec overrides with ``--tuned``; its teacher is the undefended one, so only the
   student is a row.
 

@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/bench_ray_backend.py [--spec SPEC] [--per-task N] [--address ADDR]
 The Ray run starts (and stops) its own Ray instance unless --address names a cluster, so
-its audit time includes Ray's start-up. Prints markdown ready for the README. Not a test:
+its audit time includes Ray's start-up. Prints markdown (written into docs/results/scale.md). Not a test:
 numbers depend on the machine.
 """
 

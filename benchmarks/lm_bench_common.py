@@ -80,7 +80,7 @@ def add_recipe_flags(parser: Any, defaults: Recipe) -> None:
     parser.add_argument("--references", type=int, default=defaults.n_references,
                         help="random fillings per canary for exposure (max exposure = log2(n+1) bits)")
     parser.add_argument("--transfer-in-domain", type=float, default=defaults.transfer_in_domain,
-                        help="share of the transfer bytes that is in-domain public text (the README tables: 0)")
+                        help="share of the transfer bytes that is in-domain public text (the tables of docs/results/lm-benchmarks.md: 0)")
     parser.add_argument("--teacher-cache", type=Path, default=None,
                         help="folder to save the teacher in and reuse it from (same recipe = same teacher)")
     parser.add_argument("--threads", type=int, default=1,
