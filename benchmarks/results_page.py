@@ -39,6 +39,7 @@ def replace_between_markers(page: Path, name: str, text: str) -> None:
     updated = current[: start + len(begin)] + "\n" + text.strip("\n") + "\n" + current[stop:]
     handle, temp = tempfile.mkstemp(dir=page.parent, prefix=f".{page.name}.", suffix=".tmp")
     try:
+        os.chmod(temp, page.stat().st_mode & 0o777)  # mkstemp makes it owner-only; keep the page's mode
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(updated)
             file.flush()

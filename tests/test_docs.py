@@ -3,7 +3,8 @@
 (a) docs/reference/spec.md equals what tools/gen_spec_reference.py generates now;
 (b) every key the loader accepts appears in that page, found by a walk of the spec
     written here independently of the generator's;
-(c) ``mkdocs build --strict`` succeeds (a broken link or anchor fails it).
+(c) ``mkdocs build --strict`` succeeds (a broken link or anchor fails it);
+and the results pages' blocks, which the benchmark scripts rewrite, are well formed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import types
 import typing
 from pathlib import Path
 
+import pytest
 from pydantic import BaseModel
 
 from distillguard.config import Spec
@@ -105,3 +107,24 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
                           cwd=REPO, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_results_blocks_are_well_formed_and_replaceable(tmp_path: Path) -> None:
+    """Every results page has BEGIN/END pairs in order, and replacing one keeps the rest of the page."""
+    for page in sorted((REPO / "docs" / "results").glob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        begins = re.findall(r"<!-- BEGIN: ([\w-]+) -->", text)
+        ends = re.findall(r"<!-- END: ([\w-]+) -->", text)
+        assert begins == ends, f"{page.name}: unmatched markers {begins} vs {ends}"
+        assert len(set(begins)) == len(begins), f"{page.name}: a block name is used twice"
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from results_page import replace_between_markers
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    page = tmp_path / "page.md"
+    page.write_text("before\n<!-- BEGIN: t -->\nold\n<!-- END: t -->\nafter\n", encoding="utf-8")
+    replace_between_markers(page, "t", "| a |\n|---|\n| 1 |")
+    assert page.read_text(encoding="utf-8") == "before\n<!-- BEGIN: t -->\n| a |\n|---|\n| 1 |\n<!-- END: t -->\nafter\n"
+    with pytest.raises(ValueError, match="no '<!-- BEGIN: other -->'"):
+        replace_between_markers(page, "other", "x")
