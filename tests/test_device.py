@@ -11,7 +11,8 @@ from conftest import run_cli
 from distillguard import device
 from distillguard.errors import ConfigError
 from distillguard.models.classifiers import architecture, build_model
-from distillguard.train.loop import Recipe, fit, predict_logits
+from distillguard.models.inference import predict_logits
+from distillguard.train.loop import Recipe, fit
 
 
 def test_cpu_and_auto_resolve_to_the_cpu_without_cuda(monkeypatch) -> None:

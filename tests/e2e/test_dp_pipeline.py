@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import distillguard
-from distillguard.train.dp import recompute_epsilon
+from distillguard.privacy.dp_sgd import recompute_epsilon
 
 
 def test_dp_sgd_run_reports_epsilon_that_opacus_recomputes(tmp_path):

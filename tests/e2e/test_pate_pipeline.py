@@ -17,7 +17,8 @@ from distillguard.errors import ConfigError
 from distillguard.models.artifact import load_classifier
 from distillguard.models.classifiers import Ensemble
 from distillguard.runs import read_json
-from distillguard.train.pate import pate_epsilon, recompute_pate_epsilon
+from distillguard.privacy.pate_rdp import pate_epsilon
+from distillguard.privacy.pate_record import recompute_pate_epsilon
 
 from tests.conftest import csv_spec_text
 

@@ -16,7 +16,8 @@ from distillguard.models.classifiers import architecture, build_model
 from distillguard.train import batched as batched_module
 from distillguard.train.batched import fit_many, predict_many
 from distillguard.train.kd import kd_loss
-from distillguard.train.loop import Recipe, accuracy, fit, predict_logits
+from distillguard.models.inference import predict_logits
+from distillguard.train.loop import Recipe, accuracy, fit
 
 N, D, C = 240, 10, 3
 S, M, V = 4, 50, 30  # 50 rows with batch 16: three full batches and a last one of 2

@@ -1,4 +1,4 @@
-"""DP-SGD teacher: accounting golden numbers, "equals plain training" and determinism."""
+"""DP-SGD teacher: the target ε is met, "equals plain training", determinism (golden ε: tests/privacy)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from distillguard.data.preprocessing import Standardizer  # noqa: E402
 from distillguard.data.types import Schema, Split  # noqa: E402
 from distillguard.errors import ConfigError  # noqa: E402
 from distillguard.models.classifiers import build_model  # noqa: E402
+from distillguard.privacy.dp_sgd import recompute_epsilon  # noqa: E402
 from distillguard.seeding import derive_seed  # noqa: E402
-from distillguard.train.dp import DPSettings, check_dp_compatible, recompute_epsilon, train_teacher_dp  # noqa: E402
+from distillguard.train.dp import DPSettings, check_dp_compatible, train_teacher_dp  # noqa: E402
 from distillguard.train.loop import Recipe, fit  # noqa: E402
 from distillguard.train.teacher import model_architecture  # noqa: E402
 

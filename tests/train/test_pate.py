@@ -1,8 +1,6 @@
-"""PATE: partition, aggregation and RDP accounting golden numbers, and the teacher ensemble."""
+"""PATE teachers: partitions and the ensemble trained on them (the accounting is tested in tests/privacy)."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
@@ -12,21 +10,8 @@ from distillguard.config import TeacherConfig
 from distillguard.data.preprocessing import Standardizer
 from distillguard.data.types import Schema, Split
 from distillguard.errors import ConfigError
-from distillguard.train.pate import (
-    confident_gnmax,
-    data_dependent_epsilon,
-    ensemble_predictions,
-    gnmax,
-    gnmax_rdp,
-    gnmax_rdp_data_dependent,
-    partition_rows,
-    pate_epsilon,
-    plurality,
-    rdp_to_dp,
-    threshold_rdp,
-    train_teacher_ensemble,
-    vote_counts,
-)
+from distillguard.privacy.aggregation import plurality, vote_counts
+from distillguard.train.pate import ensemble_predictions, partition_rows, train_teacher_ensemble
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -55,106 +40,6 @@ def test_partitions_are_disjoint_cover_all_rows_and_balanced(n, teachers):
 def test_bad_partition_count_names_it(teachers):
     with pytest.raises(ConfigError, match=f"'n_teachers'.*Got {teachers} instead"):
         partition_rows(10, teachers, seed=0)
-
-
-def test_vote_counts_histogram_each_query():
-    predictions = np.array([[0, 1, 2, 2], [0, 2, 2, 1], [1, 2, 2, 0]])  # (T=3, n=4)
-    expected = np.array([[2, 1, 0], [0, 1, 2], [0, 0, 3], [1, 1, 1]])
-    assert np.array_equal(vote_counts(predictions, 3), expected)
-    assert vote_counts(predictions, 5).sum(axis=1).tolist() == [3] * 4
-    with pytest.raises(ValueError, match=r"class indices in \[0, 2\)"):
-        vote_counts(predictions, 2)
-
-
-def test_gnmax_with_vanishing_noise_is_the_plurality_vote():
-    rng = np.random.default_rng(0)
-    votes = vote_counts(rng.integers(0, 4, size=(25, 500)), 4)  # 25 teachers, 4 classes
-    clear = np.sort(votes, axis=1)[:, -1] > np.sort(votes, axis=1)[:, -2]  # rows with a unique winner
-    labels = gnmax(votes, sigma=1e-9, rng=np.random.default_rng(1))
-    assert np.array_equal(labels[clear], votes[clear].argmax(axis=1))
-    # Ties are defined as going to the lowest class index (noiseless σ = 0 and plurality).
-    tied = np.array([[3, 5, 5, 1], [4, 4, 4, 4], [0, 2, 0, 2]])
-    assert plurality(tied).tolist() == [1, 0, 1]
-    assert gnmax(tied, sigma=0.0, rng=np.random.default_rng(0)).tolist() == [1, 0, 1]
-
-
-def test_gnmax_noise_is_seeded_and_large_noise_flips_labels():
-    votes = np.tile([6, 4, 0], (2000, 1))
-    a = gnmax(votes, sigma=5.0, rng=np.random.default_rng(3))
-    assert np.array_equal(a, gnmax(votes, sigma=5.0, rng=np.random.default_rng(3)))
-    # Pr[class 1 wins] ≈ Φ̄(2 / (5√2)) ≈ 0.39, ignoring class 2; a loose band around it
-    assert 0.25 < (a != 0).mean() < 0.5
-
-
-def test_confident_gnmax_with_threshold_zero_answers_everything():
-    votes = vote_counts(np.random.default_rng(0).integers(0, 3, size=(50, 200)), 3)  # top count >= 17
-    labels, answered = confident_gnmax(votes, threshold=0.0, sigma1=1.0, sigma2=1e-9,
-                                       rng=np.random.default_rng(0))
-    assert answered.all() and (labels >= 0).all()
-
-
-def test_confident_gnmax_answers_only_confident_queries():
-    votes = np.array([[48, 1, 1]] * 100 + [[17, 17, 16]] * 100)  # 50 teachers: agreement, then none
-    labels, answered = confident_gnmax(votes, threshold=35.0, sigma1=2.0, sigma2=1.0,
-                                       rng=np.random.default_rng(0))
-    assert answered[:100].all() and not answered[100:].any()
-    assert (labels[:100] == 0).all() and (labels[100:] == -1).all()
-
-
-def test_gnmax_and_threshold_rdp_are_gaussian_mechanisms():
-    alpha = np.array([2.0, 10.0, 100.0])
-    np.testing.assert_allclose(gnmax_rdp(alpha, sigma=4.0), alpha / 16)  # Δ = √2: α·2/(2σ²)
-    np.testing.assert_allclose(threshold_rdp(alpha, sigma1=4.0), alpha / 32)  # Δ = 1: α/(2σ²)
-    with pytest.raises(ValueError, match="orders must be > 1"):
-        gnmax_rdp(np.array([1.0]), sigma=1.0)
-
-
-@pytest.mark.parametrize(("queries", "sigma", "delta"), [(1000, 40.0, 1e-5), (100, 10.0, 1e-6), (5000, 100.0, 1e-5)])
-def test_pate_epsilon_equals_the_closed_form_composition(queries, sigma, delta):
-    """Golden: min_α q·α/σ² + log(1/δ)/(α−1) is at α* = 1 + σ·sqrt(log(1/δ)/q)."""
-    got = pate_epsilon(answered=queries, queries=queries, sigma=sigma, sigma1=None, delta=delta)
-    log_inv_delta = math.log(1 / delta)
-    alpha_star = 1 + sigma * math.sqrt(log_inv_delta / queries)
-    eps_star = queries * alpha_star / sigma**2 + log_inv_delta / (alpha_star - 1)
-    assert eps_star == pytest.approx(queries / sigma**2 + 2 * math.sqrt(queries * log_inv_delta) / sigma)
-    assert got["epsilon"] == pytest.approx(eps_star, rel=1e-5) and got["epsilon"] >= eps_star
-    assert got["best_alpha"] == pytest.approx(alpha_star, rel=1e-2)
-    assert got["analysis"] == "data-independent" and got["queries"] == got["answered"] == queries
-
-
-def test_pate_epsilon_golden_number_and_threshold_cost():
-    # 1000 GNMax answers at σ = 40, δ = 1e-5: 1000/1600 + 2·sqrt(1000·ln 1e5)/40 = 5.98991507
-    plain = pate_epsilon(answered=1000, queries=1000, sigma=40.0, sigma1=None, delta=1e-5)
-    assert plain["epsilon"] == pytest.approx(5.98991507, abs=1e-5)
-    # Confident-GNMax: 300 answers of 1000 queries, σ1 = 150: rdp(α) = α·(300/40² + 1000/(2·150²))
-    conf = pate_epsilon(answered=300, queries=1000, sigma=40.0, sigma1=150.0, delta=1e-5)
-    rate = 300 / 40**2 + 1000 / (2 * 150**2)
-    assert conf["epsilon"] == pytest.approx(rate + 2 * math.sqrt(rate * math.log(1e5)), rel=1e-5)
-    assert conf["epsilon"] < plain["epsilon"] and conf["sigma1"] == 150.0
-    # An explicit grid is used as given.
-    alphas = np.array([2.0, 4.0, 8.0])
-    eps, best = rdp_to_dp(alphas, 1000 * alphas / 40**2, delta=1e-5)
-    assert best == 4.0 and eps == pytest.approx(1000 * 4 / 1600 + math.log(1e5) / 3)  # α = 4 beats 2 and 8
-
-
-def test_pate_epsilon_rejects_inconsistent_counts():
-    with pytest.raises(ValueError, match="answered <= queries"):
-        pate_epsilon(answered=5, queries=3, sigma=1.0, sigma1=1.0, delta=1e-5)
-    with pytest.raises(ValueError, match="set sigma1"):
-        pate_epsilon(answered=2, queries=3, sigma=1.0, sigma1=None, delta=1e-5)
-
-
-def test_data_dependent_epsilon_golden_and_never_above_data_independent():
-    """Golden value cross-checked against the authors' reference code (pate_2018 ``core.py``)."""
-    alphas = np.array([1.5, 2, 3, 5, 8, 12, 20, 32, 50, 100, 200], dtype=float)
-    votes = np.array([[230] + [2] * 10] * 100 + [[150, 100] + [0] * 9] * 20)  # 250 teachers, 11 classes
-    got = data_dependent_epsilon(votes, sigma=40.0, delta=1e-5, alphas=alphas)
-    assert got["epsilon"] == pytest.approx(0.8509608717094865, rel=1e-9) and got["best_alpha"] == 32.0
-    assert got["analysis"] == "data-dependent (not itself private)"
-    independent = pate_epsilon(answered=120, queries=120, sigma=40.0, sigma1=None, delta=1e-5, alphas=alphas)
-    assert got["epsilon"] < independent["epsilon"]
-    # With no consensus the data-dependent bound falls back to α/σ².
-    np.testing.assert_allclose(gnmax_rdp_data_dependent(alphas, logq=math.log(0.5), sigma=10.0), alphas / 100)
 
 
 def _three_clusters(spread: float):

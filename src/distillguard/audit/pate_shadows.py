@@ -28,10 +28,11 @@ from distillguard.config import Spec
 from distillguard.data.preprocessing import Standardizer
 from distillguard.data.types import Schema
 from distillguard.models.classifiers import architecture
+from distillguard.privacy.aggregation import aggregate, vote_counts
 from distillguard.seeding import derive_seed
 from distillguard.train.batched import fit_many, predict_many
 from distillguard.train.loop import Recipe, accuracy
-from distillguard.train.pate import aggregate, fit_partitions, partition_rows, vote_counts
+from distillguard.train.pate import fit_partitions, partition_rows
 from distillguard.train.teacher import model_architecture, teacher_loss, validation_rows
 
 

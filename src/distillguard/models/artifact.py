@@ -18,7 +18,7 @@ from distillguard.data.preprocessing import Standardizer
 from distillguard.data.types import Schema
 from distillguard.errors import ArtifactError
 from distillguard.models.classifiers import load_model, save_model
-from distillguard.train.loop import predict_logits
+from distillguard.models.inference import predict_logits
 
 
 @dataclass

@@ -169,7 +169,9 @@ def _write_pate_labels(spec: Spec, folder: Path, *, teacher, transfer, inputs: d
     shadows replay the same queries); the shards hold the answered rows' labels.
     """
     from distillguard.data import load_members
-    from distillguard.train.pate import aggregate, ensemble_votes, pate_privacy_record, vote_counts
+    from distillguard.privacy.aggregation import aggregate, vote_counts
+    from distillguard.privacy.pate_record import pate_privacy_record
+    from distillguard.train.pate import ensemble_votes
 
     cfg, schema = spec.privacy, teacher.schema
     n_members = len(load_members(spec.data, seed=spec.run.seed)[1])

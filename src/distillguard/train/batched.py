@@ -19,13 +19,8 @@ Equivalence with the loop holds by construction:
   the updates of S separate optimizers;
 * checkpoint selection keeps stacked copies of the best parameters, with ``fit``'s rule.
 
-Two forward paths. MLPs (the audit's default) run as a chain of ``baddbmm`` + ReLU with
-the backward that ``F.linear`` uses: per model slice these are the very GEMMs of the
-loop. A GEMM library may still pick another kernel for a batched call than for a single
-one (seen with odd or tiny matrix sizes); training can grow such 1e-7 differences, so
-"equal" means within 1e-5 (measured: 0 on the benchmark's MLP shapes).
-Any other architecture (the CNN) runs through ``vmap(functional_call)``, whose batched
-kernels round differently too; models ``vmap`` cannot handle fall back to ``loop.fit``.
+The stacked models and their two forward paths (exact MLP GEMMs, or
+``vmap(functional_call)``) are in :mod:`distillguard.train.stacked`.
 
 The optimizer is the loop's AdamW (:func:`loop.make_optimizer`, single-tensor, not fused:
 fused AdamW rounds SIMD lanes and scalar remainders differently), run on cache-sized
@@ -35,22 +30,29 @@ each pass over a slice served from cache instead of memory.
 
 from __future__ import annotations
 
-import copy
 import logging
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 import torch
-from torch import nn
-from torch.func import functional_call, stack_module_state, vmap
 
 from distillguard import device
 from distillguard.checkpoints import Checkpoint, snapshot
-from distillguard.models.classifiers import MLP, build_model
-from distillguard.train.loop import LossFn, MetricFn, Recipe, batch_order, fit, make_optimizer, predict_logits
+from distillguard.models.classifiers import build_model
+from distillguard.models.inference import predict_logits
+from distillguard.train.loop import LossFn, MetricFn, Recipe, batch_order, fit, make_optimizer
 from distillguard.train.rows import TensorRows
+from distillguard.train.stacked import (
+    VMAP_ERRORS,
+    BestStates,
+    Stack,
+    model_losses,
+    predict_stacked,
+    quiet_vmap_fallback,
+    stack_models,
+    stack_states,
+    take,
+    vmappable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,195 +66,6 @@ MAX_GROUP = 64
 # Elements per AdamW slice: the optimizer's ~8 elementwise passes then run on a few MB
 # that stay in cache, instead of streaming the whole stacked state from memory 8 times.
 ADAMW_SLICE = 1 << 18
-# Input elements (models × rows × features) per forward chunk when predicting.
-PREDICT_ELEMENTS = 1 << 22
-
-# What a model that ``vmap`` cannot handle raises (missing batching rule, data-dependent
-# control flow, ``.item()``, in-place writes into unbatched tensors).
-_VMAP_ERRORS = (RuntimeError, NotImplementedError, TypeError, ValueError)
-
-# An exact MLP plan: ("linear", weight name, bias name) or ("relu",) per layer.
-_Layer = tuple[str, ...]
-
-
-@contextmanager
-def _quiet_vmap_fallback() -> Iterator[None]:
-    """Silence vmap's "performance drop" warning for ops without a batching rule.
-
-    vmap then loops over models in C++, which still beats the Python loop; the warning is
-    noise here (and an error under ``-W error``).
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"There is a performance drop because we have not yet implemented")
-        yield
-
-
-def _mlp_plan(model: nn.Module) -> list[_Layer] | None:
-    """The layers of an :class:`MLP` made only of biased Linear and ReLU layers, else None."""
-    if type(model) is not MLP:
-        return None
-    plan: list[_Layer] = []
-    for i, layer in enumerate(model.net):
-        if type(layer) is nn.Linear and layer.bias is not None:
-            plan.append(("linear", f"net.{i}.weight", f"net.{i}.bias"))
-        elif type(layer) is nn.ReLU:
-            plan.append(("relu",))
-        else:
-            return None
-    return plan
-
-
-class _StackedLinear(torch.autograd.Function):
-    """S linear layers at once, computed as ``F.linear`` computes one.
-
-    For 2-D inputs ``F.linear`` is ``addmm(b, x, Wᵀ)``, whose backward forms
-    ``grad_x = g @ W``, ``grad_W = gᵀ @ x`` and ``grad_b = g.sum(0)``. The same products,
-    batched over models, give the same numbers per model whenever the batched GEMM runs
-    the single GEMM's kernel per slice. Autograd through ``baddbmm`` would instead form
-    ``(xᵀ @ g)ᵀ`` (other rounding) and copy it into W's layout at every step.
-    """
-
-    @staticmethod
-    def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """x: (S, B, i), weight: (S, o, i), bias: (S, o) -> (S, B, o)."""
-        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:  # noqa: ANN001 (autograd's signature)
-        x, weight, _ = inputs
-        ctx.save_for_backward(x, weight)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # noqa: ANN001
-        x, weight = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad
-        return (torch.bmm(grad, weight) if need_x else None,
-                torch.bmm(grad.transpose(1, 2), x) if need_w else None,
-                grad.sum(1) if need_b else None)
-
-
-def _mlp_forward(plan: list[_Layer], params: dict[str, torch.Tensor], X: torch.Tensor) -> torch.Tensor:
-    """(S, B, *in) -> (S, B, C) through S stacked MLPs (see :class:`_StackedLinear`)."""
-    h = X.flatten(2)
-    for layer in plan:
-        if layer[0] == "relu":
-            h = torch.relu(h)
-        else:
-            h = _StackedLinear.apply(h, params[layer[1]], params[layer[2]])
-    return h
-
-
-@dataclass
-class _Stack:
-    """S same-architecture models as one set of stacked tensors.
-
-    Attributes:
-        base: the architecture on the meta device (no storage), for ``functional_call``.
-        params: name -> (S, *shape) leaf tensors that require grad.
-        buffers: name -> (S, *shape) tensors (none in the MLP and CNN).
-        keys: state-dict names in ``base.state_dict()`` order.
-        plan: the exact MLP path, or None for ``vmap(functional_call)``.
-    """
-
-    base: nn.Module
-    params: dict[str, torch.Tensor]
-    buffers: dict[str, torch.Tensor]
-    keys: list[str]
-    plan: list[_Layer] | None
-
-    @property
-    def size(self) -> int:
-        return len(next(iter(self.params.values())))
-
-    def forward(self, X: torch.Tensor, *, shared: bool = False) -> torch.Tensor:
-        """(S, B, *in) per-model inputs, or (B, *in) shared by all models -> (S, B, C) logits."""
-        if self.plan is not None:
-            return _mlp_forward(self.plan, self.params, X.expand(self.size, *X.shape) if shared else X)
-
-        def one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-            return functional_call(self.base, (p, b), (x,))
-
-        return vmap(one, in_dims=(0, 0, None if shared else 0))(self.params, self.buffers, X)
-
-    def state_dicts(self, tensors: dict[str, torch.Tensor] | None = None) -> list[dict[str, torch.Tensor]]:
-        """Split stacked tensors (default: the current ones) into S independent state dicts."""
-        stacked = {**self.params, **self.buffers, **(tensors or {})}
-        return [{k: stacked[k][s].detach().clone() for k in self.keys} for s in range(self.size)]
-
-
-def _stack_models(models: Sequence[nn.Module]) -> _Stack:
-    params, buffers = stack_module_state(list(models))
-    base = copy.deepcopy(models[0]).to("meta")
-    return _Stack(base, params, buffers, list(models[0].state_dict()), _mlp_plan(models[0]))
-
-
-def _stack_states(arch: dict, states: Sequence[dict[str, torch.Tensor]], device: torch.device) -> _Stack:
-    base = build_model(arch, seed=0).to("meta")
-    names = {n for n, _ in base.named_parameters()}
-    keys = list(base.state_dict())
-    stacked = {k: torch.stack([st[k] for st in states]).to(device) for k in keys}
-    return _Stack(base, {k: v for k, v in stacked.items() if k in names},
-                  {k: v for k, v in stacked.items() if k not in names}, keys, _mlp_plan(base))
-
-
-def _model_losses(loss_fn: LossFn, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """(S, B, C) logits, (S, B, ...) targets -> (S,) each model's own mean loss.
-
-    One ``loss_fn`` call per model, on exactly the tensors ``fit`` would pass: cheap next
-    to the layers, and it keeps any Python loss (and its rounding) as is. ``unbind``
-    backpropagates as a single stack, not S scatters.
-    """
-    return torch.stack([loss_fn(z, t) for z, t in zip(logits.unbind(0), targets.unbind(0))])
-
-
-@torch.no_grad()
-def _predict_stacked(stack: _Stack, X: torch.Tensor, *, shared: bool) -> torch.Tensor:
-    """Eval-mode logits of every model, in row chunks.
-
-    Args:
-        X: (S, n, *in) per-model inputs, or (n, *in) shared by all models when ``shared``.
-
-    Returns:
-        (S, n, C) logits.
-    """
-    stack.base.eval()
-    row_elements = X[0].numel() if shared else X[0, 0].numel()
-    chunk = max(1, PREDICT_ELEMENTS // (stack.size * max(row_elements, 1)))
-    return torch.cat([stack.forward(part, shared=shared) for part in X.split(chunk, dim=0 if shared else 1)], dim=1)
-
-
-class _BestStates:
-    """Per-model checkpoint selection with ``fit``'s rule, on stacked tensors.
-
-    A model's state is replaced only when its score is strictly higher than its best so
-    far (the earliest best epoch wins; NaN never wins). A model never selected keeps its
-    last-epoch parameters, as ``fit`` does when ``best_state`` stays None.
-    """
-
-    def __init__(self, params: dict[str, torch.Tensor]) -> None:
-        S = len(next(iter(params.values())))
-        self.score = torch.full((S,), -float("inf"), dtype=torch.float64)
-        self.chosen = torch.zeros(S, dtype=torch.bool)
-        self.tensors = {k: v.detach().clone() for k, v in params.items()}
-
-    def update(self, scores: torch.Tensor, params: dict[str, torch.Tensor]) -> None:
-        """scores: (S,) float64 validation metric of the epoch just finished."""
-        better = scores > self.score
-        if not bool(better.any()):
-            return
-        self.score = torch.where(better, scores, self.score)
-        self.chosen |= better
-        for k, v in params.items():
-            mask = better.to(v.device)
-            self.tensors[k][mask] = v.detach()[mask]
-
-    def final(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """name -> (S, ...) kept parameters: the best where one was chosen, else the last epoch."""
-        out = {}
-        for k, v in params.items():
-            keep = self.chosen.to(v.device).view(-1, *([1] * (v.dim() - 1)))
-            out[k] = torch.where(keep, self.tensors[k], v.detach())
-        return out
 
 
 class _EpochProgress:
@@ -303,14 +116,6 @@ class _SlicedAdamW:
         self.optimizer.step()
 
 
-def _take(T: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``T[index]`` for an (S, b) index: (S, b, *T.shape[1:]).
-
-    ``index_select`` on the flat index copies whole rows; advanced indexing with a 2-D
-    index is several times slower, which shows for small models.
-    """
-    return T.index_select(0, index.reshape(-1)).view(*index.shape, *T.shape[1:])
-
 
 def _epoch_rows(rows: torch.Tensor, generators: list[torch.Generator], recipe: Recipe,
                 blocks: Sequence[int] | None = None) -> torch.Tensor:
@@ -324,21 +129,9 @@ def _epoch_rows(rows: torch.Tensor, generators: list[torch.Generator], recipe: R
     return rows.gather(1, perms.to(rows.device))
 
 
-def _vmappable(stack: _Stack, X: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor, loss_fn: LossFn) -> bool:
-    """Whether the vmap path runs forward and backward, tried on two rows per model."""
-    if stack.plan is not None:
-        return True
-    try:
-        loss = _model_losses(loss_fn, stack.forward(_take(X, rows[:, :2])), _take(targets, rows[:, :2])).sum()
-        torch.autograd.grad(loss, list(stack.params.values()))
-    except _VMAP_ERRORS as error:
-        logger.info("model cannot be vmapped (%s: %s); training one model at a time", type(error).__name__, error)
-        return False
-    return True
-
 
 def _train_group(
-    stack: _Stack, X: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor, *, loss_fn: LossFn, recipe: Recipe,
+    stack: Stack, X: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor, *, loss_fn: LossFn, recipe: Recipe,
     seeds: Sequence[int], validation: tuple[torch.Tensor, torch.Tensor] | None, metric: MetricFn | None,
     progress: _EpochProgress, checkpoint: Checkpoint | None = None, blocks: Sequence[int] | None = None,
 ) -> list[dict[str, torch.Tensor]]:
@@ -351,7 +144,7 @@ def _train_group(
     """
     generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
     optimizer = _SlicedAdamW(list(stack.params.values()), recipe)
-    best = _BestStates(stack.params) if validation is not None and metric is not None else None
+    best = BestStates(stack.params) if validation is not None and metric is not None else None
     start = _restore_group(checkpoint, stack, optimizer, generators, best)
     progress.advance(stack.size * start)
     for epoch in range(start, recipe.epochs):
@@ -359,10 +152,10 @@ def _train_group(
         for index in _epoch_rows(rows, generators, recipe, blocks).split(recipe.batch_size, dim=1):  # (S, b), one b for all
             optimizer.zero_grad()
             # The sum of per-model means: its gradient w.r.t. model s's slice is model s's own.
-            _model_losses(loss_fn, stack.forward(_take(X, index)), _take(targets, index)).sum().backward()
+            model_losses(loss_fn, stack.forward(take(X, index)), take(targets, index)).sum().backward()
             optimizer.step()
         if best is not None:
-            logits = _predict_stacked(stack, validation[0], shared=False)
+            logits = predict_stacked(stack, validation[0], shared=False)
             scores = [metric(z, t) for z, t in zip(logits.unbind(0), validation[1].unbind(0))]
             best.update(torch.tensor(scores, dtype=torch.float64), stack.params)
         if checkpoint is not None and epoch + 1 < recipe.epochs and checkpoint.due():
@@ -371,8 +164,8 @@ def _train_group(
     return stack.state_dicts(best.final(stack.params) if best is not None else None)
 
 
-def _save_group(checkpoint: Checkpoint, epoch: int, stack: _Stack, optimizer: _SlicedAdamW,
-                generators: list[torch.Generator], best: _BestStates | None) -> None:
+def _save_group(checkpoint: Checkpoint, epoch: int, stack: Stack, optimizer: _SlicedAdamW,
+                generators: list[torch.Generator], best: BestStates | None) -> None:
     state = {"epoch": epoch, "params": snapshot(stack.params), "optimizer": optimizer.optimizer.state_dict(),
              "generators": [g.get_state() for g in generators]}
     if best is not None:
@@ -380,8 +173,8 @@ def _save_group(checkpoint: Checkpoint, epoch: int, stack: _Stack, optimizer: _S
     checkpoint.save(state, point=f"epoch{epoch}")
 
 
-def _restore_group(checkpoint: Checkpoint | None, stack: _Stack, optimizer: _SlicedAdamW,
-                   generators: list[torch.Generator], best: _BestStates | None) -> int:
+def _restore_group(checkpoint: Checkpoint | None, stack: Stack, optimizer: _SlicedAdamW,
+                   generators: list[torch.Generator], best: BestStates | None) -> int:
     """Load a saved group state in place; returns the epoch to continue from (0: none)."""
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is None:
@@ -460,15 +253,15 @@ def _fit_groups(
             progress.advance(len(done) * recipe.epochs)
             states += done
             continue
-        stack = _stack_models([build_model(arch, seed=int(seed)).to(X.device) for seed in seeds[group]])
-        if not _vmappable(stack, X, targets, rows[group], loss_fn):
+        stack = stack_models([build_model(arch, seed=int(seed)).to(X.device) for seed in seeds[group]])
+        if not vmappable(stack, X, targets, rows[group], loss_fn):
             if strict:
                 raise RuntimeError(f"fit_many(batched=True): a {arch.get('kind')!r} model cannot be vmapped")
             return states + _fit_looped(arch, X, targets, rows=rows[start:], loss_fn=loss_fn, recipe=recipe,
                                         seeds=seeds[start:], metric=metric, progress=progress,
                                         val_rows=None if val_rows is None else val_rows[start:],
                                         checkpoint=checkpoint, first=start, blocks=blocks)
-        validation = None if val_rows is None else (_take(X, val_rows[group]), _take(targets, val_rows[group]))
+        validation = None if val_rows is None else (take(X, val_rows[group]), take(targets, val_rows[group]))
         group_states = _train_group(stack, X, targets, rows[group], loss_fn=loss_fn, recipe=recipe, seeds=seeds[group],
                                     validation=validation, metric=metric, progress=progress, checkpoint=slot,
                                     blocks=blocks)
@@ -478,7 +271,8 @@ def _fit_groups(
 
 
 def _check_inputs(X: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor, seeds: Sequence[int],
-                  val_rows: torch.Tensor | None) -> None:
+                  val_rows: torch.Tensor | None, blocks: Sequence[int] | None) -> None:
+    """Raise ValueError naming the first of ``fit_many``'s inputs whose shape does not fit the others."""
     if rows.dim() != 2 or rows.dtype != torch.int64:
         raise ValueError(f"rows must be an (S, m) int64 tensor, got shape {tuple(rows.shape)} {rows.dtype}")
     if len(seeds) != rows.shape[0]:
@@ -488,6 +282,16 @@ def _check_inputs(X: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor, se
     if val_rows is not None and (val_rows.dim() != 2 or val_rows.shape[0] != rows.shape[0] or val_rows.dtype != torch.int64):
         raise ValueError(f"val_rows must be an ({rows.shape[0]}, v) int64 tensor, got shape {tuple(val_rows.shape)} "
                          f"{val_rows.dtype}")
+    if blocks is not None and sum(blocks) != rows.shape[1]:
+        raise ValueError(f"block sizes add up to {sum(blocks)}, not the {rows.shape[1]} rows of each model")
+
+
+def _to_current_device(X: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor,
+                       val_rows: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    """The inputs of ``fit_many`` on :func:`distillguard.device.current`, where the models train."""
+    target = device.current()
+    return (X.to(target), targets.to(target), rows.to(target),
+            val_rows.to(target) if val_rows is not None else None)
 
 
 def fit_many(
@@ -535,25 +339,18 @@ def fit_many(
     Returns:
         S state dicts (name -> tensor), in the order of ``seeds``.
     """
-    _check_inputs(X, targets, rows, seeds, val_rows)
-    if blocks is not None and sum(blocks) != rows.shape[1]:
-        raise ValueError(f"block sizes add up to {sum(blocks)}, not the {rows.shape[1]} rows of each model")
+    _check_inputs(X, targets, rows, seeds, val_rows, blocks)
     progress = _EpochProgress(on_epoch, n_models=len(seeds), epochs=recipe.epochs)
     if not len(seeds):
         return []
-    target = device.current()
-    X, targets = X.to(target), targets.to(target)
-    rows = rows.to(target)
-    val_rows = val_rows.to(target) if val_rows is not None and metric is not None else None
+    X, targets, rows, val_rows = _to_current_device(X, targets, rows, val_rows if metric is not None else None)
+    common = dict(loss_fn=loss_fn, recipe=recipe, seeds=seeds, val_rows=val_rows, metric=metric, progress=progress,
+                  checkpoint=checkpoint, blocks=blocks)
     if batched is False:
-        states = _fit_looped(arch, X, targets, rows=rows, loss_fn=loss_fn, recipe=recipe, seeds=seeds,
-                             val_rows=val_rows, metric=metric, progress=progress, checkpoint=checkpoint,
-                             blocks=blocks)
+        states = _fit_looped(arch, X, targets, rows=rows, **common)
     else:
-        with _quiet_vmap_fallback():
-            states = _fit_groups(arch, X, targets, rows=rows, loss_fn=loss_fn, recipe=recipe, seeds=seeds,
-                                 val_rows=val_rows, metric=metric, strict=bool(batched), progress=progress,
-                                 checkpoint=checkpoint, blocks=blocks)
+        with quiet_vmap_fallback():
+            states = _fit_groups(arch, X, targets, rows=rows, strict=bool(batched), **common)
     return [{k: v.cpu() for k, v in state.items()} for state in states]
 
 
@@ -565,7 +362,7 @@ def predict_many(arch: dict, states: list[dict[str, torch.Tensor]], X: torch.Ten
         arch: architecture dict for ``build_model``.
         states: S state dicts of that architecture.
         X: (n, *in) inputs.
-        batched: True: stacked; False: ``loop.predict_logits`` per model; None: stacked,
+        batched: True: stacked; False: ``models.inference.predict_logits`` per model; None: stacked,
             or the loop if the model cannot be vmapped.
 
     Returns:
@@ -575,11 +372,11 @@ def predict_many(arch: dict, states: list[dict[str, torch.Tensor]], X: torch.Ten
         return torch.empty(len(states), len(X), arch["n_classes"], dtype=X.dtype)
     X = X.to(device.current())
     if batched is not False:
-        stack = _stack_states(arch, states, X.device)
+        stack = stack_states(arch, states, X.device)
         try:
-            with _quiet_vmap_fallback():
-                return _predict_stacked(stack, X, shared=True).cpu()
-        except _VMAP_ERRORS as error:
+            with quiet_vmap_fallback():
+                return predict_stacked(stack, X, shared=True).cpu()
+        except VMAP_ERRORS as error:
             if batched or stack.plan is not None:
                 raise
             logger.info("predict_many: model cannot be vmapped (%s); predicting one model at a time", error)

@@ -3,7 +3,8 @@
 Every step samples a Poisson batch (each member kept with probability q), clips each
 example's gradient to ``max_grad_norm``, adds N(0, σ²·max_grad_norm²) to the sum and
 lets AdamW take the noisy mean. The accountant (PRV by default, Gopi et al. 2021; or
-RDP, Mironov 2017) turns (σ, q, steps, δ) into ε.
+RDP, Mironov 2017) turns (σ, q, steps, δ) into ε; that maths lives in
+:mod:`distillguard.privacy.dp_sgd`, this module trains.
 
 Two choices keep the guarantee honest:
 
@@ -32,11 +33,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from distillguard import distributed
 from distillguard.checkpoints import Checkpoint, snapshot
 from distillguard.config import PrivacyConfig, TeacherConfig
 from distillguard.data.preprocessing import Standardizer
@@ -44,17 +43,17 @@ from distillguard.data.types import Schema, Split
 from distillguard.errors import ConfigError
 from distillguard.models.artifact import Classifier
 from distillguard.models.classifiers import build_model
+from distillguard.privacy.delta import default_delta
+from distillguard.privacy.dp_sgd import ACCOUNTANTS, noise_multiplier_for_epsilon, recompute_epsilon
 from distillguard.seeding import derive_seed
-from distillguard.train.loop import Recipe, batch_order, make_optimizer, minibatch_parts
+from distillguard.train.dp_steps import train_epoch_dp
+from distillguard.train.loop import Recipe, batch_order, make_optimizer
 from distillguard.train.teacher import model_architecture
 
 if TYPE_CHECKING:  # opacus is imported where it is used: only DP runs need it
     from opacus import PrivacyEngine
     from opacus.grad_sample import GradSampleModule
     from opacus.optimizers import DPOptimizer
-
-ACCOUNTANTS = ("prv", "rdp")
-
 
 @dataclass(frozen=True, kw_only=True)
 class DPSettings:
@@ -114,7 +113,7 @@ class DPSettings:
 
     def resolved_delta(self, n_train: int) -> float:
         """δ as given, or min(1 / (10·n_train), 1e-5)."""
-        return self.delta if self.delta is not None else min(1.0 / (10 * n_train), 1e-5)
+        return self.delta if self.delta is not None else default_delta(n_train)
 
 
 @dataclass(frozen=True)
@@ -141,7 +140,7 @@ class DPResult:
     poisson_sampling: bool = True
 
     def privacy_record(self) -> dict[str, Any]:
-        """JSON-able record of the guarantee; :func:`recompute_epsilon` re-derives ε from it."""
+        """JSON-able record of the guarantee; :func:`~distillguard.privacy.dp_sgd.recompute_epsilon` re-derives ε."""
         import opacus
 
         return {
@@ -157,27 +156,6 @@ class DPResult:
             "checkpoint": "last epoch (no selection on private data)",
             "opacus_version": opacus.__version__,
         }
-
-
-def recompute_epsilon(record: dict[str, Any]) -> float:
-    """ε of a :meth:`DPResult.privacy_record`, from a fresh Opacus accountant.
-
-    The Poisson-subsampled Gaussian mechanism with noise multiplier σ and rate q,
-    composed ``steps`` times, is all the accountant needs.
-    """
-    from opacus.accountants import create_accountant
-
-    sigma, q, steps = float(record["noise_multiplier"]), float(record["sample_rate"]), int(record["steps"])
-    if steps == 0:
-        return 0.0
-    if sigma == 0:
-        return math.inf
-    accountant = create_accountant(mechanism=record["accountant"])
-    accountant.history = [(sigma, q, steps)]
-    with warnings.catch_warnings():
-        if record["accountant"] == "prv":  # PRV sizes its grid with an RDP bound; that bound's order is moot
-            warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
-        return float(accountant.get_epsilon(delta=float(record["delta"])))
 
 
 def check_dp_compatible(model: nn.Module) -> None:
@@ -264,92 +242,72 @@ def _make_private(model: nn.Module, optimizer: torch.optim.Optimizer, loader: Da
     common = dict(module=model, optimizer=optimizer, data_loader=loader, max_grad_norm=dp.max_grad_norm,
                   poisson_sampling=dp.poisson_sampling, noise_generator=noise, grad_sample_mode="hooks")
     if dp.epsilon is None:
-        return (engine, *engine.make_private(noise_multiplier=dp.noise_multiplier, **common))
-    try:
-        with warnings.catch_warnings():  # the σ search probes tiny σ, where RDP's top order is optimal
-            warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
-            return (engine, *engine.make_private_with_epsilon(target_epsilon=dp.epsilon, target_delta=delta,
-                                                              epochs=epochs, **common))
-    except ValueError as error:
-        if "budget is too low" not in str(error):
-            raise
-        raise ConfigError(f"DP-SGD cannot reach ε = {dp.epsilon} at δ = {delta:g} in {epochs} epochs ({error}); "
-                          "raise epsilon, train fewer epochs or use smaller batches") from None
+        sigma = dp.noise_multiplier
+    else:  # what make_private_with_epsilon does: solve σ at Opacus' rate 1 / batches per epoch
+        sigma = noise_multiplier_for_epsilon(target_epsilon=dp.epsilon, delta=delta, sample_rate=1 / len(loader),
+                                             epochs=epochs, accountant=dp.accountant)
+    return (engine, *engine.make_private(noise_multiplier=sigma, **common))
 
 
-def _train_epoch(model: nn.Module, optimizer: DPOptimizer, loader: DataLoader, *,
-                 exact_mean: bool, label_smoothing: float = 0.0, data_parallel: bool = True) -> tuple[float, int]:
-    """One pass over ``loader``; returns (mean train loss, optimizer steps).
+@dataclass(frozen=True)
+class _PrivateTraining:
+    """One DP-SGD run's Opacus-wrapped objects and the plain ones under them (what checkpoints save).
 
-    Opacus divides the noisy gradient sum by the *expected* batch size. With Poisson
-    sampling that is required (dividing by the realised size would leak it); with fixed
-    batches (``exact_mean``) we divide by the realised size instead, a post-processing
-    rescaling of the noisy sum that costs no privacy and matches ``loop.fit``'s mean loss.
-
-    With the minibatch in parts (torchrun, or ``[run] batch_split``) see :func:`_step_in_parts`.
+    The ``GradSampleModule`` wraps ``model``'s very parameters and the ``DPOptimizer``
+    wraps ``optimizer``, so saving and loading the plain ones saves and loads the run.
     """
-    model.train()
-    here = distributed.world() if data_parallel else distributed.World()
-    split = data_parallel and distributed.batch_parts() > 1
-    total, count, steps = 0.0, 0, 0
-    for xb, yb in loader:  # (B, d), (B,); B varies under Poisson sampling and may be 0
-        optimizer.zero_grad(set_to_none=True)
-        if exact_mean:
-            optimizer.expected_batch_size = len(yb)
-        if split:
-            loss_sum = _step_in_parts(model, optimizer, xb, yb, here=here, label_smoothing=label_smoothing)
-        else:
-            loss = F.cross_entropy(model(xb), yb, label_smoothing=label_smoothing)
-            with warnings.catch_warnings():  # Opacus' backward hooks fire on outputs: inputs need no grad
-                warnings.filterwarnings("ignore", message="Full backward hook is firing")
-                loss.backward()
-            optimizer.step()
-            loss_sum = float(loss.detach()) * len(yb)
-        steps += 1
-        if len(yb):
-            total += loss_sum
-            count += len(yb)
-    if split and here.size > 1:
-        total = distributed.all_sum([total])[0]
-    optimizer.zero_grad(set_to_none=True)  # drop per-sample gradients before evaluation
-    return total / max(count, 1), steps
 
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    streams: _Streams
+    engine: PrivacyEngine
+    private_model: GradSampleModule
+    private_optimizer: DPOptimizer
+    private_loader: DataLoader
 
-def _step_in_parts(model: nn.Module, optimizer: DPOptimizer, xb: torch.Tensor, yb: torch.Tensor, *,
-                   here: distributed.World, label_smoothing: float) -> float:
-    """One DP-SGD step with the minibatch's clipped-gradient sum computed in parts.
+    @classmethod
+    def start(cls, members: Split, *, arch: dict, recipe: Recipe, dp: DPSettings, delta: float, seed: int,
+              public_scaler: Standardizer) -> _PrivateTraining:
+        """A fresh model (``derive_seed(seed, "teacher", "init")``) on the scaled members, made private."""
+        model = build_model(arch, seed=derive_seed(seed, "teacher", "init"))
+        check_dp_compatible(model)
+        X = torch.from_numpy(public_scaler.transform(members.X))  # (n, d) float32
+        y = torch.from_numpy(members.y).long()  # (n,)
+        streams = _Streams.seeded(seed)
+        loader = _data_loader(X, y, recipe=recipe, poisson=dp.poisson_sampling, streams=streams)
+        optimizer = make_optimizer(list(model.parameters()), recipe)
+        wrapped = _make_private(model, optimizer, loader, dp=dp, epochs=recipe.epochs, delta=delta, noise=streams.noise)
+        return cls(model, optimizer, streams, *wrapped)
 
-    Per-example clipping makes the clipped sum a plain sum over examples, so each part
-    (each rank's contiguous share under torchrun, or every part in one process) clips and
-    sums its own examples; the parts' sums are added (all-reduced across ranks), and then
-    every rank adds the *same* Gaussian noise, drawn from the same seeded generator, once.
-    That is Opacus' ``DPOptimizer.pre_step`` with the accumulation split, so the privacy
-    accounting is unchanged: one noisy sum per step, at the same σ and sampling rate.
-    Returns this process's sum of per-example losses.
-    """
-    loss_sum = 0.0
-    parts = minibatch_parts(torch.arange(len(yb)), here)
-    for k, part in enumerate(parts):
-        loss = F.cross_entropy(model(xb[part]), yb[part], label_smoothing=label_smoothing)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Full backward hook is firing")
-            loss.backward()
-        optimizer.clip_and_accumulate()  # p.summed_grad += this part's clipped per-example sum
-        if k + 1 < len(parts):
-            for p in optimizer.params:
-                p.grad_sample = None  # the next part's backward starts a fresh per-example batch
-        if len(part):
-            loss_sum += float(loss.detach()) * len(part)
-    if here.size > 1:
-        for p in optimizer.params:
-            torch.distributed.all_reduce(p.summed_grad, op=torch.distributed.ReduceOp.SUM)
-    optimizer.add_noise()
-    optimizer.scale_grad()  # ÷ expected batch size (one accumulated iteration: the last part's)
-    if optimizer.step_hook:
-        optimizer.step_hook(optimizer)  # the accountant records the step
-    optimizer._is_last_step_skipped = False
-    optimizer.original_optimizer.step()
-    return loss_sum
+    def state(self, *, epoch: int, log: list[dict], steps: int) -> dict[str, Any]:
+        """What a checkpoint after ``epoch`` epochs holds: enough to resume exactly."""
+        return {"epoch": epoch, "model": snapshot(self.model.state_dict()),
+                "optimizer": self.optimizer.state_dict(), "streams": self.streams.states(),
+                "accountant_history": [list(entry) for entry in self.engine.accountant.history],
+                "log": log, "steps": steps}
+
+    def restore(self, saved: dict[str, Any]) -> tuple[list[dict], int, int]:
+        """Load a :meth:`state` in place; returns (log, steps, epochs done)."""
+        self.model.load_state_dict(saved["model"])  # the GradSampleModule wraps these very parameters
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.streams.restore(saved["streams"])
+        self.engine.accountant.history = [tuple(entry) for entry in saved["accountant_history"]]
+        return saved["log"], saved["steps"], saved["epoch"]
+
+    def result(self, *, log: list[dict], steps: int, arch: dict, schema: Schema, public_scaler: Standardizer,
+               dp: DPSettings, delta: float) -> DPResult:
+        """The trained plain model and its ε, after checking Opacus accounted every step taken."""
+        trained = self.private_model.to_standard_module().eval()
+        (sigma, sample_rate, accounted_steps), = self.engine.accountant.history  # one (σ, q) for the whole run
+        if accounted_steps != steps:
+            raise RuntimeError(f"Opacus accounted {accounted_steps} steps but training took {steps}")
+        record = {"noise_multiplier": sigma, "sample_rate": sample_rate, "steps": steps,
+                  "accountant": dp.accountant, "delta": delta}
+        return DPResult(
+            classifier=Classifier(trained, arch, schema, public_scaler), log=log, epsilon=recompute_epsilon(record),
+            delta=delta, noise_multiplier=float(sigma), sample_rate=float(sample_rate), steps=steps,
+            accountant=dp.accountant, max_grad_norm=dp.max_grad_norm, poisson_sampling=dp.poisson_sampling,
+        )
 
 
 def train_teacher_dp(
@@ -388,48 +346,24 @@ def train_teacher_dp(
     if members.y is None:
         raise ConfigError("DP-SGD teacher training needs labeled members (members.y is None)")
     arch = model_architecture(cfg, schema)
-    model = build_model(arch, seed=derive_seed(seed, "teacher", "init"))
-    check_dp_compatible(model)
-    X = torch.from_numpy(public_scaler.transform(members.X))  # (n, d) float32
-    y = torch.from_numpy(members.y).long()  # (n,)
     recipe, delta = Recipe.from_config(cfg), dp.resolved_delta(len(members))
-    streams = _Streams.seeded(seed)
-    loader = _data_loader(X, y, recipe=recipe, poisson=dp.poisson_sampling, streams=streams)
-    optimizer = make_optimizer(list(model.parameters()), recipe)
-    engine, private_model, private_optimizer, private_loader = _make_private(
-        model, optimizer, loader, dp=dp, epochs=recipe.epochs, delta=delta, noise=streams.noise)
+    run = _PrivateTraining.start(members, arch=arch, recipe=recipe, dp=dp, delta=delta, seed=seed,
+                                 public_scaler=public_scaler)
     log, steps, start = [], 0, 0
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
-        model.load_state_dict(saved["model"])  # the GradSampleModule wraps these very parameters
-        optimizer.load_state_dict(saved["optimizer"])
-        streams.restore(saved["streams"])
-        engine.accountant.history = [tuple(entry) for entry in saved["accountant_history"]]
-        log, steps, start = saved["log"], saved["steps"], saved["epoch"]
+        log, steps, start = run.restore(saved)
         for epoch in range(1, start + 1):
             if on_epoch is not None:
                 on_epoch(epoch)
     for epoch in range(start, recipe.epochs):
-        loss, epoch_steps = _train_epoch(private_model, private_optimizer, private_loader,
-                                         exact_mean=not dp.poisson_sampling, label_smoothing=cfg.label_smoothing,
-                                         data_parallel=data_parallel)
+        loss, epoch_steps = train_epoch_dp(run.private_model, run.private_optimizer, run.private_loader,
+                                           exact_mean=not dp.poisson_sampling, label_smoothing=cfg.label_smoothing,
+                                           data_parallel=data_parallel)
         steps += epoch_steps
         log.append({"epoch": epoch + 1, "train_loss": loss, "steps": steps})
         if checkpoint is not None and epoch + 1 < recipe.epochs and checkpoint.due():
-            checkpoint.save({"epoch": epoch + 1, "model": snapshot(model.state_dict()),
-                             "optimizer": optimizer.state_dict(), "streams": streams.states(),
-                             "accountant_history": [list(entry) for entry in engine.accountant.history],
-                             "log": log, "steps": steps}, point=f"epoch{epoch + 1}")
+            checkpoint.save(run.state(epoch=epoch + 1, log=log, steps=steps), point=f"epoch{epoch + 1}")
         if on_epoch is not None:
             on_epoch(epoch + 1)
-    trained = private_model.to_standard_module().eval()
-    (sigma, sample_rate, accounted_steps), = engine.accountant.history  # one (σ, q) for the whole run
-    if accounted_steps != steps:
-        raise RuntimeError(f"Opacus accounted {accounted_steps} steps but training took {steps}")
-    record = {"noise_multiplier": sigma, "sample_rate": sample_rate, "steps": steps,
-              "accountant": dp.accountant, "delta": delta}
-    return DPResult(
-        classifier=Classifier(trained, arch, schema, public_scaler), log=log, epsilon=recompute_epsilon(record),
-        delta=delta, noise_multiplier=float(sigma), sample_rate=float(sample_rate), steps=steps,
-        accountant=dp.accountant, max_grad_norm=dp.max_grad_norm, poisson_sampling=dp.poisson_sampling,
-    )
+    return run.result(log=log, steps=steps, arch=arch, schema=schema, public_scaler=public_scaler, dp=dp, delta=delta)

@@ -18,6 +18,7 @@ from distillguard import device, distributed
 from distillguard.checkpoints import Checkpoint, snapshot
 from distillguard.distributed import World, world
 from distillguard.config import ModelConfig
+from distillguard.models.inference import predict_logits
 from distillguard.train.rows import Rows, TensorRows, iter_batches, total
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -64,15 +65,6 @@ def batch_order(n: int, *, recipe: Recipe, generator: torch.Generator,
                              generator=generator))
 
 
-@torch.no_grad()
-def predict_logits(model: nn.Module, X: torch.Tensor, *, batch_size: int = 4096) -> torch.Tensor:
-    """(n, C) logits in eval mode, in chunks, computed on the current device, returned on the CPU."""
-    model.eval()
-    target = device.current()
-    model.to(target)
-    return torch.cat([model(chunk.to(target)).cpu() for chunk in X.split(batch_size)]) if len(X) else torch.empty(0)
-
-
 def minibatch_parts(index: torch.Tensor, here: World, data_parallel: bool = True) -> list[torch.Tensor]:
     """The minibatch parts this process computes: one per rank under torchrun, all of them alone."""
     n_parts = distributed.batch_parts() if data_parallel else 1
@@ -94,20 +86,10 @@ def data_parallel_module(model: nn.Module, here: World) -> nn.Module:
     return wrapped
 
 
-def fit(
-    model: nn.Module,
-    X: torch.Tensor | Rows,
-    targets: torch.Tensor | None = None,
-    *,
-    loss_fn: LossFn,
-    recipe: Recipe,
-    seed: int,
-    validation: tuple[torch.Tensor, torch.Tensor] | Rows | None = None,
-    metric: MetricFn | None = None,
-    on_epoch: Callable[[int], None] | None = None,
-    checkpoint: Checkpoint | None = None,
-    data_parallel: bool = True,
-) -> tuple[nn.Module, list[dict]]:
+def fit(model: nn.Module, X: torch.Tensor | Rows, targets: torch.Tensor | None = None, *, loss_fn: LossFn,
+        recipe: Recipe, seed: int, validation: tuple[torch.Tensor, torch.Tensor] | Rows | None = None,
+        metric: MetricFn | None = None, on_epoch: Callable[[int], None] | None = None,
+        checkpoint: Checkpoint | None = None, data_parallel: bool = True) -> tuple[nn.Module, list[dict]]:
     """Train ``model`` in place and return it with the best validation state loaded.
 
     Training runs on :func:`distillguard.device.current` (the returned model is on the
@@ -134,62 +116,97 @@ def fit(
     Returns:
         The model and a per-epoch log (train loss, validation metric).
     """
-    if targets is None and isinstance(X, torch.Tensor):
-        raise TypeError("fit(model, X, targets): targets are missing (only a Rows source carries its own)")
-    data = X if targets is None else TensorRows(X, targets)
-    if isinstance(validation, tuple):
-        validation = TensorRows(*validation)
+    data, validation = _as_rows(X, targets, validation)
     here, target = (world() if data_parallel else World()), device.current()
     model.to(target)
     step_model = data_parallel_module(model, here)
     generator = torch.Generator().manual_seed(seed)  # on the CPU: the same batches on every device and rank
     optimizer = make_optimizer(list(model.parameters()), recipe)
-    best_score, best_state, log, start = -float("inf"), None, [], 0
-    saved = checkpoint.load() if checkpoint is not None else None
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        generator.set_state(saved["generator"])
-        best_score, best_state, log, start = saved["best_score"], saved["best_state"], saved["log"], saved["epoch"]
-        for epoch in range(1, start + 1):
-            if on_epoch is not None:
-                on_epoch(epoch)
+    best = _Selection()
+    log, start = _resume(checkpoint, model=model, optimizer=optimizer, generator=generator, best=best)
+    for epoch in range(1, start + 1):
+        if on_epoch is not None:
+            on_epoch(epoch)
     for epoch in range(start, recipe.epochs):
-        model.train()
-        total, count = 0.0, 0
-        for index in iter_batches(data.sizes, batch_size=recipe.batch_size, generator=generator):
-            optimizer.zero_grad(set_to_none=True)
-            for part in minibatch_parts(index, here, data_parallel):
-                inputs, wanted = data.take(part)
-                logits = step_model(inputs.to(target))
-                loss = loss_fn(logits, wanted.to(target)) if len(part) else logits.sum()
-                # Weighted by its share of the minibatch, the parts' gradients sum (accumulated
-                # here, all-reduced across ranks) to the gradient of the minibatch's mean loss.
-                (loss * (len(part) / len(index)) if len(part) != len(index) else loss).backward()
-                total += float(loss.detach()) * len(part)
-                count += len(part)
-            optimizer.step()
-        if here.size > 1:
-            total, count = distributed.all_sum([total, count])
-        entry = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
+        loss = _train_epoch(step_model, data, optimizer, generator, loss_fn=loss_fn, recipe=recipe, here=here,
+                            target=target, data_parallel=data_parallel)
+        entry = {"epoch": epoch + 1, "train_loss": loss}
         if validation is not None and metric is not None:
-            score = _validation_score(model, validation, metric)
-            entry["val_score"] = score
-            if score > best_score:
-                best_score, best_state = score, copy.deepcopy(model.state_dict())
-                entry["selected"] = True
+            best.consider(entry, model, _validation_score(model, validation, metric))
         log.append(entry)
         if checkpoint is not None and epoch + 1 < recipe.epochs and checkpoint.due():
             checkpoint.save({"epoch": epoch + 1, "model": snapshot(model.state_dict()),
                              "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                             "best_score": best_score, "best_state": best_state, "log": log},
+                             "best_score": best.score, "best_state": best.state, "log": log},
                             point=f"epoch{epoch + 1}")
         if on_epoch is not None:
             on_epoch(epoch + 1)
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if best.state is not None:
+        model.load_state_dict(best.state)
     model.eval()
     return model.cpu(), log
+
+
+def _as_rows(X: torch.Tensor | Rows, targets: torch.Tensor | None,
+             validation: tuple[torch.Tensor, torch.Tensor] | Rows | None) -> tuple[Rows, Rows | None]:
+    """``fit``'s training and validation data as :class:`Rows`, whichever form they came in."""
+    if targets is None and isinstance(X, torch.Tensor):
+        raise TypeError("fit(model, X, targets): targets are missing (only a Rows source carries its own)")
+    data = X if targets is None else TensorRows(X, targets)
+    return data, (TensorRows(*validation) if isinstance(validation, tuple) else validation)
+
+
+class _Selection:
+    """Checkpoint selection by a validation metric, higher is better: the earliest best epoch wins."""
+
+    def __init__(self) -> None:
+        self.score, self.state = -float("inf"), None
+
+    def consider(self, entry: dict, model: nn.Module, score: float) -> None:
+        """Record ``score`` in the epoch's log ``entry``; keep a copy of the model if it is the best yet."""
+        entry["val_score"] = score
+        if score > self.score:
+            self.score, self.state = score, copy.deepcopy(model.state_dict())
+            entry["selected"] = True
+
+
+def _resume(checkpoint: Checkpoint | None, *, model: nn.Module, optimizer: torch.optim.Optimizer,
+            generator: torch.Generator, best: _Selection) -> tuple[list[dict], int]:
+    """Load a saved state in place, if there is one; returns (log, epochs done)."""
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is None:
+        return [], 0
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    generator.set_state(saved["generator"])
+    best.score, best.state = saved["best_score"], saved["best_state"]
+    return saved["log"], saved["epoch"]
+
+
+def _train_epoch(step_model: nn.Module, data: Rows, optimizer: torch.optim.Optimizer, generator: torch.Generator, *,
+                 loss_fn: LossFn, recipe: Recipe, here: World, target: torch.device, data_parallel: bool) -> float:
+    """One pass over ``data`` in minibatches drawn from ``generator``; returns the mean train loss.
+
+    Each process computes its parts of a minibatch (see :func:`minibatch_parts`); the
+    loss is summed over all ranks before it is averaged.
+    """
+    step_model.train()
+    total, count = 0.0, 0
+    for index in iter_batches(data.sizes, batch_size=recipe.batch_size, generator=generator):
+        optimizer.zero_grad(set_to_none=True)
+        for part in minibatch_parts(index, here, data_parallel):
+            inputs, wanted = data.take(part)
+            logits = step_model(inputs.to(target))
+            loss = loss_fn(logits, wanted.to(target)) if len(part) else logits.sum()
+            # Weighted by its share of the minibatch, the parts' gradients sum (accumulated
+            # here, all-reduced across ranks) to the gradient of the minibatch's mean loss.
+            (loss * (len(part) / len(index)) if len(part) != len(index) else loss).backward()
+            total += float(loss.detach()) * len(part)
+            count += len(part)
+        optimizer.step()
+    if here.size > 1:
+        total, count = distributed.all_sum([total, count])
+    return total / max(count, 1)
 
 
 def _validation_score(model: nn.Module, validation: Rows, metric: MetricFn) -> float:
