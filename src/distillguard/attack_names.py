@@ -8,7 +8,7 @@ one place. Foundation layer: this module imports nothing from distillguard.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Literal
+from typing import Literal, get_args
 
 #: One statistic of the target's own output; no shadow models needed.
 THRESHOLD_ATTACKS: tuple[str, ...] = ("loss", "confidence", "entropy", "modified_entropy")
@@ -22,7 +22,7 @@ LM_ATTACKS: tuple[str, ...] = ("loss", "zlib", "min_k", "min_k_pp", "reference")
 AttackName = Literal["loss", "confidence", "entropy", "modified_entropy", "lira_online", "lira_offline", "rmia",
                      "zlib", "min_k", "min_k_pp", "reference"]
 #: Every attack name a spec accepts (the values of :data:`AttackName`, in its order).
-ALL_ATTACKS: tuple[str, ...] = AttackName.__args__
+ALL_ATTACKS: tuple[str, ...] = get_args(AttackName)
 
 #: Strongest first: the calibrated attacks, then the single-model statistics. The gate's
 #: default attack is the first of these that the audit runs; the one-run ε bound on the
