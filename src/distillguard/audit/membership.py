@@ -7,9 +7,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from distillguard.attack_names import SHADOW_ATTACKS
 from distillguard.audit.attacks import make_attack
 from distillguard.audit.signals import ReferenceSignals, TargetSignals
-from distillguard.config import SHADOW_ATTACKS, AuditConfig
+from distillguard.config import AuditConfig
 
 
 def build_attack(name: str, cfg: AuditConfig):

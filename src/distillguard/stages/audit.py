@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distillguard import distributed, progress
+from distillguard.attack_names import strongest_attack
 from distillguard.checkpoints import CheckpointStore, failpoint
 from distillguard.audit import shadow_cache
 from distillguard.audit.empirical_epsilon import one_run_epsilon
@@ -173,7 +174,7 @@ def _audit_canaries(spec: Spec, target: str, shadows: Shadows, population_labels
         results.append(_summary(spec, scores, included, target, name, "canaries"))
         rows.add(ids, target, name, scores, included, canary=True)
         curves[name][f"{target} (canaries)"] = roc(scores, included)
-    attack = next((a for a in ("lira_online", "rmia", "lira_offline", "loss") if a in scored), spec.audit.attacks[0])
+    attack = strongest_attack(scored, down_to="loss") or spec.audit.attacks[0]
     eps = one_run_epsilon(
         attack, spec.audit, logits=logits.canaries, labels=canaries.y, included=canaries.included,
         audited_scores=scored[attack][0][:K], population_logits=logits.population,

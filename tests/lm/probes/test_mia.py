@@ -8,9 +8,9 @@ import zlib
 import numpy as np
 import pytest
 
+from distillguard.attack_names import LM_ATTACKS
 from distillguard.audit.metrics import summarize
 from distillguard.lm.probes.mia import (
-    LM_ATTACKS,
     distribution_moments,
     lm_attack_results,
     loss_score,

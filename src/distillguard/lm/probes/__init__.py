@@ -37,7 +37,6 @@ from distillguard.lm.probes.extraction import (
     zlib_length,
 )
 from distillguard.lm.probes.mia import (
-    LM_ATTACKS,
     distribution_moments,
     lm_attack_results,
     lm_membership_scores,
@@ -60,7 +59,6 @@ from distillguard.lm.probes.scoring import (
 )
 
 __all__ = [
-    "LM_ATTACKS",
     "ExposureResult",
     "NgramIndex",
     "TokenLogProbs",

@@ -29,12 +29,12 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
+from distillguard.attack_names import LM_ATTACKS
 from distillguard.audit.metrics import summarize
 from distillguard.lm.probes.extraction import zlib_length
 from distillguard.lm.probes.scoring import text_logprobs
 
 __all__ = [
-    "LM_ATTACKS",
     "distribution_moments",
     "lm_attack_results",
     "lm_membership_scores",
@@ -45,7 +45,6 @@ __all__ = [
     "zlib_score",
 ]
 
-LM_ATTACKS: tuple[str, ...] = ("loss", "zlib", "min_k", "min_k_pp", "reference")
 _MIN_SIGMA = 1e-8  # floor on σ_t: a one-hot next-token distribution has σ = 0
 
 

@@ -1,0 +1,68 @@
+"""The spec: a TOML file, parsed into frozen pydantic models.
+
+Unknown keys are errors, every problem is reported at once with its field path, and
+relative paths are resolved against the spec file's folder, so a spec means the same
+thing whatever the working directory. The resolved spec (absolute paths, every default
+filled in) is what a run records in ``spec.toml``.
+
+One module per part of the spec: ``run``, ``data``, ``models`` (teacher and student),
+``distill``, ``softlabels`` (with ``[transfer]``), ``privacy``, ``audit``, ``gate``,
+``lm`` (the causal-LM track's settings and defaults), ``spec`` (the whole spec as a
+union of its two tracks) and ``loading`` (TOML in, errors out). Import from here; attack
+names live in :mod:`distillguard.attack_names`.
+"""
+
+from distillguard.config.audit import EXECUTION_KEYS, AuditConfig
+from distillguard.config.data import (
+    BUILTINS,
+    LM_FILES,
+    ROLES,
+    TEXT_BUILTINS,
+    DataConfig,
+    PiiCorpusConfig,
+    SplitSizes,
+    SynthConfig,
+)
+from distillguard.config.distill import DistillConfig
+from distillguard.config.gate import GateConfig
+from distillguard.config.lm import LM_DEFAULTS, LMArchConfig, LMProbeConfig, TokenizerConfig
+from distillguard.config.loading import demo_spec, load_spec, parse_spec
+from distillguard.config.models import ModelConfig, StudentConfig, TeacherConfig
+from distillguard.config.privacy import DP_SGD_FIELDS, PATE_DEFAULTS, PATE_FIELDS, PrivacyConfig
+from distillguard.config.run import RunConfig
+from distillguard.config.softlabels import SoftLabelConfig, TransferConfig
+from distillguard.config.spec import ClassifierSpec, LMSpec, Spec
+
+__all__ = [
+    "BUILTINS",
+    "DP_SGD_FIELDS",
+    "EXECUTION_KEYS",
+    "LM_DEFAULTS",
+    "LM_FILES",
+    "PATE_DEFAULTS",
+    "PATE_FIELDS",
+    "ROLES",
+    "TEXT_BUILTINS",
+    "AuditConfig",
+    "ClassifierSpec",
+    "DataConfig",
+    "DistillConfig",
+    "GateConfig",
+    "LMArchConfig",
+    "LMProbeConfig",
+    "LMSpec",
+    "ModelConfig",
+    "PiiCorpusConfig",
+    "PrivacyConfig",
+    "RunConfig",
+    "SoftLabelConfig",
+    "SplitSizes",
+    "StudentConfig",
+    "SynthConfig",
+    "TeacherConfig",
+    "TokenizerConfig",
+    "TransferConfig",
+    "demo_spec",
+    "load_spec",
+    "parse_spec",
+]

@@ -1,0 +1,80 @@
+"""``[audit]``: which membership attacks run, on how many shadow pipelines, and where.
+
+The attack names come from :mod:`distillguard.attack_names`, the one catalogue the
+attack registry and the LM probes also read.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from distillguard.attack_names import SHADOW_ATTACKS, THRESHOLD_ATTACKS, AttackName
+from distillguard.config.base import Section
+from distillguard.config.lm import LMProbeConfig
+
+# [audit] keys that say where shadows train, not what they compute (left out of fingerprints).
+EXECUTION_KEYS = ("backend", "ray_address", "ray_shadows_per_task", "ray_cpus_per_task")
+
+
+class AuditConfig(Section):
+    attacks: list[AttackName] = Field(
+        default_factory=lambda: [*THRESHOLD_ATTACKS, *SHADOW_ATTACKS],
+        description="Membership attacks to run; the shadow attacks (lira_online, lira_offline, rmia) need shadows.")
+    shadows: int = Field(
+        16, ge=0, description="Shadow pipelines (teacher + labels + student) for LiRA/RMIA; even; 0 = threshold attacks only.",
+    )
+    canaries: int = Field(32, ge=0, description="Worst-case records planted in the shadow replicas only (0 = none).")
+    canary_duplicates: int = Field(4, ge=1, description="Copies of every other canary in a training set.")
+    lira_variance: Literal["auto", "global", "per_example"] = Field(
+        "auto", description="LiRA's Gaussian variance: one for all records, one per record, or auto (global below 64 "
+                            "shadows).")
+    rmia_offline: bool = Field(
+        True, description="RMIA's offline variant: only shadows trained without a record estimate Pr(x).")
+    bootstrap: int = Field(200, ge=0, description="Bootstrap resamples for confidence intervals (0: none).")
+    confidence: float = Field(0.95, gt=0, lt=1, description="Level of the bootstrap confidence intervals.")
+    batched: bool = Field(True, description="Train shadow models many-at-once with torch.func (falls back to a loop).")
+    backend: Literal["local", "ray"] = Field(
+        "local", description='Where shadow pipelines train: "local" (this process) or "ray" (one Ray task per chunk '
+        'of shadows; pip install "distillguard[ray]"). Same seeds, same scores either way.',
+    )
+    ray_address: str | None = Field(
+        None, description='backend = "ray": the cluster to join, passed to ray.init(address=...) (e.g. "auto", '
+        '"ray://head:10001"); unset: ray.init() starts a local instance (or joins the one RAY_ADDRESS names).',
+    )
+    ray_shadows_per_task: int = Field(
+        4, ge=1, description='backend = "ray": shadows one task trains batched; fewer = more tasks in parallel, '
+        "more = less per-task overhead.",
+    )
+    ray_cpus_per_task: int = Field(
+        1, ge=1, description='backend = "ray": CPUs Ray reserves per task, and torch\'s thread count inside it.',
+    )
+    lm: LMProbeConfig = Field(LMProbeConfig(), description="causal-lm: the probes' sample counts and prompts.")
+
+    @model_validator(mode="after")
+    def _settings_fit_together(self) -> AuditConfig:
+        """Shadow counts, canaries and the Ray settings; every problem is reported at once."""
+        problems = []
+        if self.ray_address is not None and self.backend != "ray":
+            problems.append(f'ray_address = {self.ray_address!r} applies to backend = "ray" (got {self.backend!r}); '
+                            "set backend or drop ray_address")
+        needs = [a for a in self.attacks if a in SHADOW_ATTACKS]
+        if needs and self.shadows < 2:
+            problems.append(f"attacks {needs} need shadows >= 2 (got {self.shadows}); set shadows or drop them")
+        if self.shadows % 2:
+            problems.append(f"shadows must be even (complementary pairs), got {self.shadows}")
+        if self.canaries and self.shadows < 4:
+            problems.append(f"canaries are scored on held-out shadows and need shadows >= 4 (got {self.shadows}); "
+                            "set canaries = 0 to plant none")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def fingerprint_params(self) -> dict[str, Any]:
+        """The settings that shape the audit's results, without where the shadows run.
+
+        The backend and its Ray settings change where shadows train, not what they compute
+        (same seeds, same logits), so switching them reuses a finished audit.
+        """
+        return self.model_dump(mode="json", exclude=set(EXECUTION_KEYS))

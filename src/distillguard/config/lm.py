@@ -1,0 +1,94 @@
+"""The causal-LM track's own settings: architecture, tokenizer, probes, and its defaults.
+
+Text data selects this track; :data:`LM_DEFAULTS` then replaces the classifier defaults
+that make no sense for a language model (the resolved spec shows the values).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from distillguard.attack_names import LM_ATTACKS
+from distillguard.config.base import Section
+
+
+class LMArchConfig(Section):
+    """A tiny causal LM built from scratch (:func:`distillguard.lm.models.build_causal_lm`)."""
+
+    family: Literal["gpt2", "llama"] = Field("gpt2", description="Hugging Face architecture family.")
+    layers: int = Field(2, ge=1, description="Transformer blocks.")
+    width: int = Field(128, ge=8, description="Embedding width (n_embd / hidden_size).")
+    heads: int = Field(4, ge=1, description="Attention heads; must divide width.")
+    context: int = Field(128, ge=8, description="Context length in tokens (n_positions); blocks are this long.")
+    mlp_width: int | None = Field(None, ge=1, description="Default 4 x width.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout probability in the blocks.")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> LMArchConfig:
+        if self.width % self.heads:
+            raise ValueError(f"width ({self.width}) must be a multiple of heads ({self.heads})")
+        return self
+
+    def model_config_dict(self) -> dict[str, Any]:
+        """The flat dict :func:`~distillguard.lm.models.build_causal_lm` takes."""
+        return {"kind": self.family, "n_layer": self.layers, "n_embd": self.width, "n_head": self.heads,
+                "n_positions": self.context, "n_inner": self.mlp_width, "dropout": self.dropout,
+                "tie_embeddings": True}
+
+
+class TokenizerConfig(Section):
+    """The tokenizer of a language-model run: a local folder, or byte-level BPE fitted on the transfer text."""
+
+    path: Path | None = Field(None, description="A local Hugging Face tokenizer folder.")
+    vocab_size: int = Field(2048, ge=258, description="BPE vocabulary when fitted (on transfer text only).")
+    min_frequency: int = Field(2, ge=1, description="BPE: merge only pairs seen at least this often.")
+
+
+class LMProbeConfig(Section):
+    """Probe settings of a language-model audit (sample counts bound its run time)."""
+
+    exposure_references: int = Field(2000, ge=10, description="Random fillings per canary (Carlini et al. 2019).")
+    reference_epochs: int = Field(
+        1, ge=0, description="Epochs of the reference model, trained on the transfer text only (0: untrained). "
+                             "It is each canary's exposure baseline and the 'reference' attack's denominator.")
+    mia_texts: int = Field(400, ge=10, description="Members and as many nonmembers scored by the LM attacks.")
+    min_k: float = Field(0.2, gt=0, le=1, description="Fraction of tokens for min_k / min_k_pp.")
+    pii_records: int = Field(100, ge=1, description="PII records probed (first N of the PII file).")
+    pii_samples: int = Field(4, ge=0, description="Sampled completions per PII prompt (0: greedy only).")
+    pii_tokens: int = Field(24, ge=1, description="Tokens generated per PII completion (fewer when the context is short).")
+    pii_templates: dict[str, list[str]] = Field(
+        default_factory=lambda: {"email": ["The email address of {name} is", "Customer record -- name: {name}; email:",
+                                           "From: {name} <"],
+                                 "phone": ["Customer record -- name: {name}; email: {email}; phone:"],
+                                 "account": ["Customer record -- name: {name}; email: {email}; phone: {phone}; account:"]},
+        description="Target field -> prompts naming other fields.")
+    extraction_samples: int = Field(128, ge=0, description="Sampled generations for the extraction probe (0: off).")
+    extraction_tokens: int = Field(64, ge=8, description="Tokens per generation of the extraction probe.")
+    extractable_texts: int = Field(100, ge=0, description="Member documents tested for k-extractability (0: off).")
+    extractable_k: int = Field(32, ge=1, description="Prefix tokens of k-extractability (Carlini et al. 2022).")
+    extractable_suffix: int = Field(32, ge=1, description="Suffix tokens that must match for k-extractability.")
+    divergence_samples: int = Field(32, ge=0, description="Generations after a repeated-token prompt (0: off).")
+    min_private_length: int = Field(24, ge=4, description="Tokens of verbatim private text that count as extracted.")
+
+
+# Defaults of the causal-LM track where the classifier defaults make no sense (sized for the
+# built-in pii-corpus of ~300 kB on 2 CPU cores; see README, "Language models").
+LM_DEFAULTS: dict[str, dict[str, Any]] = {
+    "teacher": {"kind": "causal-lm", "epochs": 8, "batch_size": 16, "lr": 3e-3, "val_fraction": 0.0},
+    "student": {"kind": "causal-lm", "epochs": 8, "batch_size": 16, "lr": 3e-3, "val_fraction": 0.0},
+    "audit": {"shadows": 0, "canaries": 0, "attacks": list(LM_ATTACKS)},
+    "gate": {"max_accuracy_gap": None, "max_mean_exposure_bits": 4.0, "max_perplexity_ratio": 1.15},
+}
+
+
+def with_lm_defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    """A raw spec with the causal-LM defaults of :data:`LM_DEFAULTS` where the user gave none."""
+    out = dict(raw)
+    for section, defaults in LM_DEFAULTS.items():
+        given = out.get(section, {})
+        if isinstance(given, dict):
+            out[section] = {**defaults, **given}
+    return out

@@ -1,0 +1,63 @@
+"""``[teacher]`` and ``[student]``: architecture and training recipe of the two models.
+
+``kind`` picks the architecture and, with the data, the track: ``mlp`` / ``cnn`` are
+classifiers, ``causal-lm`` a language model (see :mod:`distillguard.config.spec`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from distillguard.config.base import Section
+from distillguard.config.lm import LMArchConfig, TokenizerConfig
+
+ModelKind = Literal["mlp", "cnn", "causal-lm"]
+
+
+class ModelConfig(Section):
+    """Architecture and training recipe shared by teacher and student."""
+
+    kind: ModelKind = Field("mlp", description='Architecture: "mlp", "cnn" (image inputs) or "causal-lm" (text).')
+    arch: LMArchConfig = Field(LMArchConfig(), description="causal-lm: the architecture when no path is given.")
+    hidden: list[int] = Field(default_factory=lambda: [256, 256], description="MLP hidden widths; CNN head widths.")
+    channels: list[int] = Field(default_factory=lambda: [16, 32], description="CNN conv channels (image inputs).")
+    epochs: int = Field(60, ge=1, description="Training epochs (with a validation split, the best checkpoint is kept).")
+    batch_size: int = Field(64, ge=1, description="Records (or text blocks) per minibatch.")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay (AdamW).")
+
+    @field_validator("hidden", "channels")
+    @classmethod
+    def _positive(cls, widths: list[int]) -> list[int]:
+        if any(w < 1 for w in widths):
+            raise ValueError(f"widths must be positive integers, got {widths}")
+        return widths
+
+
+class TeacherConfig(ModelConfig):
+    label_smoothing: float = Field(
+        0.0, ge=0.0, lt=1.0,
+        description="Cross-entropy label smoothing for the teacher: a regulariser that caps how confident it gets.")
+    ensemble: int = Field(
+        1, ge=1, description="Teachers on disjoint partitions of the members whose averaged probabilities are the "
+                             "soft labels (subsample-and-aggregate: one record moves them by at most 1/n).")
+    val_fraction: float = Field(
+        0.1, ge=0.0, lt=0.5,
+        description="Members held out for checkpoint selection; never trained on, so left out of the audit's members.",
+    )
+    path: Path | None = Field(None, description="Load this teacher (a distillguard teacher folder, or a local Hugging "
+                                                "Face causal-LM folder) instead of training; a causal LM is fine-tuned.")
+    tokenizer: TokenizerConfig = Field(TokenizerConfig(), description="causal-lm: the tokenizer of both models.")
+
+
+class StudentConfig(ModelConfig):
+    hidden: list[int] = Field(default_factory=lambda: [128], description="MLP hidden widths; CNN head widths.")
+    epochs: int = Field(80, ge=1, description="Training epochs (with a validation split, the best checkpoint is kept).")
+    val_fraction: float = Field(
+        0.1, ge=0.0, lt=0.5, description="Transfer records held out for checkpoint selection (public data only)."
+    )
+    path: Path | None = Field(None, description="causal-lm: start the student from this local Hugging Face folder "
+                                                "(its tokenizer must be the teacher's).")

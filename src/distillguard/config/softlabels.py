@@ -1,0 +1,56 @@
+"""``[softlabels]`` and ``[transfer]``: what the teacher releases, and on which records.
+
+Both are classifier defense knobs applied in the label stage; at their defaults they
+release the teacher's full probabilities on every transfer record.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from distillguard.config.base import Section
+
+
+class SoftLabelConfig(Section):
+    """What the teacher releases to the student (applied in the label stage, at T=1).
+
+    The knobs run in a fixed order: noise on the logits, hard labels, top-k, rounding,
+    then uniform mixing (see :mod:`distillguard.train.label_defenses`).
+    """
+
+    labels: Literal["soft", "hard"] = Field("soft", description="hard: release the teacher's argmax only.")
+    top_k: int | None = Field(None, ge=1, description="Release only the k largest probabilities, renormalized.")
+    round_to: float | None = Field(None, gt=0, le=1, description="Round released probabilities to multiples of this step.")
+    mix_uniform: float = Field(0.0, ge=0, le=1, description="Mix with the uniform distribution: (1-λ)p + λ/C.")
+    logit_noise: float = Field(0.0, ge=0, description="σ of Gaussian noise added to the teacher's logits.")
+
+    def is_identity(self) -> bool:
+        """True when every knob is at its default: the full probabilities are released."""
+        return self == SoftLabelConfig()
+
+    def knobs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`~distillguard.train.label_defenses.defend_soft_labels`."""
+        return {"hard": self.labels == "hard", "top_k": self.top_k, "round_to": self.round_to,
+                "mix_uniform": self.mix_uniform, "logit_noise": self.logit_noise}
+
+
+class TransferConfig(Section):
+    """Which transfer records the teacher labels (after the leak guard)."""
+
+    size: int | None = Field(None, ge=1, description="Label a random subset of this many transfer records.")
+    select: Literal["all", "low_entropy", "far_from_private"] = Field(
+        "all", description="low_entropy: keep the records the teacher is surest about (DMP); far_from_private: drop "
+                           "the records nearest to a private record.")
+    keep_fraction: float = Field(1.0, gt=0, le=1, description="Fraction of records the selection rule keeps.")
+
+    @model_validator(mode="after")
+    def _fraction_with_rule(self) -> TransferConfig:
+        if self.select == "all" and self.keep_fraction != 1.0:
+            raise ValueError('keep_fraction needs select = "low_entropy" | "far_from_private"')
+        return self
+
+    def is_identity(self) -> bool:
+        """True when every record is labeled: no subset, no selection rule."""
+        return self == TransferConfig()

@@ -1,0 +1,252 @@
+"""The whole spec: one model per track (classifier or causal LM), joined as a tagged union.
+
+The track is not a key the user writes: it follows from the data (text, i.e. JSONL files
+or the built-in ``pii-corpus``, is the causal-LM track). :meth:`Spec.model_validate`
+derives it from the raw spec and validates against that track's model, whose rules say
+which models, losses, attacks and defenses the track takes. Checks that span several
+sections collect every problem and raise them together, each naming its keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+import tomli_w
+from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from distillguard.attack_names import CLASSIFIER_ATTACKS, LM_ATTACKS, THRESHOLD_ATTACKS, strongest_attack
+from distillguard.config.audit import AuditConfig
+from distillguard.config.base import Section
+from distillguard.config.data import TEXT_BUILTINS, DataConfig, is_text_data
+from distillguard.config.distill import DistillConfig
+from distillguard.config.gate import LM_GATE_KEYS, GateConfig
+from distillguard.config.lm import with_lm_defaults
+from distillguard.config.models import StudentConfig, TeacherConfig
+from distillguard.config.privacy import PrivacyConfig
+from distillguard.config.run import RunConfig
+from distillguard.config.softlabels import SoftLabelConfig, TransferConfig
+
+CLASSIFIER_TRACK = "classifier"
+LM_TRACK = "causal-lm"
+
+
+class Spec(Section):
+    """The whole spec. Some defaults follow from other settings (see ``_derived_defaults``).
+
+    A loaded spec is a :class:`ClassifierSpec` or an :class:`LMSpec`; build one with
+    :meth:`model_validate` (or :func:`~distillguard.config.parse_spec`), which picks the track.
+    """
+
+    track: ClassVar[str]
+
+    run: RunConfig = Field(RunConfig(), description="Name, seed and checkpointing of the run.")
+    data: DataConfig = Field(DataConfig(builtin="purchase-synth"), description="The four roles' records.")
+    teacher: TeacherConfig = Field(TeacherConfig(), description="The model trained on the private members.")
+    student: StudentConfig = Field(StudentConfig(), description="The model distilled on the transfer set.")
+    distill: DistillConfig = Field(DistillConfig(), description="How the student learns the teacher's labels.")
+    softlabels: SoftLabelConfig = Field(SoftLabelConfig(), description="What the teacher releases (classifiers).")
+    transfer: TransferConfig = Field(TransferConfig(), description="Which transfer records are labeled (classifiers).")
+    privacy: PrivacyConfig = Field(PrivacyConfig(), description="Formal privacy: DP-SGD or PATE.")
+    audit: AuditConfig = Field(AuditConfig(), description="The membership-inference audit.")
+    gate: GateConfig = Field(GateConfig(), description="Pass/fail thresholds on the audit's results.")
+
+    def __init__(self, /, **sections: Any) -> None:
+        if type(self) is Spec:
+            raise TypeError("Spec is the union of ClassifierSpec and LMSpec: build one with Spec.model_validate(...), "
+                            "parse_spec or load_spec, which pick the track from the data")
+        super().__init__(**sections)
+
+    @classmethod
+    def model_validate(cls, obj: Any, **options: Any) -> Spec:
+        """Validate ``obj``; on :class:`Spec` itself, against the track its data selects."""
+        if cls is not Spec:
+            return super().model_validate(obj, **options)
+        try:
+            return _TRACKS.validate_python(obj, **options)
+        except ValidationError as error:
+            raise _without_track(error) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_defaults(cls, raw: Any) -> Any:
+        """Defaults that depend on other keys, filled only where the user gave none.
+
+        Without shadows the audit runs the threshold attacks and plants no canaries, and
+        the gate reads the strongest attack that runs; the resolved spec shows the values.
+        """
+        if not isinstance(raw, dict):
+            return raw
+        if is_text_data(raw.get("data")):
+            raw = with_lm_defaults(raw)
+        audit = dict(raw.get("audit") or {}) if isinstance(raw.get("audit", {}), dict) else raw.get("audit")
+        if not isinstance(audit, dict):
+            return raw
+        shadows = audit.get("shadows", AuditConfig.model_fields["shadows"].default)
+        if isinstance(shadows, int) and shadows == 0:
+            audit.setdefault("attacks", list(THRESHOLD_ATTACKS))
+            audit.setdefault("canaries", 0)
+        gate = raw.get("gate", {})
+        if isinstance(gate, dict) and "attack" not in gate and isinstance(audit.get("attacks"), list):
+            strongest = strongest_attack(audit["attacks"])
+            if strongest is not None:
+                raw = {**raw, "gate": {**gate, "attack": strongest}}
+        return {**raw, "audit": audit} if audit or "audit" in raw else raw
+
+    @property
+    def is_lm(self) -> bool:
+        """True for the causal language-model track."""
+        return self.teacher.kind == "causal-lm"
+
+    @model_validator(mode="after")
+    def _sections_fit_together(self) -> Spec:
+        """Every cross-section rule, the track's first; all problems are raised as one error."""
+        problems = [*self._track_problems(), *self._ensemble_problems(), *self._release_problems(),
+                    *self._gate_problems(), *self._pate_problems()]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _track_problems(self) -> list[str]:
+        """What this track does not take (each track says)."""
+        raise NotImplementedError
+
+    def _ensemble_problems(self) -> list[str]:
+        problems = []
+        if self.teacher.ensemble > 1 and self.privacy.mechanism != "none":
+            problems.append(f'[teacher].ensemble = {self.teacher.ensemble} is the non-private ensemble; with mechanism '
+                            f'= "{self.privacy.mechanism}" leave it at 1 (PATE sets its size with [privacy].teachers)')
+        if self.teacher.ensemble > 1 and self.teacher.path is not None:
+            problems.append("[teacher].ensemble trains teachers; it cannot be combined with [teacher].path")
+        return problems
+
+    def _release_problems(self) -> list[str]:
+        if self.privacy.mechanism == "pate" and not (self.softlabels.is_identity() and self.transfer.is_identity()):
+            return ['[softlabels] and [transfer] knobs apply to soft labels; mechanism = "pate" releases '
+                    "noisy votes (leave those sections at their defaults)"]
+        return []
+
+    def _gate_problems(self) -> list[str]:
+        problems = []
+        if self.gate.attack not in self.audit.attacks:
+            problems.append(f"[gate].attack = {self.gate.attack!r} is not among [audit].attacks {self.audit.attacks}")
+        if self.gate.population == "canaries" and self.audit.canaries == 0:
+            problems.append('[gate].population = "canaries" needs [audit].canaries > 0')
+        return problems
+
+    def _pate_problems(self) -> list[str]:
+        if self.privacy.mechanism == "pate" and self.teacher.path is not None:
+            return ['[teacher].path cannot be used with [privacy].mechanism = "pate": PATE trains its '
+                    "ensemble on partitions of the members; drop path or the mechanism"]
+        return []
+
+    def section_dict(self, section: str) -> dict[str, Any]:
+        """One section as plain JSON-able data (what stage fingerprints hash)."""
+        return getattr(self, section).model_dump(mode="json")
+
+    def to_toml(self) -> str:
+        """The resolved spec as TOML (unset optional keys left out): what a run records."""
+        return tomli_w.dumps(_drop_none(self.model_dump(mode="json")))
+
+
+class ClassifierSpec(Spec):
+    """The classifier track: tabular or image data, ``mlp`` / ``cnn`` models, every defense knob."""
+
+    track: ClassVar[str] = CLASSIFIER_TRACK
+
+    def _track_problems(self) -> list[str]:
+        problems = []
+        for section in ("teacher", "student"):
+            if getattr(self, section).kind == "causal-lm":
+                what = self.data.format or self.data.builtin or Path(str(self.data.members)).suffix.lstrip(".")
+                problems.append(f'[{section}].kind: "causal-lm" needs text data (format = "jsonl" or builtin = '
+                                f'"pii-corpus"), got {what!r}')
+        bad = [a for a in self.audit.attacks if a in LM_ATTACKS and a != "loss"]
+        if bad:
+            problems.append(f"[audit].attacks: {bad} are language-model attacks; a classifier takes "
+                            f"{list(CLASSIFIER_ATTACKS)}")
+        if self.distill.loss != "kl":
+            problems.append(f'[distill].loss: classifiers distill with "kl" (got {self.distill.loss!r})')
+        lm_gate = [key for key in LM_GATE_KEYS if getattr(self.gate, key) is not None]
+        if lm_gate:
+            problems.append(f"[gate]: {lm_gate} apply to causal LMs only")
+        return problems
+
+
+class LMSpec(Spec):
+    """The causal-LM track: text data, ``causal-lm`` models, the LM attacks and probes, no shadows."""
+
+    track: ClassVar[str] = LM_TRACK
+
+    def _track_problems(self) -> list[str]:
+        problems = [f'[{section}].kind: text data (format = "jsonl" / builtin = "pii-corpus") needs '
+                    f'kind = "causal-lm" (got {getattr(self, section).kind!r})'
+                    for section in ("teacher", "student") if getattr(self, section).kind != "causal-lm"]
+        bad = [a for a in self.audit.attacks if a not in LM_ATTACKS]
+        if bad:
+            problems.append(f"[audit].attacks: {bad} are classifier attacks; a causal LM takes {list(LM_ATTACKS)}")
+        if self.audit.shadows:
+            problems.append(f"[audit].shadows: shadow pipelines are not supported for causal LMs (got "
+                            f"{self.audit.shadows}); set shadows = 0")
+        if self.audit.backend != "local":
+            problems.append(f"[audit].backend: {self.audit.backend!r} distributes shadow pipelines, which a causal-LM "
+                            'audit does not train; leave backend = "local"')
+        if self.privacy.mechanism != "none":
+            problems.append(f"[privacy].mechanism: {self.privacy.mechanism!r} is not supported for causal LMs; "
+                            'use "none"')
+        if self.gate.population != "all":
+            problems.append('[gate].population: a causal-LM audit has population "all" only')
+        return problems + self._classifier_knob_problems()
+
+    def _classifier_knob_problems(self) -> list[str]:
+        knobs = [name for name, off in (("[softlabels]", self.softlabels.is_identity()),
+                                        ("[transfer]", self.transfer.is_identity()),
+                                        ("[teacher].ensemble", self.teacher.ensemble == 1),
+                                        ("[teacher].label_smoothing", self.teacher.label_smoothing == 0.0)) if not off]
+        if not knobs:
+            return []
+        return [f"{', '.join(knobs)}: the classifier defense knobs are not supported for causal LMs; "
+                "leave them at their defaults ([distill] top_k and temperature apply)"]
+
+
+def _track_of(raw: Any) -> str:
+    """The tag of the track a raw spec belongs to: its data's, as :meth:`DataConfig.is_text` reads it."""
+    if isinstance(raw, Spec):
+        return raw.track
+    data = raw.get("data") if isinstance(raw, dict) else None
+    if isinstance(data, DataConfig):
+        return LM_TRACK if data.is_text() else CLASSIFIER_TRACK
+    if not isinstance(data, dict):
+        return CLASSIFIER_TRACK  # the default data is purchase-synth
+    if data.get("builtin") is not None:
+        text = data["builtin"] in TEXT_BUILTINS
+    elif data.get("format") is not None:
+        text = data["format"] == "jsonl"
+    else:
+        members = data.get("members")
+        text = isinstance(members, str | Path) and bool(members) and Path(members).suffix.lower() == ".jsonl"
+    return LM_TRACK if text else CLASSIFIER_TRACK
+
+
+_TRACKS: TypeAdapter[Spec] = TypeAdapter(
+    Annotated[Annotated[ClassifierSpec, Tag(CLASSIFIER_TRACK)] | Annotated[LMSpec, Tag(LM_TRACK)],
+              Discriminator(_track_of)])
+
+
+def _without_track(error: ValidationError) -> ValidationError:
+    """The same errors with the track tag dropped from their paths, so they read ``[teacher].lr``.
+
+    Each error keeps its type and rendered message (rebuilt as a custom error, since not
+    every built-in error type can be raised again from Python).
+    """
+    details = [{"type": PydanticCustomError(item["type"], item["msg"]), "input": item["input"],
+                "loc": item["loc"][1:] if item["loc"][:1] in ((CLASSIFIER_TRACK,), (LM_TRACK,)) else item["loc"]}
+               for item in error.errors()]
+    return ValidationError.from_exception_data("Spec", details)
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    return value
