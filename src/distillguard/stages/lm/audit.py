@@ -25,11 +25,11 @@ import pyarrow.parquet as pq
 
 from distillguard import distributed, progress
 from distillguard.audit.exchangeability import text_exchangeability_check
+from distillguard.audit.scores import ScoreRows, summarize_attack
 from distillguard.config import Spec
 from distillguard.data.text import load_canaries, load_pii, load_texts, text_fingerprint
 from distillguard.runs import RunDir, atomic_write_json, read_json
 from distillguard.seeding import derive_seed
-from distillguard.stages.audit import ScoreRows, _summary
 from distillguard.stages.common import execute_stage
 from distillguard.stages.lm.common import model_hashes
 
@@ -300,6 +300,6 @@ def membership_attacks(spec: Spec, models: dict, tokenizer, members: list[str], 
                                           reference_model=reference, max_length=context_length(model))
             advance(1)
         for name, values in scores.items():
-            results.append(_summary(spec, values, is_member, target, name, "all"))
+            results.append(summarize_attack(values, is_member, spec=spec, target=target, attack=name, population="all"))
             rows.add(ids, target, name, values, is_member, canary=False)
     return results, rows, n
