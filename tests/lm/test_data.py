@@ -265,7 +265,7 @@ def test_transfer_is_in_domain_but_holds_no_private_value(default_corpus) -> Non
 
 def test_in_domain_transfer_passes_the_near_duplicate_guard(small_corpus) -> None:
     """Documents of the members' templates about other people stay far below Jaccard 0.7."""
-    from distillguard.data.leakguard import find_text_leaks
+    from distillguard.data.leakguard_text import find_text_leaks
 
     private = {"members": small_corpus.members, "nonmembers": small_corpus.nonmembers}
     report = find_text_leaks(small_corpus.transfer, private, jaccard_threshold=0.7, seed=0)
