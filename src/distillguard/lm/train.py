@@ -33,7 +33,7 @@ from distillguard.checkpoints import Checkpoint, snapshot
 from distillguard.lm.blocks import TokenBlocks
 from distillguard.lm.losses import check_loss_params, hard_token_targets, sparse_kd_loss
 from distillguard.lm.models import check_vocab_size, context_length
-from distillguard.lm.softlabels import SoftLabelReader
+from distillguard.lm.softlabel_reader import SoftLabelReader
 from distillguard.seeding import derive_seed
 from distillguard.train.loop import data_parallel_module, minibatch_parts
 
