@@ -149,7 +149,7 @@ def test_pii_mentions_is_a_count_not_an_attribute(tmp_path: Path) -> None:
 
 
 def test_pii_records_are_probed_evenly_over_mention_counts() -> None:
-    from distillguard.stages.lm.audit import select_pii_records
+    from distillguard.lm.probes.memorization import select_pii_records
 
     records = [PiiRecord(f"P{i}", {"email": f"{i}@x"}, mentions=m) for i, m in enumerate([1] * 6 + [2] * 3 + [16] * 2)]
     chosen = select_pii_records(records, 7)
