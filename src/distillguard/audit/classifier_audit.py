@@ -32,7 +32,15 @@ EPSILON_DELTA = 1e-5
 
 def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None = None
                  ) -> tuple[dict, ScoreRows, dict]:
-    """Every number of the audit, the per-record scores, and ROC curves."""
+    """Every number of the audit, the per-record scores, and ROC curves, from a run folder.
+
+    Reads the teacher's split, the student and teacher, the data roles and (with shadows)
+    the recorded label queries; trains the shadows where ``[audit].backend`` says
+    (:mod:`distillguard.audit.placement`), with resumable state in ``checkpoints``.
+
+    Returns:
+        (``metrics.json`` content, the rows of ``scores.parquet``, attack → {target: ROC curve}).
+    """
     seed, cfg = spec.run.seed, spec.audit
     models = {name: load_classifier(run / name)[0] for name in TARGETS}
     schema, members = load_members(spec.data, seed=seed)
@@ -108,6 +116,7 @@ def _audit_canaries(spec: Spec, target: str, shadows: Shadows, population_labels
 
 
 def utility(models: dict[str, Classifier], X: np.ndarray, y: np.ndarray) -> dict:
+    """Test accuracy and loss of teacher and student, their gap and their agreement on (n, d) ``X``."""
     logits = {name: clf.logits(X) for name, clf in models.items()}
     out = {name: {"test_accuracy": accuracy(z, y), "test_loss": mean_cross_entropy(z, y)} for name, z in logits.items()}
     out["accuracy_gap"] = out["teacher"]["test_accuracy"] - out["student"]["test_accuracy"]

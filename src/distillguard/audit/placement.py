@@ -24,10 +24,11 @@ from distillguard.config import Spec
 
 @dataclass(frozen=True)
 class Shadows:
+    """What the attacks are calibrated on: who each shadow trained on, its canaries, its logits."""
+
     membership: np.ndarray  # (S, n_pool) bool
     canaries: CanarySet | None
     logits: dict[str, ShadowLogits]  # "teacher" / "student"
-
 
 
 def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray, population_X: np.ndarray,
