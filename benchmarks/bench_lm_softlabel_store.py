@@ -62,7 +62,8 @@ from results_page import add_docs_flag, publish
 from distillguard.lm.blocks import encode_blocks, iter_token_blocks, pad_blocks
 from distillguard.lm.losses import dense_kd_loss, sparse_from_logits, sparse_kd_loss, tempered_teacher_buckets
 from distillguard.lm.models import build_causal_lm
-from distillguard.lm.softlabels import bytes_per_token, write_soft_labels
+from distillguard.lm.softlabel_reader import bytes_per_token
+from distillguard.lm.softlabels import write_soft_labels
 from distillguard.lm.train import train_causal_lm
 from distillguard.seeding import derive_seed
 

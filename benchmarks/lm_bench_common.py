@@ -24,7 +24,8 @@ from distillguard.lm.data import CanarySpec
 from distillguard.lm.models import DEFAULT_MODEL_CONFIG, build_causal_lm, load_causal_lm, save_causal_lm
 from distillguard.lm.pii_corpus import PiiCorpus, generate_pii_corpus
 from distillguard.lm.probes import canary_exposure
-from distillguard.lm.softlabels import SoftLabelReader, write_soft_labels
+from distillguard.lm.softlabel_reader import SoftLabelReader
+from distillguard.lm.softlabels import write_soft_labels
 from distillguard.lm.tokenizer import check_secrets_not_in_vocab, train_bpe_tokenizer
 from distillguard.lm.train import distill_causal_lm, evaluate_lm_loss, train_causal_lm
 from distillguard.seeding import derive_seed

@@ -13,15 +13,9 @@ import random
 import numpy as np
 import pytest
 
-from distillguard.data.leakguard import (
-    TABULAR_METHOD,
-    TEXT_METHOD,
-    LeakReport,
-    _lsh_params,
-    apply_policy,
-    find_tabular_leaks,
-    find_text_leaks,
-)
+from distillguard.data.leakguard import TABULAR_METHOD, TEXT_METHOD, LeakReport, apply_policy
+from distillguard.data.leakguard_tabular import find_tabular_leaks
+from distillguard.data.leakguard_text import _lsh_params, find_text_leaks
 from distillguard.errors import DataLeakError
 
 # ------------------------------------------------------------------ tabular data families

@@ -13,7 +13,7 @@ from distillguard.data import load_role
 from distillguard.data.types import Schema, Split
 from distillguard.models.artifact import load_classifier
 from distillguard.runs import read_json
-from distillguard.stages.label import read_soft_labels
+from distillguard.data.softlabel_shards import read_soft_labels
 from distillguard.train.label_defenses import softmax
 from distillguard.train.teacher import train_teacher
 

@@ -12,7 +12,8 @@ from distillguard.errors import ArtifactError
 from distillguard.models.artifact import load_classifier
 from distillguard.runs import RunDir
 from distillguard.stages.distill import run_distill_stage, stage_blocks
-from distillguard.stages.label import read_soft_labels, run_label_stage
+from distillguard.data.softlabel_shards import read_soft_labels
+from distillguard.stages.label import run_label_stage
 from distillguard.stages.teacher import run_teacher_stage
 from distillguard.train.student import train_student
 from tests.conftest import csv_spec_text

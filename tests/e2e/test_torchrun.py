@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distillguard.stages.label import read_soft_labels
+from distillguard.data.softlabel_shards import read_soft_labels
 from tests_support import free_port, one_and_two_processes, run_quietly
 
 pytestmark = pytest.mark.slow

@@ -149,7 +149,7 @@ def test_pii_mentions_is_a_count_not_an_attribute(tmp_path: Path) -> None:
 
 
 def test_pii_records_are_probed_evenly_over_mention_counts() -> None:
-    from distillguard.stages.lm.audit import select_pii_records
+    from distillguard.lm.probes.memorization import select_pii_records
 
     records = [PiiRecord(f"P{i}", {"email": f"{i}@x"}, mentions=m) for i, m in enumerate([1] * 6 + [2] * 3 + [16] * 2)]
     chosen = select_pii_records(records, 7)
@@ -265,7 +265,7 @@ def test_transfer_is_in_domain_but_holds_no_private_value(default_corpus) -> Non
 
 def test_in_domain_transfer_passes_the_near_duplicate_guard(small_corpus) -> None:
     """Documents of the members' templates about other people stay far below Jaccard 0.7."""
-    from distillguard.data.leakguard import find_text_leaks
+    from distillguard.data.leakguard_text import find_text_leaks
 
     private = {"members": small_corpus.members, "nonmembers": small_corpus.nonmembers}
     report = find_text_leaks(small_corpus.transfer, private, jaccard_threshold=0.7, seed=0)

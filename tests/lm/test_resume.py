@@ -54,7 +54,8 @@ def test_teacher_loop_resumes_bit_for_bit(tmp_path, small_corpus, small_tokenize
 def test_distillation_loop_resumes_bit_for_bit(tmp_path, small_corpus, small_tokenizer, trained_teacher) -> None:
     from distillguard.lm.blocks import iter_token_blocks
     from distillguard.lm.models import build_causal_lm
-    from distillguard.lm.softlabels import SoftLabelReader, write_soft_labels
+    from distillguard.lm.softlabel_reader import SoftLabelReader
+    from distillguard.lm.softlabels import write_soft_labels
     from distillguard.lm.train import distill_causal_lm
 
     teacher, _ = trained_teacher

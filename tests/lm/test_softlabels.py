@@ -11,12 +11,8 @@ import torch
 from distillguard.errors import ArtifactError
 from distillguard.lm.blocks import iter_token_blocks
 from distillguard.lm.models import build_causal_lm
-from distillguard.lm.softlabels import (
-    META,
-    SoftLabelReader,
-    bytes_per_token,
-    write_soft_labels,
-)
+from distillguard.lm.softlabel_reader import SoftLabelReader, bytes_per_token
+from distillguard.lm.softlabels import META, write_soft_labels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

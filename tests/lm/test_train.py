@@ -11,7 +11,8 @@ import torch
 from distillguard.errors import ConfigError
 from distillguard.lm.blocks import encode_blocks, iter_token_blocks
 from distillguard.lm.models import build_causal_lm
-from distillguard.lm.softlabels import SoftLabelReader, write_soft_labels
+from distillguard.lm.softlabel_reader import SoftLabelReader
+from distillguard.lm.softlabels import write_soft_labels
 from distillguard.lm.train import (
     distill_causal_lm,
     evaluate_lm_loss,

@@ -3,7 +3,7 @@
 Every shadow replays the defended pipeline: teacher (plain, DP-SGD, ensemble or PATE),
 release, student. Shadows are independent given their absolute index (audit/shadows.py),
 so these functions take the ids of the shadows to replay and return their logits in that
-order. The local backend (stages/audit.py) calls them once for all S shadows, with progress
+order. The local backend (audit/placement.py) calls them once for all S shadows, with progress
 bars and checkpoints; the Ray backend (audit/ray_backend.py) calls :func:`replay_shadows`
 once per chunk of ids inside a task. One implementation serves both, so they cannot drift.
 """

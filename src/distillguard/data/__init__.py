@@ -103,7 +103,7 @@ class TransferGuard:
     """The leak guard, applied chunk by chunk: the private data are read once.
 
     Every transfer row is compared with members and nonmembers (exact and near copies,
-    :func:`~distillguard.data.leakguard.find_tabular_leaks`); a chunk's verdict does
+    :func:`~distillguard.data.leakguard_tabular.find_tabular_leaks`); a chunk's verdict does
     not depend on the other chunks, so guarding in chunks finds what guarding the whole
     set finds. Policy ``fail`` raises :class:`~distillguard.errors.DataLeakError` naming
     the file's rows, before the chunk is labelled.
@@ -118,7 +118,8 @@ class TransferGuard:
 
     def check(self, chunk: Split, *, first_row: int = 0):
         """(rows of ``chunk`` to keep, LeakReport in file rows) under ``[data] leak_policy``."""
-        from distillguard.data.leakguard import apply_policy, find_tabular_leaks, shift_rows
+        from distillguard.data.leakguard import apply_policy, shift_rows
+        from distillguard.data.leakguard_tabular import find_tabular_leaks
 
         report = shift_rows(find_tabular_leaks(chunk.X, self.private, relative_threshold=self.cfg.leak_threshold,
                                                seed=self.seed), first_row)

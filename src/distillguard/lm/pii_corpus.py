@@ -104,29 +104,13 @@ def generate_pii_corpus(
         transfer_in_domain: share of the transfer bytes that is in-domain public text
             (:func:`generate_transfer_texts`).
     """
-    if target_bytes < 1000:
-        raise ValueError("The 'target_bytes' parameter of generate_pii_corpus must be >= 1000. "
-                         f"Got {target_bytes!r} instead.")
-    if not repetitions or min(repetitions) < 1 or canaries_per_count < 0:
-        raise ValueError("The 'repetitions' parameter of generate_pii_corpus must be non-empty integers >= 1 "
-                         f"and 'canaries_per_count' >= 0. Got {tuple(repetitions)!r}, {canaries_per_count!r} instead.")
-    low, high = secret_digits
-    if not 1 <= low <= high:
-        raise ValueError("The 'secret_digits' parameter of generate_pii_corpus must be 1 <= low <= high. "
-                         f"Got {secret_digits!r} instead.")
-    if any(m < 1 for m in pii_mentions) or pii_people_per_count < 0:
-        raise ValueError("The 'pii_mentions' parameter of generate_pii_corpus must hold integers >= 1 and "
-                         f"'pii_people_per_count' must be >= 0. Got {tuple(pii_mentions)!r}, "
-                         f"{pii_people_per_count!r} instead.")
+    _check_corpus_parameters(target_bytes=target_bytes, repetitions=repetitions,
+                             canaries_per_count=canaries_per_count, secret_digits=secret_digits,
+                             pii_mentions=pii_mentions, pii_people_per_count=pii_people_per_count)
     sizes = {"members": target_bytes, "nonmembers": nonmember_bytes or target_bytes,
              "test": test_bytes or max(1000, target_bytes // 4)}
-    counts = [r for r in repetitions for _ in range(canaries_per_count)]
-    canary_rng = random.Random(derive_seed(seed, "pii-corpus", "canaries"))
-    canaries: list[CanarySpec] = []
-    for index, count in enumerate(counts):
-        while (canary := _make_canary(index, count, canary_rng, secret_digits)).secret in {c.secret for c in canaries}:
-            pass
-        canaries.append(canary)
+    canaries = _plant_canaries([r for r in repetitions for _ in range(canaries_per_count)], seed=seed,
+                               secret_digits=secret_digits)
 
     def frequent(role: str) -> list[int]:
         people = int(pii_people_per_count * sizes[role] / target_bytes + 0.5)
@@ -143,6 +127,37 @@ def generate_pii_corpus(
                                        in_domain=transfer_in_domain)
     return PiiCorpus(members, nonmembers, transfer, test, canaries, roles["members"].people,
                      roles["nonmembers"].people)
+
+
+def _check_corpus_parameters(*, target_bytes: int, repetitions: Sequence[int], canaries_per_count: int,
+                             secret_digits: tuple[int, int], pii_mentions: Sequence[int],
+                             pii_people_per_count: int) -> None:
+    """A ValueError in the scikit-learn format for the first bad parameter of :func:`generate_pii_corpus`."""
+    if target_bytes < 1000:
+        raise ValueError("The 'target_bytes' parameter of generate_pii_corpus must be >= 1000. "
+                         f"Got {target_bytes!r} instead.")
+    if not repetitions or min(repetitions) < 1 or canaries_per_count < 0:
+        raise ValueError("The 'repetitions' parameter of generate_pii_corpus must be non-empty integers >= 1 "
+                         f"and 'canaries_per_count' >= 0. Got {tuple(repetitions)!r}, {canaries_per_count!r} instead.")
+    low, high = secret_digits
+    if not 1 <= low <= high:
+        raise ValueError("The 'secret_digits' parameter of generate_pii_corpus must be 1 <= low <= high. "
+                         f"Got {secret_digits!r} instead.")
+    if any(m < 1 for m in pii_mentions) or pii_people_per_count < 0:
+        raise ValueError("The 'pii_mentions' parameter of generate_pii_corpus must hold integers >= 1 and "
+                         f"'pii_people_per_count' must be >= 0. Got {tuple(pii_mentions)!r}, "
+                         f"{pii_people_per_count!r} instead.")
+
+
+def _plant_canaries(counts: list[int], *, seed: int, secret_digits: tuple[int, int]) -> list[CanarySpec]:
+    """One canary per repetition count in ``counts``, with distinct secrets, from one seeded stream."""
+    canary_rng = random.Random(derive_seed(seed, "pii-corpus", "canaries"))
+    canaries: list[CanarySpec] = []
+    for index, count in enumerate(counts):
+        while (canary := _make_canary(index, count, canary_rng, secret_digits)).secret in {c.secret for c in canaries}:
+            pass
+        canaries.append(canary)
+    return canaries
 
 
 def _make_canary(index: int, repetitions: int, rng: random.Random, digits: tuple[int, int]) -> CanarySpec:

@@ -23,7 +23,8 @@ student loads them (:mod:`distillguard.lm.losses`).
 **Streaming.** :func:`write_soft_labels` pulls blocks lazily, labels ``batch_size`` of them,
 appends one Parquet row group and rolls to a new shard every ``rows_per_shard`` rows, so
 peak memory is one batch's (B, L, V) logits, whatever the corpus length.
-:class:`SoftLabelReader` reads row groups one window at a time, shuffled by seed.
+:class:`~distillguard.lm.softlabel_reader.SoftLabelReader` reads row groups one window at a
+time, shuffled by seed.
 
 **Size**, measured (bytes on disk per token position, all columns, zstd), on a
 2-layer d=64 GPT-2 teacher with the default 2048-token BPE, labeling 124 blocks (15,853
@@ -48,7 +49,6 @@ barely compress). The leftover column is always float32 (one value per position)
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,10 +56,9 @@ import numpy as np
 import torch
 
 from distillguard import distributed
-from distillguard.errors import ArtifactError
 from distillguard.lm.losses import sparse_from_logits
 from distillguard.lm.models import context_length
-from distillguard.runs import atomic_write_json, read_json, sha256_file
+from distillguard.runs import atomic_write_json, sha256_file
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -156,8 +155,40 @@ def write_soft_labels(
     Returns:
         The meta dict, also written to ``folder/softlabels.json``.
     """
-    import pyarrow.parquet as pq
+    vocab = _checked_vocab(teacher, k=k, logprob_dtype=logprob_dtype, batch_size=batch_size,
+                           rows_per_shard=rows_per_shard)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    teacher.eval()
+    shards = _ShardWriter(folder, rows_per_shard=rows_per_shard, logprob_dtype=logprob_dtype, compression=compression)
+    block_len = n_blocks = n_tokens = 0
+    context = context_length(teacher)
+    try:
+        for batch, labels in _labelled_batches(teacher, _batches(blocks, batch_size), k=k, context=context):
+            longest = max(map(len, batch))
+            tokens = sum(len(b) for b in batch)
+            shards.write(_batch_table(labels, first_block=n_blocks, k=k, logprob_dtype=logprob_dtype),
+                         rows=len(batch), tokens=tokens)
+            n_blocks, n_tokens = n_blocks + len(batch), n_tokens + tokens
+            block_len = max(block_len, longest)
+    finally:
+        shards.close()
+    if n_blocks == 0:
+        raise ValueError("write_soft_labels got no token blocks; is the transfer text empty?")
+    meta = {"format": FORMAT, "schema_version": 1, "k": k, "vocab_size": vocab, "block_len": block_len,
+            "temperature": 1.0, "logprob_dtype": logprob_dtype, "compression": compression,
+            "n_blocks": n_blocks, "n_tokens": n_tokens, "shards": shards.shards}
+    clash = sorted(set(meta) & set(extra_meta or {}))
+    if clash:
+        raise ValueError(f"extra_meta may not override the soft-label meta keys {clash}")
+    meta.update(extra_meta or {})
+    atomic_write_json(folder / META, meta)
+    return meta
 
+
+def _checked_vocab(teacher: PreTrainedModel, *, k: int, logprob_dtype: str, batch_size: int,
+                   rows_per_shard: int) -> int:
+    """The teacher's vocabulary size, once the writer's parameters are checked against it."""
     vocab = int(teacher.get_output_embeddings().weight.shape[0])
     if not 1 <= k <= vocab:
         raise ValueError(f"The 'k' parameter of write_soft_labels must be in [1, {vocab}]. Got {k!r} instead.")
@@ -167,48 +198,40 @@ def write_soft_labels(
     if batch_size < 1 or rows_per_shard < batch_size:
         raise ValueError("batch_size must be >= 1 and rows_per_shard >= batch_size. "
                          f"Got {batch_size!r}, {rows_per_shard!r} instead.")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    teacher.eval()
-    shards: list[dict[str, Any]] = []
-    writer: pq.ParquetWriter | None = None
-    block_len = n_blocks = n_tokens = 0
+    return vocab
 
-    def close() -> None:
-        nonlocal writer
-        if writer is not None:
-            writer.close()
-            writer = None
-            shards[-1]["sha256"] = sha256_file(folder / shards[-1]["file"])
 
-    context = context_length(teacher)
-    try:
-        for batch, labels in _labelled_batches(teacher, _batches(blocks, batch_size), k=k, context=context):
-            longest = max(map(len, batch))
-            if writer is None or shards[-1]["rows"] >= rows_per_shard:
-                close()
-                shards.append({"file": f"softlabels-{len(shards):05d}.parquet", "rows": 0, "tokens": 0})
-                writer = pq.ParquetWriter(folder / shards[-1]["file"], _schema(logprob_dtype),
-                                          compression=compression)
-            writer.write_table(_batch_table(labels, first_block=n_blocks, k=k, logprob_dtype=logprob_dtype))
-            tokens = sum(len(b) for b in batch)
-            shards[-1]["rows"] += len(batch)
-            shards[-1]["tokens"] += tokens
-            n_blocks, n_tokens = n_blocks + len(batch), n_tokens + tokens
-            block_len = max(block_len, longest)
-    finally:
-        close()
-    if n_blocks == 0:
-        raise ValueError("write_soft_labels got no token blocks; is the transfer text empty?")
-    meta = {"format": FORMAT, "schema_version": 1, "k": k, "vocab_size": vocab, "block_len": block_len,
-            "temperature": 1.0, "logprob_dtype": logprob_dtype, "compression": compression,
-            "n_blocks": n_blocks, "n_tokens": n_tokens, "shards": shards}
-    clash = sorted(set(meta) & set(extra_meta or {}))
-    if clash:
-        raise ValueError(f"extra_meta may not override the soft-label meta keys {clash}")
-    meta.update(extra_meta or {})
-    atomic_write_json(folder / META, meta)
-    return meta
+class _ShardWriter:
+    """Row groups into ``softlabels-NNNNN.parquet`` shards; a shard closes (and is hashed) once full.
+
+    ``shards`` is the meta's list: file, rows (blocks), tokens and, once closed, sha256.
+    """
+
+    def __init__(self, folder: Path, *, rows_per_shard: int, logprob_dtype: str, compression: str) -> None:
+        self.folder, self.rows_per_shard = folder, rows_per_shard
+        self.logprob_dtype, self.compression = logprob_dtype, compression
+        self.shards: list[dict[str, Any]] = []
+        self.writer = None
+
+    def write(self, table, *, rows: int, tokens: int) -> None:
+        """Append one batch's row group, opening a new shard when the current one is full."""
+        import pyarrow.parquet as pq
+
+        if self.writer is None or self.shards[-1]["rows"] >= self.rows_per_shard:
+            self.close()
+            self.shards.append({"file": f"softlabels-{len(self.shards):05d}.parquet", "rows": 0, "tokens": 0})
+            self.writer = pq.ParquetWriter(self.folder / self.shards[-1]["file"], _schema(self.logprob_dtype),
+                                           compression=self.compression)
+        self.writer.write_table(table)
+        self.shards[-1]["rows"] += rows
+        self.shards[-1]["tokens"] += tokens
+
+    def close(self) -> None:
+        """Close the open shard, if any, and record its hash."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+            self.shards[-1]["sha256"] = sha256_file(self.folder / self.shards[-1]["file"])
 
 
 def _labelled_batches(teacher: PreTrainedModel, batches: Iterable[list[Sequence[int]]], *, k: int, context: int
@@ -258,134 +281,3 @@ def _batches(blocks: Iterable[Sequence[int]], size: int) -> Iterator[list[Sequen
             batch = []
     if batch:
         yield batch
-
-
-def bytes_per_token(folder: str | Path) -> float:
-    """Shard bytes on disk per stored token position (all columns, the meta file excluded)."""
-    meta = read_json(Path(folder) / META)
-    return sum((Path(folder) / s["file"]).stat().st_size for s in meta["shards"]) / meta["n_tokens"]
-
-
-@dataclass(frozen=True)
-class SoftLabelBatch:
-    """One student batch of blocks with their teacher labels (padding masked).
-
-    Attributes:
-        block: (B,) int64 block indices.
-        input_ids: (B, L) int64, right-padded with 0.
-        mask: (B, L) bool, True at real positions.
-        topk_ids: (B, L, k) int64.
-        topk_logprobs: (B, L, k) float32 log p at T=1.
-        leftover: (B, L) float32 ``log(1 − Σ_topk p)``.
-    """
-
-    block: torch.Tensor
-    input_ids: torch.Tensor
-    mask: torch.Tensor
-    topk_ids: torch.Tensor
-    topk_logprobs: torch.Tensor
-    leftover: torch.Tensor
-
-    def to(self, device: torch.device | str) -> SoftLabelBatch:
-        """The same batch on ``device`` (the student's)."""
-        return SoftLabelBatch(*(t.to(device) for t in (self.block, self.input_ids, self.mask, self.topk_ids,
-                                                         self.topk_logprobs, self.leftover)))
-
-
-class SoftLabelReader:
-    """Streams a soft-label folder as student batches, without loading it whole.
-
-    Args:
-        folder: written by :func:`write_soft_labels`.
-        verify: check each shard's sha256 against the meta (ArtifactError on mismatch).
-    """
-
-    def __init__(self, folder: str | Path, *, verify: bool = True) -> None:
-        self.folder = Path(folder)
-        self.meta = read_json(self.folder / META)
-        if self.meta.get("format") != FORMAT:
-            raise ArtifactError(f"{self.folder / META}: not a distillguard LM soft-label meta file "
-                                f"(format {self.meta.get('format')!r}, expected {FORMAT!r})")
-        for shard in self.meta["shards"]:
-            path = self.folder / shard["file"]
-            if not path.is_file():
-                raise ArtifactError(f"{path}: missing; rerun the label stage")
-            if verify and sha256_file(path) != shard["sha256"]:
-                raise ArtifactError(f"{path}: sha256 does not match {META} (file corrupted or tampered with); "
-                                    "rerun the label stage")
-
-    @property
-    def k(self) -> int:
-        return int(self.meta["k"])
-
-    @property
-    def vocab_size(self) -> int:
-        return int(self.meta["vocab_size"])
-
-    def __len__(self) -> int:
-        return int(self.meta["n_blocks"])
-
-    def _row_groups(self) -> list[tuple[str, int]]:
-        import pyarrow.parquet as pq
-
-        return [(shard["file"], group) for shard in self.meta["shards"]
-                for group in range(pq.read_metadata(self.folder / shard["file"]).num_row_groups)]
-
-    def batches(
-        self, *, batch_size: int, seed: int | None = None, shuffle_rows: int = 1024
-    ) -> Iterator[SoftLabelBatch]:
-        """Yield batches of ``batch_size`` blocks (the last one may be smaller).
-
-        Args:
-            batch_size: blocks per batch.
-            seed: None = file order; else row groups in a seeded random order, and rows
-                shuffled within windows of about ``shuffle_rows`` rows (a shuffle buffer:
-                memory stays one window, whatever the corpus size).
-            shuffle_rows: window size in rows when shuffling.
-        """
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        groups = self._row_groups()
-        rng = np.random.default_rng(seed) if seed is not None else None
-        if rng is not None:
-            groups = [groups[i] for i in rng.permutation(len(groups))]
-        window: list[pa.Table] = []
-        carry: pa.Table | None = None
-        for index, (name, group) in enumerate(groups):
-            with pq.ParquetFile(self.folder / name) as shard:  # one open file at a time
-                window.append(shard.read_row_group(group))
-            if sum(t.num_rows for t in window) < shuffle_rows and index + 1 < len(groups):
-                continue
-            table = pa.concat_tables(([carry] if carry is not None else []) + window)
-            window = []
-            if rng is not None:
-                table = table.take(pa.array(rng.permutation(table.num_rows)))
-            last = index + 1 == len(groups)
-            full = table.num_rows if last else table.num_rows - table.num_rows % batch_size
-            for start in range(0, full, batch_size):
-                yield self._to_batch(table.slice(start, min(batch_size, full - start)))
-            carry = table.slice(full) if full < table.num_rows else None
-
-    def _to_batch(self, table: pa.Table) -> SoftLabelBatch:
-        import pyarrow.compute as pc
-
-        k = self.k
-        lengths = pc.list_value_length(table.column("input_ids")).to_numpy().astype(np.int64)  # (B,)
-        length = int(lengths.max())
-        mask = torch.from_numpy(np.arange(length)[None, :] < lengths[:, None])  # (B, L)
-        input_ids = torch.zeros(mask.shape, dtype=torch.int64)
-        topk_ids = torch.zeros((*mask.shape, k), dtype=torch.int64)
-        topk_logprobs = torch.zeros((*mask.shape, k), dtype=torch.float32)
-        leftover = torch.zeros(mask.shape, dtype=torch.float32)
-
-        def flat(name: str) -> np.ndarray:
-            return table.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
-
-        input_ids[mask] = torch.from_numpy(flat("input_ids").astype(np.int64))
-        topk_ids[mask] = torch.from_numpy(flat("topk_ids").astype(np.int64).reshape(-1, k))
-        topk_logprobs[mask] = torch.from_numpy(flat("topk_logprobs").astype(np.float32).reshape(-1, k))
-        leftover[mask] = torch.from_numpy(flat("leftover").astype(np.float32))
-        block = torch.from_numpy(table.column("block").to_numpy().astype(np.int64))
-        return SoftLabelBatch(block, input_ids, mask, topk_ids, topk_logprobs, leftover)
-

@@ -33,7 +33,7 @@ from distillguard.checkpoints import Checkpoint, snapshot
 from distillguard.lm.blocks import TokenBlocks
 from distillguard.lm.losses import check_loss_params, hard_token_targets, sparse_kd_loss
 from distillguard.lm.models import check_vocab_size, context_length
-from distillguard.lm.softlabels import SoftLabelReader
+from distillguard.lm.softlabel_reader import SoftLabelReader
 from distillguard.seeding import derive_seed
 from distillguard.train.loop import data_parallel_module, minibatch_parts
 
@@ -101,7 +101,6 @@ def train_causal_lm(
                          f"{context_length(model)}; use block_len <= n_positions")
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    mask = token_blocks.mask
     here = distributed.world()
     forward = data_parallel_module(model, here)
     log: list[dict[str, float]] = []
@@ -113,15 +112,8 @@ def train_causal_lm(
             total, count = 0.0, 0
             for index in torch.randperm(len(token_blocks), generator=generator).split(batch_size):
                 optimizer.zero_grad(set_to_none=True)
-                # The minibatch's mean token loss = the sum over parts of (part's token-loss sum) / (batch's tokens).
-                tokens = (mask[index][:, 1:] & mask[index][:, :-1]).sum().clamp_min(1)
-                for part in minibatch_parts(index, here):
-                    rows = part if len(part) else index[:1]  # an empty share still joins DDP's all-reduce
-                    per_token = next_token_loss(model, token_blocks.ids[rows], mask[rows], reduction="none",
-                                                forward=forward)
-                    loss = per_token.sum() / tokens.to(per_token.device) * (1 if len(part) else 0)
-                    loss.backward()
-                    total += loss.item()
+                for part_loss in _next_token_backward(model, token_blocks, index, forward=forward, here=here):
+                    total += part_loss
                 _clip_and_step(model, optimizer, grad_clip)
                 count += 1
             if here.size > 1:
@@ -132,6 +124,25 @@ def train_causal_lm(
                 on_epoch(epoch)
     model.eval()
     return log
+
+
+def _next_token_backward(model: PreTrainedModel, token_blocks: TokenBlocks, index: torch.Tensor, *,
+                         forward: torch.nn.Module, here: distributed.World) -> list[float]:
+    """Backward of one minibatch's mean token CE over this rank's parts; each part's loss value.
+
+    The minibatch's mean token loss = the sum over parts of (part's token-loss sum) /
+    (batch's tokens), so parts of any split add up to the loss of the whole minibatch.
+    """
+    mask = token_blocks.mask
+    tokens = (mask[index][:, 1:] & mask[index][:, :-1]).sum().clamp_min(1)
+    losses = []
+    for part in minibatch_parts(index, here):
+        rows = part if len(part) else index[:1]  # an empty share still joins DDP's all-reduce
+        per_token = next_token_loss(model, token_blocks.ids[rows], mask[rows], reduction="none", forward=forward)
+        loss = per_token.sum() / tokens.to(per_token.device) * (1 if len(part) else 0)
+        loss.backward()
+        losses.append(loss.item())
+    return losses
 
 
 def _resume(checkpoint: Checkpoint | None, model, optimizer, log: list, on_epoch, *,
@@ -209,9 +220,8 @@ def distill_causal_lm(
     Returns:
         Per-epoch log: ``{"epoch", "loss"}`` (token-weighted mean KD loss).
     """
-    _check_recipe(epochs=epochs, lr=lr, batch_size=batch_size)
-    check_loss_params(loss=loss, beta=beta, temperature=temperature)
-    check_vocab_size(student, shard_reader.vocab_size, what="the soft labels")
+    kd = {"loss": loss, "beta": beta, "temperature": temperature}
+    _check_distillation(student, shard_reader, kd=kd, epochs=epochs, lr=lr, batch_size=batch_size)
     optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
     here = distributed.world()
     forward = data_parallel_module(student, here)
@@ -220,37 +230,69 @@ def distill_causal_lm(
         torch.manual_seed(derive_seed(seed, "dropout"))
         start = _resume(checkpoint, student, optimizer, log, on_epoch)
         for epoch in range(start, epochs):
-            student.train()
-            total, tokens = 0.0, 0
-            for batch in shard_reader.batches(batch_size=batch_size, seed=derive_seed(seed, "order", epoch),
-                                              shuffle_rows=shuffle_rows):
-                batch = batch.to(student.device)
-                hard, mask = None, batch.mask
-                if hard_vocab is not None:
-                    hard, mask = hard_token_targets(batch.input_ids, batch.mask, hard_vocab)  # (B, L), (B, L)
-                n = int(mask.sum())
-                optimizer.zero_grad(set_to_none=True)
-                shared = distributed.batch_parts() > 1  # this minibatch's gradient comes in parts
-                for part in minibatch_parts(torch.arange(len(batch.input_ids)), here):
-                    rows = part if len(part) else torch.arange(1)  # an empty share still joins DDP's all-reduce
-                    logits = forward(input_ids=batch.input_ids[rows], attention_mask=batch.mask[rows].long()).logits
-                    value = sparse_kd_loss(logits, batch.topk_ids[rows], batch.topk_logprobs[rows],
-                                           batch.leftover[rows], mask=mask[rows], loss=loss, beta=beta,
-                                           temperature=temperature, hard_targets=None if hard is None else hard[rows])
-                    if shared:  # weighted by the part's share of the minibatch's tokens
-                        value = value * (int(mask[rows].sum()) / max(n, 1) if len(part) else 0.0)
-                    value.backward()
-                    total += value.item() * n
-                _clip_and_step(student, optimizer, grad_clip)
-                tokens += n
-            if here.size > 1:  # each rank holds its parts' share; every rank counted all the tokens
-                total = distributed.all_sum([total])[0]
+            batches = shard_reader.batches(batch_size=batch_size, seed=derive_seed(seed, "order", epoch),
+                                           shuffle_rows=shuffle_rows)
+            total, tokens = _distill_epoch(student, batches, optimizer=optimizer, forward=forward, here=here,
+                                           hard_vocab=hard_vocab, grad_clip=grad_clip, kd=kd)
             log.append({"epoch": epoch, "loss": total / max(tokens, 1)})
             _save(checkpoint, student, optimizer, log, epoch=epoch + 1, epochs=epochs)
             if on_epoch is not None:
                 on_epoch(epoch)
     student.eval()
     return log
+
+
+def _check_distillation(student: PreTrainedModel, shard_reader: SoftLabelReader, *, kd: dict, epochs: int, lr: float,
+                        batch_size: int) -> None:
+    """Recipe, loss parameters and vocabulary, checked before any training step."""
+    _check_recipe(epochs=epochs, lr=lr, batch_size=batch_size)
+    check_loss_params(**kd)
+    check_vocab_size(student, shard_reader.vocab_size, what="the soft labels")
+
+
+def _distill_epoch(student: PreTrainedModel, batches, *, optimizer: torch.optim.Optimizer, forward: torch.nn.Module,
+                   here: distributed.World, hard_vocab: torch.Tensor | None, grad_clip: float | None,
+                   kd: dict) -> tuple[float, int]:
+    """One pass over the label batches: (token-weighted KD loss sum over every rank, tokens)."""
+    student.train()
+    total, tokens = 0.0, 0
+    for batch in batches:
+        batch = batch.to(student.device)
+        optimizer.zero_grad(set_to_none=True)
+        part_losses, n = _sparse_kd_backward(batch, forward=forward, here=here, hard_vocab=hard_vocab, kd=kd)
+        for value in part_losses:
+            total += value * n
+        _clip_and_step(student, optimizer, grad_clip)
+        tokens += n
+    if here.size > 1:  # each rank holds its parts' share; every rank counted all the tokens
+        total = distributed.all_sum([total])[0]
+    return total, tokens
+
+
+def _sparse_kd_backward(batch, *, forward: torch.nn.Module, here: distributed.World, hard_vocab: torch.Tensor | None,
+                        kd: dict) -> tuple[list[float], int]:
+    """Backward of one minibatch's KD loss over this rank's parts: (each part's loss value, the minibatch's tokens).
+
+    With ``hard_vocab``, positions whose next token is in it learn that token instead
+    (:func:`~distillguard.lm.losses.hard_token_targets`). When the minibatch comes in
+    parts, each part's loss is weighted by its share of the minibatch's tokens.
+    """
+    hard, mask = None, batch.mask
+    if hard_vocab is not None:
+        hard, mask = hard_token_targets(batch.input_ids, batch.mask, hard_vocab)  # (B, L), (B, L)
+    n = int(mask.sum())
+    shared = distributed.batch_parts() > 1  # this minibatch's gradient comes in parts
+    losses = []
+    for part in minibatch_parts(torch.arange(len(batch.input_ids)), here):
+        rows = part if len(part) else torch.arange(1)  # an empty share still joins DDP's all-reduce
+        logits = forward(input_ids=batch.input_ids[rows], attention_mask=batch.mask[rows].long()).logits
+        value = sparse_kd_loss(logits, batch.topk_ids[rows], batch.topk_logprobs[rows], batch.leftover[rows],
+                               mask=mask[rows], hard_targets=None if hard is None else hard[rows], **kd)
+        if shared:  # weighted by the part's share of the minibatch's tokens
+            value = value * (int(mask[rows].sum()) / max(n, 1) if len(part) else 0.0)
+        value.backward()
+        losses.append(value.item())
+    return losses, n
 
 
 @torch.no_grad()

@@ -17,12 +17,12 @@ import numpy as np
 from distillguard import distributed, progress
 from distillguard.config import Spec
 from distillguard.data import data_fingerprint, iter_transfer, shard_numbers
+from distillguard.data.softlabel_shards import LabelQueue, iter_label_shards, read_query_ids
 from distillguard.data.types import Schema
 from distillguard.errors import ArtifactError
 from distillguard.models.artifact import save_classifier
 from distillguard.runs import RunDir, atomic_write_json, read_json
 from distillguard.stages.common import checkpoint_store, execute_stage
-from distillguard.stages.label import iter_label_shards, read_query_ids
 from distillguard.train.rows import BlockRows, npy_loader, write_npy_block
 from distillguard.train.student import StudentBlocks, train_student_on_blocks
 
@@ -73,7 +73,7 @@ def stage_blocks(spec: Spec, softlabels: Path, scratch: Path) -> tuple[StudentBl
     """
     meta = read_json(softlabels / "meta.json")
     schema = Schema.from_dict(meta["schema"])
-    labels = _LabelQueue(iter_label_shards(softlabels), softlabels)
+    labels = LabelQueue(iter_label_shards(softlabels), softlabels)
     numbers, sizes = [], []
     for b, chunk in enumerate(iter_transfer(spec.data, schema=schema, seed=spec.run.seed, rows=spec.run.shard_rows)):
         if not len(chunk):
@@ -92,42 +92,3 @@ def stage_blocks(spec: Spec, softlabels: Path, scratch: Path) -> tuple[StudentBl
         raise ArtifactError(f"{softlabels}: no labelled transfer rows; nothing to distill")
     rows = BlockRows(npy_loader(scratch), [np.arange(n) for n in sizes])
     return StudentBlocks(rows, tuple(numbers)), schema, meta
-
-
-class _LabelQueue:
-    """Label shards as one stream of rows in file order, taken up to a file row at a time."""
-
-    def __init__(self, shards, folder: Path) -> None:
-        self.shards, self.folder = iter(shards), folder
-        self.ids, self.targets, self.last = np.zeros(0, dtype=np.int64), None, -1
-
-    def _pull(self) -> bool:
-        shard = next(self.shards, None)
-        if shard is None:
-            return False
-        ids, targets = shard
-        if len(ids) and (ids[0] <= self.last or np.any(np.diff(ids) <= 0)):
-            raise ArtifactError(f"{self.folder}: label shards are not in transfer-file order; rerun the label stage")
-        if len(ids):
-            self.last = int(ids[-1])
-        self.ids = np.concatenate([self.ids, ids])
-        self.targets = targets if self.targets is None else np.concatenate([self.targets, targets])
-        return True
-
-    def take_through(self, last_row: int) -> tuple[np.ndarray, np.ndarray]:
-        """The queued rows with file row <= ``last_row``, removed from the queue."""
-        while (not len(self.ids) or self.ids[-1] <= last_row) and self._pull():
-            pass
-        n = int(np.searchsorted(self.ids, last_row, side="right"))
-        ids, self.ids = self.ids[:n], self.ids[n:]
-        if self.targets is None:
-            return ids, np.zeros(0)
-        targets, self.targets = self.targets[:n], self.targets[n:]
-        return ids, targets
-
-    def remaining(self) -> bool:
-        """Whether rows are left once the transfer set is exhausted (they name rows it lacks)."""
-        while not len(self.ids):
-            if not self._pull():
-                return False
-        return True

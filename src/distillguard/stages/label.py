@@ -7,27 +7,24 @@ float32 logits; ``meta.json`` records the teacher's weight hash and the schema.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from distillguard import distributed, progress
 from distillguard.checkpoints import failpoint
 from distillguard.config import Spec
 from distillguard.data import TransferGuard, data_fingerprint, guard_transfer, iter_transfer, load_role
 from distillguard.data.leakguard import merge_reports
-from distillguard.data.types import Schema
-from distillguard.errors import ArtifactError, ConfigError
+from distillguard.data.softlabel_shards import (QUERIES, read_shard_ids, write_label_shards, write_logit_shards,
+                                                write_logit_table, write_queries)
+from distillguard.errors import ConfigError
 from distillguard.models.artifact import load_classifier
-from distillguard.runs import RunDir, atomic_write_json, read_json
+from distillguard.runs import RunDir, atomic_write_json
 from distillguard.seeding import derive_seed
 from distillguard.stages.common import execute_stage
 
 OUTPUT = "softlabels"
-QUERIES = "queries.parquet"
 
 
 def run_label_stage(spec: Spec, run: RunDir) -> bool:
@@ -88,7 +85,7 @@ def _stream_logits(spec: Spec, folder: Path, *, teacher, inputs: dict) -> dict:
             chunk = chunk.subset(keep)
             logits = (np.asarray(teacher.logits(chunk.X), dtype=np.float32) if len(chunk)
                       else np.zeros((0, teacher.schema.n_classes), dtype=np.float32))
-            _write_logit_table(target / names[-1], ids=chunk.ids, logits=logits)
+            write_logit_table(target / names[-1], ids=chunk.ids, logits=logits)
             failpoint(f"label/{names[-1]}")
             advance(len(chunk))
     reports = [r for rank_reports in distributed.gather(reports) for r in rank_reports]
@@ -97,8 +94,7 @@ def _stream_logits(spec: Spec, folder: Path, *, teacher, inputs: dict) -> dict:
         return {}
     leaks = merge_reports(reports)
     _log_leaks(spec, leaks)
-    ids = np.concatenate([pq.read_table(folder / name, columns=["example_id"]).column("example_id").to_numpy()
-                          for name in names])
+    ids = read_shard_ids(folder, names)
     write_queries(folder, ids=ids, answered=np.ones(len(ids), dtype=bool))
     return _write_meta(spec, folder, teacher=teacher, inputs=inputs, leaks=leaks, shards=names,
                        n_records=len(ids), n_queries=len(ids))
@@ -145,23 +141,6 @@ def _release(spec: Spec, teacher, transfer):
                    transfer=spec.transfer, seed=spec.run.seed, noise_seed=derive_seed(spec.run.seed, "softlabels"))
 
 
-def write_queries(folder: Path, *, ids: np.ndarray, answered: np.ndarray) -> None:
-    """Every transfer record the teacher was asked about, and whether its label was released.
-
-    The audit's shadows replay the release from these same queries.
-    """
-    pq.write_table(pa.table({"example_id": pa.array(ids, type=pa.int64()),
-                             "answered": pa.array(answered, type=pa.bool_())}), folder / QUERIES)
-
-
-def read_query_ids(folder: Path) -> np.ndarray:
-    """(n,) ids of every queried transfer record (the leak guard's survivors)."""
-    meta = read_json(folder / "meta.json")
-    if "queries" not in meta:  # a run labelled before queries were recorded
-        return read_soft_labels(folder)[0]
-    return pq.read_table(folder / meta["queries"]).column("example_id").to_numpy()
-
-
 def _write_pate_labels(spec: Spec, folder: Path, *, teacher, transfer, inputs: dict, leaks) -> dict:
     """PATE: noisy votes of the ensemble on every kept transfer row; only answered ones are released.
 
@@ -196,91 +175,3 @@ def _write_pate_labels(spec: Spec, folder: Path, *, teacher, transfer, inputs: d
     progress.log(f"label: PATE answered {privacy['answered']}/{privacy['queries']} queries, "
                  f"ε = {privacy['epsilon']:.3g} at δ = {privacy['delta']:.3g} (data-independent)")
     return {"n_records": int(answered.sum()), "privacy": privacy, "leak_guard": _leak_record(spec, leaks)}
-
-
-def write_label_shards(folder: Path, *, ids: np.ndarray, labels: np.ndarray, shard_rows: int) -> list[str]:
-    """Released hard labels (PATE), ``example_id`` and ``label`` columns, shard by shard (round-robin over ranks)."""
-    here, target = distributed.world(), distributed.shard_folder(folder)
-    names = []
-    for k, start in enumerate(range(0, max(len(ids), 1), shard_rows)):
-        name = f"part-{k:05d}.parquet"
-        names.append(name)
-        if not here.owns(k):
-            continue
-        pq.write_table(pa.table({"example_id": pa.array(ids[start:start + shard_rows], type=pa.int64()),
-                                 "label": pa.array(labels[start:start + shard_rows], type=pa.int64())}), target / name)
-        failpoint(f"label/{name}")
-    return names
-
-
-def read_noisy_labels(folder: Path) -> tuple[np.ndarray, np.ndarray, Schema, dict]:
-    """(example_ids (n,), labels (n,) int64, schema, meta) of the answered queries of a PATE softlabels/."""
-    meta = read_json(folder / "meta.json")
-    if meta.get("kind") != "labels":
-        raise ArtifactError(f"{folder / 'meta.json'}: holds {meta.get('kind')!r}, not PATE labels")
-    return (*_concatenate(iter_label_shards(folder), np.int64), Schema.from_dict(meta["schema"]), meta)
-
-
-def iter_label_shards(folder: Path) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(example_ids (b,), targets) of one shard at a time, checked against meta.json.
-
-    Targets are (b, C) float32 logits, or (b,) int64 labels for PATE's noisy votes. The
-    distill stage streams these, so nothing here holds more than one shard.
-    """
-    meta = read_json(folder / "meta.json")
-    pate = meta.get("kind") == "labels"
-    for name in meta["shards"]:
-        table = pq.read_table(folder / name)
-        ids = table.column("example_id").to_numpy().astype(np.int64)
-        if pate:
-            labels = table.column("label").to_numpy().astype(np.int64)
-            if labels.size and (labels.min() < 0 or labels.max() >= meta["n_classes"]):
-                raise ArtifactError(f"{folder / name}: labels outside [0, {meta['n_classes']})")
-            yield ids, labels
-            continue
-        n_classes = table.schema.field("logits").type.list_size
-        if n_classes != meta["n_classes"]:
-            raise ArtifactError(f"{folder / name}: {n_classes} logits per row, meta.json says {meta['n_classes']}")
-        yield ids, table.column("logits").combine_chunks().flatten().to_numpy().reshape(-1, n_classes)
-
-
-def _concatenate(shards: Iterator[tuple[np.ndarray, np.ndarray]], dtype) -> tuple[np.ndarray, np.ndarray]:
-    ids, targets = zip(*shards)
-    return np.concatenate(ids), np.concatenate(targets).astype(dtype, copy=False)
-
-
-def write_logit_shards(folder: Path, *, ids: np.ndarray, logits_of, X: np.ndarray, shard_rows: int) -> list[str]:
-    """Label ``X`` shard by shard (memory bounded by the shard size), one Parquet file each.
-
-    Under torchrun, rank r labels shards r, r + N, … into the shared staged folder; every
-    rank returns the full list of names, which rank 0 records.
-    """
-    here, target = distributed.world(), distributed.shard_folder(folder)
-    names = []
-    with progress.task("label: teacher on transfer set", len(X)) as advance:
-        for k, start in enumerate(range(0, len(X), shard_rows)):
-            names.append(f"part-{k:05d}.parquet")
-            if not here.owns(k):
-                continue
-            logits = np.asarray(logits_of(X[start:start + shard_rows]), dtype=np.float32)  # (rows, C)
-            _write_logit_table(target / names[-1], ids=ids[start:start + shard_rows], logits=logits)
-            failpoint(f"label/{names[-1]}")
-            advance(len(logits))
-    return names
-
-
-def _write_logit_table(path: Path, *, ids: np.ndarray, logits: np.ndarray) -> None:
-    """One shard: ``example_id`` and a fixed-size list of float32 logits per row."""
-    flat = pa.array(logits.reshape(-1), type=pa.float32())
-    pq.write_table(pa.table({
-        "example_id": pa.array(ids, type=pa.int64()),
-        "logits": pa.FixedSizeListArray.from_arrays(flat, logits.shape[1]),
-    }), path)
-
-
-def read_soft_labels(folder: Path) -> tuple[np.ndarray, np.ndarray, Schema, dict]:
-    """(example_ids (n,), logits (n, C) float32, schema, meta) from a softlabels/ folder."""
-    meta = read_json(folder / "meta.json")
-    if meta.get("kind") == "labels":
-        raise ArtifactError(f"{folder / 'meta.json'}: holds PATE hard labels, not logits; use read_noisy_labels")
-    return (*_concatenate(iter_label_shards(folder), np.float32), Schema.from_dict(meta["schema"]), meta)

@@ -73,17 +73,14 @@ def tune(spec: Spec, *, folder: Path, budget_minutes: float = 20.0, max_accuracy
             evaluations.append(_evaluate(candidate, spec, work, folder=folder, shadows=rungs[0], fpr=fpr))
             advance(1)
     if len(rungs) > 1:
-        first = list(evaluations)
-        order = sorted(range(len(first)), key=lambda i: (first[i].point().accuracy < _bar(work, max_accuracy_drop),
-                                                         first[i].point().auc, first[i].point().tpr))
-        promoted = order[:max(1, int(np.ceil(TOP_FRACTION * len(first))))]
+        promoted = _promoted(evaluations, min_accuracy=_bar(work, max_accuracy_drop))
         with shadow_teacher_cache(folder / "private" / "shadow-teachers"), \
                 progress.task(f"tune: full audit of {len(promoted)} candidates", len(promoted)) as advance:
-            for i in promoted:
+            for first in promoted:
                 if not affordable(rungs[1]):
-                    skipped.append(f"{first[i].name} (full audit)")
+                    skipped.append(f"{first.name} (full audit)")
                     continue
-                evaluations.append(_evaluate(Candidate(first[i].name, first[i].overrides), spec, work, folder=folder,
+                evaluations.append(_evaluate(Candidate(first.name, first.overrides), spec, work, folder=folder,
                                              shadows=rungs[1], fpr=fpr))
                 advance(1)
     final = [e for e in evaluations if e.shadows == max(x.shadows for x in evaluations)]
@@ -103,6 +100,13 @@ def tune(spec: Spec, *, folder: Path, budget_minutes: float = 20.0, max_accuracy
 
 def _bar(work: Workspace, max_drop: float) -> float:
     return work.teacher_accuracy - max_drop
+
+
+def _promoted(first: list[Evaluation], *, min_accuracy: float) -> list[Evaluation]:
+    """The top third of the first rung for the full audit: qualifying accuracy first, then lowest AUC and TPR."""
+    order = sorted(range(len(first)), key=lambda i: (first[i].point().accuracy < min_accuracy,
+                                                     first[i].point().auc, first[i].point().tpr))
+    return [first[i] for i in order[:max(1, int(np.ceil(TOP_FRACTION * len(first))))]]
 
 
 def _evaluate(candidate: Candidate, spec: Spec, work: Workspace, *, folder: Path, shadows: int, fpr: str) -> Evaluation:

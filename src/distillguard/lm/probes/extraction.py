@@ -195,6 +195,24 @@ def extraction_probe(model: torch.nn.Module, tokenizer: Any, private_texts: Sequ
     texts = [tokenizer.decode(g, skip_special_tokens=True) for g in generations]
     hits, distinct = _private_hits(tokenizer, generations, texts, private_texts, public_texts,
                                    n=min_length, unit=unit, extra_public=[prompt_ids])
+    metrics = _ranking_metrics(model, tokenizer, prompt_ids, generations, texts, reference_model=reference_model,
+                               reference_tokenizer=reference_tokenizer, lowercase=lowercase, batch_size=batch_size,
+                               pad=pad)
+    extracted = hits > 0
+    return {"probe": "extraction", "n_generations": n_samples, "unit": unit, "min_length": min_length,
+            "n_extracted": int(extracted.sum()), "extraction_rate": float(extracted.mean()),
+            "distinct_private_ngrams": distinct, "top_n": top_n,
+            "top_n_extracted": {name: int(extracted[top_indices(s, top_n)].sum()) for name, s in metrics.items()}}
+
+
+def _ranking_metrics(model: torch.nn.Module, tokenizer: Any, prompt_ids: list[int], generations: list,
+                     texts: list[str], *, reference_model: torch.nn.Module | None, reference_tokenizer: Any,
+                     lowercase: bool, batch_size: int, pad: int) -> dict[str, np.ndarray]:
+    """Each generation's score under every ranking metric of :func:`extraction_metrics`.
+
+    The generation's mean NLL under ``model`` always; the reference model's and the
+    lowercase text's NLL when asked for, each one more scoring pass.
+    """
     nll = _mean_nll(model, [prompt_ids + g for g in generations], len(prompt_ids), batch_size, pad)
     reference_nll = lowercase_nll = None
     if reference_model is not None:
@@ -203,13 +221,8 @@ def extraction_probe(model: torch.nn.Module, tokenizer: Any, private_texts: Sequ
     if lowercase:
         lower = [prompt_ids + ids for ids in encode_bare(tokenizer, [t.lower() for t in texts])]
         lowercase_nll = _mean_nll(model, lower, len(prompt_ids), batch_size, pad)
-    metrics = extraction_metrics(nll=nll, zlib_bytes=np.array([zlib_length(t) for t in texts]),
-                                 reference_nll=reference_nll, lowercase_nll=lowercase_nll)
-    extracted = hits > 0
-    return {"probe": "extraction", "n_generations": n_samples, "unit": unit, "min_length": min_length,
-            "n_extracted": int(extracted.sum()), "extraction_rate": float(extracted.mean()),
-            "distinct_private_ngrams": distinct, "top_n": top_n,
-            "top_n_extracted": {name: int(extracted[top_indices(s, top_n)].sum()) for name, s in metrics.items()}}
+    return extraction_metrics(nll=nll, zlib_bytes=np.array([zlib_length(t) for t in texts]),
+                              reference_nll=reference_nll, lowercase_nll=lowercase_nll)
 
 
 def divergence_probe(model: torch.nn.Module, tokenizer: Any, private_texts: Sequence[str], *,

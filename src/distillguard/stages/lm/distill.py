@@ -40,7 +40,7 @@ def run_lm_distill_stage(spec: Spec, run: RunDir) -> bool:
 
     def build(folder: Path) -> dict:
         from distillguard.lm.models import build_causal_lm, check_same_tokenizer, load_causal_lm, save_causal_lm
-        from distillguard.lm.softlabels import SoftLabelReader
+        from distillguard.lm.softlabel_reader import SoftLabelReader
         from distillguard.lm.tokenizer import digit_token_mask, load_tokenizer
         from distillguard.lm.train import distill_causal_lm
 

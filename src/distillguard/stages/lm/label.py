@@ -34,7 +34,8 @@ def guard_transfer_text(spec: Spec, transfer: list[str]):
     Raises:
         DataLeakError: policy ``fail`` and a transfer document copies a private one.
     """
-    from distillguard.data.leakguard import apply_policy, find_text_leaks
+    from distillguard.data.leakguard import apply_policy
+    from distillguard.data.leakguard_text import find_text_leaks
 
     seed = spec.run.seed
     private = {role: load_texts(spec.data, role, seed=seed) for role in ("members", "nonmembers")}

@@ -1,0 +1,126 @@
+"""The classifier track's audit: utility, membership attacks and canaries, teacher vs student.
+
+The audit pool is the teacher's *trained* members (its validation slice was never
+trained on) and as many nonmembers. Shadow pipelines replay teacher training *and*
+distillation, so attacks on the student are calibrated on students; canaries live only
+in the shadows, and give the one-run ε bound (Steinke et al. 2023) on replica 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from distillguard.attack_names import strongest_attack
+from distillguard.audit.empirical_epsilon import one_run_epsilon
+from distillguard.audit.exchangeability import exchangeability_check
+from distillguard.audit.membership import score_canaries_leave_one_out, score_targets
+from distillguard.audit.metrics import roc
+from distillguard.audit.placement import Shadows, train_shadows
+from distillguard.audit.scores import ScoreRows, summarize_attack
+from distillguard.audit.shadows import build_pool
+from distillguard.audit.signals import ReferenceSignals, TargetSignals
+from distillguard.audit.utility import accuracy, agreement, mean_cross_entropy
+from distillguard.checkpoints import CheckpointStore, failpoint
+from distillguard.config import Spec
+from distillguard.data import load_members, load_role, shard_numbers
+from distillguard.data.softlabel_shards import read_query_ids
+from distillguard.models.artifact import Classifier, load_classifier
+from distillguard.runs import RunDir, read_json
+
+TARGETS = ("teacher", "student")
+EPSILON_DELTA = 1e-5
+
+
+def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None = None
+                 ) -> tuple[dict, ScoreRows, dict]:
+    """Every number of the audit, the per-record scores, and ROC curves, from a run folder.
+
+    Reads the teacher's split, the student and teacher, the data roles and (with shadows)
+    the recorded label queries; trains the shadows where ``[audit].backend`` says
+    (:mod:`distillguard.audit.placement`), with resumable state in ``checkpoints``.
+
+    Returns:
+        (``metrics.json`` content, the rows of ``scores.parquet``, attack → {target: ROC curve}).
+    """
+    seed, cfg = spec.run.seed, spec.audit
+    models = {name: load_classifier(run / name)[0] for name in TARGETS}
+    schema, members = load_members(spec.data, seed=seed)
+    nonmembers = load_role(spec.data, "nonmembers", schema=schema, seed=seed)
+    test = load_role(spec.data, "test", schema=schema, seed=seed)
+    trained = np.asarray(read_json(run / "teacher" / "split.json")["train_ids"], dtype=np.int64)
+    members = members.subset(np.flatnonzero(np.isin(members.ids, trained)))
+    pool = build_pool(members, nonmembers, seed=seed)
+
+    metrics: dict = {"utility": utility(models, test.X, test.y), "warnings": []}
+    metrics["exchangeability"], warning = exchangeability_check(pool.X, pool.is_member, seed=seed)
+    if warning:
+        metrics["warnings"].append(warning)
+    shadows = None
+    if cfg.shadows:
+        transfer = load_role(spec.data, "transfer", schema=schema, seed=seed)
+        kept_ids = read_query_ids(run / "softlabels")  # every record the teacher was asked (the guard's survivors)
+        transfer = transfer.subset(np.flatnonzero(np.isin(transfer.ids, kept_ids)))
+        shadows = train_shadows(spec, schema=schema, pool=pool, transfer_X=transfer.X, population_X=test.X,
+                                checkpoints=checkpoints,
+                                transfer_blocks=shard_numbers(transfer.ids, spec.run.shard_rows))
+        failpoint("audit/shadows-trained")
+
+    rows, results, curves, epsilons = ScoreRows(), [], {}, []
+    for target, clf in models.items():
+        signals = TargetSignals(clf.logits(pool.X), pool.y, clf.logits(test.X), test.y)
+        reference = None
+        if shadows is not None:
+            reference = ReferenceSignals(shadows.logits[target].pool, shadows.membership, pool.y,
+                                         shadows.logits[target].population, test.y)
+        for name, scores in score_targets(cfg.attacks, cfg, signals, reference).items():
+            results.append(summarize_attack(scores, pool.is_member, spec=spec, target=target, attack=name, population="all"))
+            rows.add(pool.example_ids, target, name, scores, pool.is_member, canary=False)
+            curves.setdefault(name, {})[target] = roc(scores, pool.is_member)
+        if shadows is not None and shadows.canaries is not None:
+            eps = _audit_canaries(spec, target, shadows, test.y, rows, results, curves)
+            epsilons.append(eps)
+    metrics["attacks"] = results
+    metrics["populations"] = {"all": {"n_members": int(pool.is_member.sum()), "n_nonmembers": int((~pool.is_member).sum())}}
+    if shadows is not None:
+        replay = ("PATE: teachers on partitions of each shadow's half + noisy votes + student on the noisy labels"
+                  if spec.privacy.mechanism == "pate" else "teacher training + labeling + distillation")
+        metrics["shadows"] = {"count": cfg.shadows, "replay": replay,
+                              "canaries": 0 if shadows.canaries is None else len(shadows.canaries)}
+    if epsilons:
+        metrics["empirical_epsilon"] = {**next(e for e in epsilons if e["target"] == "student"), "by_target": epsilons}
+    return metrics, rows, curves
+
+
+
+def _audit_canaries(spec: Spec, target: str, shadows: Shadows, population_labels, rows: ScoreRows,
+                    results: list, curves: dict) -> dict:
+    """Canary metrics over held-out replicas, and the one-run ε bound on replica 0."""
+    canaries, logits = shadows.canaries, shadows.logits[target]
+    S, K = canaries.included.shape
+    scored = score_canaries_leave_one_out(
+        spec.audit.attacks, spec.audit, logits=logits.canaries, labels=canaries.y, included=canaries.included,
+        population_logits=logits.population, population_labels=population_labels,
+    )
+    ids = [f"canary:{k}@replica{s}" for s in range(S) for k in range(K)]
+    for name, (scores, included) in scored.items():
+        results.append(summarize_attack(scores, included, spec=spec, target=target, attack=name, population="canaries"))
+        rows.add(ids, target, name, scores, included, canary=True)
+        curves[name][f"{target} (canaries)"] = roc(scores, included)
+    attack = strongest_attack(scored, down_to="loss") or spec.audit.attacks[0]
+    eps = one_run_epsilon(
+        attack, spec.audit, logits=logits.canaries, labels=canaries.y, included=canaries.included,
+        audited_scores=scored[attack][0][:K], population_logits=logits.population,
+        population_labels=population_labels, delta=EPSILON_DELTA,
+    )
+    return {"target": target, "replica": 0, **eps}
+
+
+
+def utility(models: dict[str, Classifier], X: np.ndarray, y: np.ndarray) -> dict:
+    """Test accuracy and loss of teacher and student, their gap and their agreement on (n, d) ``X``."""
+    logits = {name: clf.logits(X) for name, clf in models.items()}
+    out = {name: {"test_accuracy": accuracy(z, y), "test_loss": mean_cross_entropy(z, y)} for name, z in logits.items()}
+    out["accuracy_gap"] = out["teacher"]["test_accuracy"] - out["student"]["test_accuracy"]
+    out["agreement"] = agreement(logits["teacher"], logits["student"])
+    out["n_test"] = int(len(y))
+    return out
