@@ -75,7 +75,7 @@ class LMProbeConfig(Section):
 
 
 # Defaults of the causal-LM track where the classifier defaults make no sense (sized for the
-# built-in pii-corpus of ~300 kB on 2 CPU cores; see README, "Language models").
+# built-in pii-corpus of ~300 kB on 2 CPU cores; see docs/tracks/language-models.md).
 LM_DEFAULTS: dict[str, dict[str, Any]] = {
     "teacher": {"kind": "causal-lm", "epochs": 8, "batch_size": 16, "lr": 3e-3, "val_fraction": 0.0},
     "student": {"kind": "causal-lm", "epochs": 8, "batch_size": 16, "lr": 3e-3, "val_fraction": 0.0},

@@ -11,12 +11,13 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from distillguard.config.base import Section
+from distillguard.privacy.delta import default_delta
 
 PATE_FIELDS = ("teachers", "sigma", "threshold", "sigma_threshold", "data_dependent")
 DP_SGD_FIELDS = ("epsilon", "noise_multiplier")
 #: PATE defaults, chosen on the digits data (a few hundred members, 10 classes): 20 teachers
 #: keep ~30 records each, so each one still learns, and σ = 4 votes leaves the plurality of
-#: 20 mostly intact (label accuracy within a few points of the noiseless vote; see README).
+#: 20 mostly intact (label accuracy within a few points of the noiseless vote; see docs/defenses/pate.md).
 PATE_DEFAULTS = {"teachers": 20, "sigma": 4.0, "data_dependent": False}
 
 
@@ -86,4 +87,4 @@ class PrivacyConfig(Section):
 
     def resolved_delta(self, n_members: int) -> float:
         """δ as given, or min(1 / (10·members), 1e-5): the rule DP-SGD uses."""
-        return self.delta if self.delta is not None else min(1.0 / (10 * n_members), 1e-5)
+        return self.delta if self.delta is not None else default_delta(n_members)

@@ -202,7 +202,7 @@ def hard_token_targets(
 
     The label at position t is the teacher's prediction of token t+1. At positions whose
     true next token is, say, a digit, the teacher's distribution is where its memorized
-    numbers live (a secret, an account number: README, "Language models"); the public
+    numbers live (a secret, an account number: docs/tracks/language-models.md); the public
     text's own next token carries no private value. The last real position of a block has
     no next token in the shards (it might be a digit), so it leaves the loss.
 

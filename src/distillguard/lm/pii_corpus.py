@@ -24,7 +24,7 @@ member's PII; the rest is general public-style text (news-like notes, product re
 plain paragraphs) with no names, emails or long numbers. In-domain text of the same
 kind is what a user would distill on (public support tickets, chats written for the
 purpose); without it the student never sees the private text's format and its test
-perplexity stays several times the teacher's (README, "Language models").
+perplexity stays several times the teacher's (docs/tracks/language-models.md).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ live, so :class:`TensorRows` and :class:`BlockRows` (in memory or on disk) with 
 same minibatches bit for bit; the tests hold the streamed student to the in-memory one.
 Block-local shuffling is the usual price of streaming (webdataset, Hugging Face
 ``IterableDataset.shuffle``): it mixes well when the rows of the transfer file are not
-sorted by anything that matters, and the README says to shuffle a sorted file first.
+sorted by anything that matters, and docs/scale.md says to shuffle a sorted file first.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Reads the soft-label shards (which carry the transfer blocks' token ids) and the
 tokenizer copied beside them; never teacher/, never a private file. The temperature is
 applied at load time by the loss (re-tempering truncated top-k is an approximation:
-README, "Language models"). With ``[distill] hard_tokens = "digits"`` (the default), the
+docs/tracks/language-models.md). With ``[distill] hard_tokens = "digits"`` (the default), the
 positions whose next transfer token holds a digit train on that token instead of the
 teacher's labels: the teacher's digits are where its memorized numbers live. A student
 started from ``[student] path`` must share the teacher's tokenizer.
