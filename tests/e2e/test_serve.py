@@ -167,3 +167,5 @@ def test_export_onnx_matches_pytorch_on_the_test_split(finished_run, tmp_path):
     assert np.all(np.argmax(onnx, axis=1) == np.argmax(torch_probs, axis=1))
     manifest = json.loads((run / "deploy" / "manifest.json").read_text())
     assert len(manifest["onnx_sha256"]) == 64
+    card = (run / "deploy" / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: distillguard") and "## Release policy" in card

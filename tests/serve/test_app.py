@@ -136,3 +136,14 @@ def test_logs_are_json_lines_without_feature_values(deploy, caplog):
     assert [line["status"] for line in requests] == [200, 422, 422]
     assert requests[0]["rows"] == 3 and requests[1]["error"].startswith("rows[0].visits: expected a finite number")
     assert "31415" not in caplog.text and "92653" not in caplog.text
+
+
+def test_refuses_a_language_model_folder_and_a_folder_without_manifest(tmp_path):
+    lm = tmp_path / "lm"
+    lm.mkdir()
+    (lm / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    (lm / "manifest.json").write_text(json.dumps({"gate_passed": True}))
+    with pytest.raises(ArtifactError, match="causal language model; distillguard serve answers classifiers only"):
+        create_app(lm)
+    with pytest.raises(ArtifactError, match="manifest.json: not found; expected a deploy folder"):
+        create_app(tmp_path)

@@ -74,3 +74,28 @@ def test_spec_deploy_errors_name_the_key(tmp_path):
 
     with pytest.raises(ConfigError, match=r"deploy.*top_k"):
         parse_spec({"deploy": {"output": "top_k"}}, base_dir=tmp_path)
+
+
+REPORT = {
+    "run": {"name": "cardrun"},
+    "utility": {"teacher": {"test_accuracy": 0.81}, "student": {"test_accuracy": 0.7925}, "accuracy_gap": 0.0175},
+    "privacy": {"mechanism": "none", "epsilon": None, "delta": None},
+    "attacks": [{"attack": "lira_online", "target": "student", "population": "all", "auc": 0.5312,
+                 "auc_ci": [0.51, 0.552], "tpr_at_fpr": {"0.01": 0.021, "0.001": None}}],
+    "gate": {"passed": True, "checks": [{"name": "auc_upper", "value": 0.552, "threshold": 0.6, "passed": True}]},
+}
+
+
+def test_model_card_is_hugging_face_style_with_the_audit_and_the_release_policy():
+    from distillguard.report.model_card import render_model_card
+
+    card = render_model_card(REPORT, release=form("top_k", top_k=2, decimals=3))
+    front, body = card.split("---\n", 2)[1:]
+    assert "library_name: distillguard" in front and "value: 0.7925" in front
+    for heading in ("## Intended use", "## Membership-inference audit", "## Release gate: PASSED", "## Release policy"):
+        assert heading in body
+    assert "| lira_online | student | all | 0.531 | 0.510–0.552 | 2.1% | n/a |" in body
+    assert "the 2 most likely classes with their probabilities, rounded to 3 decimals" in body
+    assert 'output = "top_k"' in body
+    default = render_model_card(REPORT)
+    assert "one probability per class" in default and 'output = "probabilities"' in default
