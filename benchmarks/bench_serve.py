@@ -10,7 +10,8 @@ measured). For each concurrency, ``--requests`` POST /predict requests of ``--ro
 each go out from that many concurrent httpx.AsyncClient workers. Every answer is compared
 with ``load_bundle(DIR).predict_released`` (``predict_proba`` in the bundle's release form)
 on the same rows: the outputs must be identical and no answer may be a 5xx (exit 1
-otherwise). Latency is measured at the client, from send to parsed answer. Loopback only;
+otherwise). Latency is measured at the client, from send to parsed answer, on connections
+opened before the clock starts (keep-alive, as behind a proxy). Loopback only;
 the loops are bounded by ``--requests``.
 """
 
@@ -109,7 +110,7 @@ async def load(url: str, bodies: list[dict], expected: list[list], concurrency: 
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-        await client.get("/health")
+        await asyncio.gather(*(client.get("/health") for _ in range(concurrency)))  # open the connections first
         load_before, start = os.getloadavg()[0], time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         seconds = time.perf_counter() - start

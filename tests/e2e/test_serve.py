@@ -126,11 +126,30 @@ def test_a_query_flood_from_one_client_gets_429_and_others_are_still_served(serv
     refused = client.post("/predict", json={"rows": rows})
     assert refused.status_code == 429 and 0 < int(refused.headers["retry-after"]) <= 600
     assert refused.json()["error"].startswith(f"query budget exhausted: {BUDGET} rows per 600 s per client")
+    forged = client.post("/predict", json={"rows": rows}, headers={"X-Forwarded-For": "198.51.100.9"})
+    assert forged.status_code == 429  # no trusted proxy: a client cannot rename itself
     other = httpx.HTTPTransport(local_address="127.0.0.2")  # another client on the loopback network
     with httpx.Client(base_url=str(client.base_url), transport=other, timeout=30) as second:
         assert second.post("/predict", json={"rows": rows}).status_code == 200
     assert client.get("/health").status_code == 200 and process.poll() is None
     assert not any(s.startswith("5") for s in client.get("/metrics").json()["requests"])
+
+
+def test_behind_a_trusted_proxy_the_budget_follows_x_forwarded_for(finished_run, tmp_path):
+    gate = json.loads((finished_run / "deploy" / "manifest.json").read_text())["gate_passed"]
+    process, url = start_server(finished_run / "deploy", tmp_path / "log", "--trusted-proxy", "127.0.0.1",
+                                "--query-budget", "5", *([] if gate else ["--allow-failed-gate"]))
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            rows = valid_rows(client, 5)
+            first = {"X-Forwarded-For": "198.51.100.1"}
+            assert client.post("/predict", json={"rows": rows}, headers=first).status_code == 200
+            assert client.post("/predict", json={"rows": rows[:1]}, headers=first).status_code == 429
+            second = {"X-Forwarded-For": "198.51.100.2"}
+            assert client.post("/predict", json={"rows": rows}, headers=second).status_code == 200
+    finally:
+        stop(process)
+    assert '"client": "198.51.100.1"' in (tmp_path / "log").read_text()
 
 
 def test_serve_refuses_a_bundle_whose_gate_failed(finished_run, tmp_path):
