@@ -11,7 +11,8 @@ each go out from that many concurrent httpx.AsyncClient workers. Every answer is
 with ``load_bundle(DIR).predict_released`` (``predict_proba`` in the bundle's release form)
 on the same rows: the outputs must be identical and no answer may be a 5xx (exit 1
 otherwise). Latency is measured at the client, from send to parsed answer, on connections
-opened before the clock starts (keep-alive, as behind a proxy). Loopback only;
+opened before the clock starts (keep-alive, as behind a proxy), and by the server itself
+(its /metrics: request in to response out; each level gets a fresh server). Loopback only;
 the loops are bounded by ``--requests``.
 """
 
@@ -120,13 +121,27 @@ async def load(url: str, bodies: list[dict], expected: list[list], concurrency: 
             "mismatches": mismatches, "load": (load_before, os.getloadavg()[0])}
 
 
+def measure(deploy: Path, log: Path, bodies: list[dict], expected: list[list], concurrency: int) -> dict:
+    """One level on a fresh server, so its /metrics (server-side latency) covers this level only."""
+    process, url = start_server(deploy, log)
+    try:
+        result = asyncio.run(load(url, bodies, expected, concurrency))
+        result["server"] = httpx.get(url + "/metrics", timeout=30).json()["latency_ms"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return result
+
+
 def table(results: list[dict], rows: int, output: str) -> str:
     lines = [f"| concurrent clients | requests ({rows} row{'s' if rows > 1 else ''} each) | throughput | p50 latency | "
-             "p99 latency | 5xx | outputs ≠ bundle | load average (start → end) |", "|---|---|---|---|---|---|---|---|"]
+             "p99 latency | server p50 / p99 | 5xx | outputs ≠ bundle | load average (start → end) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         five = sum(n for status, n in r["statuses"].items() if status >= 500)
         lines.append(f"| {r['concurrency']} | {r['requests']} | {r['rps']:.0f} req/s ({r['rps'] * rows:.0f} rows/s) | "
-                     f"{r['p50']:.1f} ms | {r['p99']:.1f} ms | {five} | {r['mismatches']} | "
+                     f"{r['p50']:.1f} ms | {r['p99']:.1f} ms | {r['server']['p50']:.1f} / {r['server']['p99']:.1f} ms | "
+                     f"{five} | {r['mismatches']} | "
                      f"{r['load'][0]:.1f} → {r['load'][1]:.1f} |")
     return "\n".join(lines) + f"\n\nRelease form served and compared: `{output}`."
 
@@ -142,12 +157,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         deploy = args.deploy or build_bundle(Path(scratch))
         bodies, expected = make_requests(deploy, args.requests, args.rows)
-        process, url = start_server(deploy, Path(scratch) / "server.log")
-        try:
-            results = [asyncio.run(load(url, bodies, expected, int(c))) for c in args.concurrency.split(",")]
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+        results = [measure(deploy, Path(scratch) / f"server{c}.log", bodies, expected, int(c))
+                   for c in args.concurrency.split(",")]
         output = load_bundle(deploy).release_["output"]
     text = table(results, args.rows, output)
     print(f"{os.cpu_count()} CPUs; one uvicorn worker, torch 1 thread per request\n\n{text}")
