@@ -6,9 +6,9 @@ thing whatever the working directory. The resolved spec (absolute paths, every d
 filled in) is what a run records in ``spec.toml``.
 
 One module per part of the spec: ``run``, ``data``, ``models`` (teacher and student),
-``distill``, ``deploy`` (release policy and server limits), ``softlabels`` (with ``[transfer]``), ``privacy``, ``audit``, ``gate``,
-``lm`` (the causal-LM track's settings and defaults), ``spec`` (the whole spec as a
-union of its two tracks) and ``loading`` (TOML in, errors out). Import from here; attack
+``distill``, ``softlabels`` (with ``[transfer]``), ``privacy``, ``audit``, ``gate``,
+``deploy`` (the release policy and the server's limits), ``lm`` (the causal-LM track's
+settings and defaults), ``spec`` (the whole spec as a union of its two tracks) and ``loading`` (TOML in, errors out). Import from here; attack
 names live in :mod:`distillguard.attack_names`.
 """
 
