@@ -7,11 +7,16 @@ order (or a DataFrame with those columns) and returns (n, classes) probabilities
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from distillguard.config.deploy import AUDITED_CLASSIFIER_OUTPUT, DeployConfig
 from distillguard.errors import DataError
 from distillguard.models.artifact import Classifier, load_classifier
+
+#: A bundle written before release policies existed released, and was audited on, full probabilities.
+_DEFAULT_RELEASE = {"output": "probabilities", "top_k": None, "decimals": None}
 
 
 class Bundle:
@@ -22,6 +27,15 @@ class Bundle:
         self.classes_ = np.asarray(classifier.schema.classes)
         self.feature_names_ = list(classifier.schema.feature_names)
         self.config_ = config
+        self.release_: dict[str, Any] = dict(config.get("release") or _DEFAULT_RELEASE)
+        self.audited_output_: dict[str, Any] = dict(config.get("audited_output") or AUDITED_CLASSIFIER_OUTPUT)
+        self.serving_: dict[str, Any] = {**DeployConfig().serving_limits(), **(config.get("serving") or {})}
+
+    @property
+    def feature_types_(self) -> dict[str, str]:
+        """Each feature's type as a request must give it; every feature is a ``"number"`` today."""
+        recorded = (self.config_.get("schema") or {}).get("feature_types") or {}
+        return {name: recorded.get(name, "number") for name in self.feature_names_}
 
     def _matrix(self, X) -> np.ndarray:
         if hasattr(X, "columns"):  # a DataFrame: select the features by name, in order
@@ -42,6 +56,27 @@ class Bundle:
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def predict_released(self, X) -> list:
+        """One JSON-able prediction per row in the bundle's release form (what ``distillguard serve`` answers)."""
+        return release_predictions(self.predict_proba(X), self.classes_.tolist(), self.release_)
+
+
+def release_predictions(probs: np.ndarray, classes: list, release: dict[str, Any]) -> list:
+    """Probabilities in a release form: a list per row aligned with ``classes``, ``[class, p]``
+    pairs of the ``top_k`` most likely classes (ties in class order), or the class alone."""
+    if release["output"] == "probabilities" and release.get("decimals") is None:
+        return np.asarray(probs, dtype=np.float64).tolist()
+    probs = np.asarray(probs, dtype=np.float64)
+    if release["output"] == "label":
+        return [classes[i] for i in np.argmax(probs, axis=1).tolist()]
+    order = np.argsort(-probs, axis=1, kind="stable")  # ranked before rounding: the true top k
+    if release.get("decimals") is not None:
+        probs = np.round(probs, int(release["decimals"]))
+    if release["output"] == "top_k":
+        order = order[:, : int(release["top_k"])]
+        return [[[classes[j], float(row[j])] for j in idx] for row, idx in zip(probs, order.tolist(), strict=True)]
+    return probs.tolist()
 
 
 def load_bundle(path: str | Path) -> Bundle:

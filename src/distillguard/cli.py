@@ -137,9 +137,38 @@ def export(
     spec: SpecArg, run_dir: RunDirOpt = None,
     destroy_teacher: Annotated[bool, typer.Option("--destroy-teacher", help="Delete the teacher after export.")] = False,
     device: DeviceOpt = "auto",
+    onnx: Annotated[bool, typer.Option("--onnx", help="Also write the student as deploy/model.onnx (checked against "
+                                                      "PyTorch); needs the serve extra.")] = False,
 ) -> None:
     """Write the deploy bundle (student only)."""
-    out.print(f"bundle: {_guard(api.export, spec, run_dir=run_dir, destroy_teacher=destroy_teacher, device=device)}")
+    folder = _guard(api.export, spec, run_dir=run_dir, destroy_teacher=destroy_teacher, device=device, onnx=onnx)
+    out.print(f"bundle: {folder}")
+
+
+@app.command()
+def serve(
+    deploy_dir: Annotated[Path, typer.Argument(help="Deploy folder (RUN/deploy).", show_default=False)],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes (each keeps its own budget "
+                                                                  "table and metrics).")] = 1,
+    allow_failed_gate: Annotated[bool, typer.Option(
+        "--allow-failed-gate", help="Serve a bundle whose audit failed its release gate.")] = False,
+    query_budget: Annotated[int | None, typer.Option(
+        "--query-budget", min=1, help="Rows per client per window (default: the bundle's [deploy] query_budget).")] = None,
+    budget_window: Annotated[float | None, typer.Option(
+        "--budget-window", min=0.001, help="Budget window in seconds (default: the bundle's).")] = None,
+    max_rows: Annotated[int | None, typer.Option("--max-rows", min=1, help="Rows per request (default: the bundle's).")] = None,
+    trusted_proxy: Annotated[str | None, typer.Option(
+        "--trusted-proxy", help="Address(es) of a reverse proxy whose X-Forwarded-For names the client "
+                                "(comma-separated); unset, the client is the connection's address.")] = None,
+) -> None:
+    """Serve the deploy bundle over HTTP in its audited output form, with a per-client query budget."""
+    from distillguard.serve.server import serve as _serve
+
+    limits = {"query_budget": query_budget, "budget_window_seconds": budget_window, "max_rows": max_rows}
+    _guard(_serve, deploy_dir, host=host, port=port, workers=workers, allow_failed_gate=allow_failed_gate,
+           limits={k: v for k, v in limits.items() if v is not None}, trusted_proxies=trusted_proxy)
 
 
 @app.command()

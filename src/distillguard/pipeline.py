@@ -143,7 +143,12 @@ def report(run_dir: str | Path) -> dict[str, Any]:
 
 
 def export(spec: SpecLike = None, *, run_dir: str | Path | None = None, destroy_teacher: bool = False,
-           device: str = "auto") -> Path:
+           device: str = "auto", onnx: bool = False) -> Path:
+    """The deploy bundle; ``onnx=True`` also writes ``deploy/model.onnx`` (as ``[deploy] onnx = true``,
+    which the run's recorded spec then keeps)."""
+    spec = spec if isinstance(spec, Spec) else load_spec(spec)
+    if onnx and not spec.deploy.onnx:
+        spec = spec.model_copy(update={"deploy": spec.deploy.model_copy(update={"onnx": True})})
     with computing_on(device):
         spec, run = open_run(spec, run_dir)
         run_stage(spec, run, "export")

@@ -7,8 +7,8 @@ filled in) is what a run records in ``spec.toml``.
 
 One module per part of the spec: ``run``, ``data``, ``models`` (teacher and student),
 ``distill``, ``softlabels`` (with ``[transfer]``), ``privacy``, ``audit``, ``gate``,
-``lm`` (the causal-LM track's settings and defaults), ``spec`` (the whole spec as a
-union of its two tracks) and ``loading`` (TOML in, errors out). Import from here; attack
+``deploy`` (the release policy and the server's limits), ``lm`` (the causal-LM track's
+settings and defaults), ``spec`` (the whole spec as a union of its two tracks) and ``loading`` (TOML in, errors out). Import from here; attack
 names live in :mod:`distillguard.attack_names`.
 """
 
@@ -23,6 +23,7 @@ from distillguard.config.data import (
     SplitSizes,
     SynthConfig,
 )
+from distillguard.config.deploy import DeployConfig
 from distillguard.config.distill import DistillConfig
 from distillguard.config.gate import GateConfig
 from distillguard.config.lm import LM_DEFAULTS, LMArchConfig, LMProbeConfig, TokenizerConfig
@@ -34,6 +35,7 @@ from distillguard.config.softlabels import SoftLabelConfig, TransferConfig
 from distillguard.config.spec import ClassifierSpec, LMSpec, Spec
 
 __all__ = [
+    "DeployConfig",
     "BUILTINS",
     "DP_SGD_FIELDS",
     "EXECUTION_KEYS",

@@ -20,6 +20,7 @@ from distillguard.attack_names import CLASSIFIER_ATTACKS, LM_ATTACKS, THRESHOLD_
 from distillguard.config.audit import AuditConfig
 from distillguard.config.base import Section
 from distillguard.config.data import TEXT_BUILTINS, DataConfig, is_text_data
+from distillguard.config.deploy import DeployConfig
 from distillguard.config.distill import DistillConfig
 from distillguard.config.gate import LM_GATE_KEYS, GateConfig
 from distillguard.config.lm import with_lm_defaults
@@ -51,6 +52,8 @@ class Spec(Section):
     privacy: PrivacyConfig = Field(PrivacyConfig(), description="Formal privacy: DP-SGD or PATE.")
     audit: AuditConfig = Field(AuditConfig(), description="The membership-inference audit.")
     gate: GateConfig = Field(GateConfig(), description="Pass/fail thresholds on the audit's results.")
+    deploy: DeployConfig = Field(DeployConfig(), description="What the served student releases, and the server's "
+                                                             "limits (classifiers).")
 
     def __init__(self, /, **sections: Any) -> None:
         if type(self) is Spec:
@@ -197,6 +200,9 @@ class LMSpec(Spec):
                             'use "none"')
         if self.gate.population != "all":
             problems.append('[gate].population: a causal-LM audit has population "all" only')
+        if not self.deploy.is_default():
+            problems.append("[deploy]: the release policy and `distillguard serve` apply to classifiers; "
+                            "leave [deploy] out for causal LMs")
         return problems + self._classifier_knob_problems()
 
     def _classifier_knob_problems(self) -> list[str]:

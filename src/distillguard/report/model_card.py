@@ -11,15 +11,54 @@ def _fmt(value: float | None, pct: bool = False) -> str:
     return f"{100 * value:.1f}%" if pct else f"{value:.3f}"
 
 
-def render_model_card(report: dict[str, Any]) -> str:
-    """Markdown README for deploy/: what the model is, how it was made, what it leaks."""
+_FULL_PROBABILITIES = {"output": "probabilities", "top_k": None, "decimals": None}
+
+
+def describe_release(release: dict[str, Any]) -> str:
+    """One sentence: what a query to the served model returns."""
+    digits = "" if release.get("decimals") is None else f", rounded to {release['decimals']} decimals"
+    if release["output"] == "label":
+        return "the predicted class only"
+    if release["output"] == "top_k":
+        return f"the {release['top_k']} most likely classes with their probabilities{digits}"
+    return f"one probability per class{digits}"
+
+
+def _front_matter(report: dict[str, Any]) -> list[str]:
+    """Hugging Face model-card metadata (YAML), with the audit's headline as model-index results."""
+    u = report["utility"]
+    lines = ["---", "library_name: distillguard", "pipeline_tag: tabular-classification",
+             "tags: [knowledge-distillation, privacy, membership-inference-audit]"]
+    acc = u["student"].get("test_accuracy")
+    if acc is not None:
+        lines += ["model-index:", f"- name: {report['run']['name']}", "  results:",
+                  "  - task: {type: tabular-classification}", "    metrics:",
+                  f"    - {{type: accuracy, name: test accuracy, value: {acc:.4f}}}"]
+    return lines + ["---", ""]
+
+
+def render_model_card(report: dict[str, Any], *, release: dict[str, Any] | None = None) -> str:
+    """Hugging Face-style README for deploy/: intended use, the audit's numbers, the release policy.
+
+    Aggregate numbers only: never a record or a secret.
+    """
     u, gate = report["utility"], report["gate"]
-    lines = [
+    release = release or _FULL_PROBABILITIES
+    lines = _front_matter(report) + [
         f"# {report['run']['name']}: distilled student model",
+        "",
+        "## Model details",
         "",
         "This model was trained by knowledge distillation (distillguard): it learned only from a teacher's",
         "soft predictions on non-sensitive transfer data and never saw the sensitive training records.",
         "The teacher is not part of this bundle.",
+        "",
+        "## Intended use",
+        "",
+        "Answering queries on records of the same kind as the training data, through `distillguard serve`",
+        "(which enforces the release policy and a per-client query budget) or `distillguard.load_bundle`.",
+        "Out of scope: releasing outputs finer than the release policy below, unlimited queries per client,",
+        "and any use whose privacy risk exceeds what the audit below measured.",
         "",
         "## Utility",
         "",
@@ -48,9 +87,13 @@ def render_model_card(report: dict[str, Any]) -> str:
     ]
     lines += [f"- {c['name']}: {_fmt(c['value'])} (max {_fmt(c['threshold'])}) {'pass' if c['passed'] else 'FAIL'}"
               for c in gate["checks"]]
-    lines += ["", "## Use", "", "```python", "import distillguard",
+    lines += ["", "## Release policy", "",
+              f"The audit scored the student's full-precision probabilities. A query returns {describe_release(release)}",
+              f"(`output = \"{release['output']}\"`); `distillguard serve` releases nothing finer.", ""]
+    lines += ["## Use", "", "```python", "import distillguard",
               "bundle = distillguard.load_bundle(\"path/to/deploy\")",
-              "probabilities = bundle.predict_proba(X)  # raw feature rows, columns as in feature_names_", "```", ""]
+              "probabilities = bundle.predict_proba(X)  # raw feature rows, columns as in feature_names_", "```", "",
+              "or serve it: `distillguard serve path/to/deploy --port 8000`.", ""]
     return "\n".join(lines)
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from safetensors.numpy import load_file
 
 from distillguard.config import Spec
-from distillguard.errors import ArtifactError
+from distillguard.config.deploy import AUDITED_CLASSIFIER_OUTPUT, finer_than
+from distillguard.errors import ArtifactError, ConfigError
 from distillguard.models.artifact import load_classifier, save_classifier
 from distillguard.report.model_card import render_model_card
 from distillguard.runs import RunDir, atomic_write_json, atomic_write_text, read_json, sha256_file
@@ -50,21 +51,40 @@ def run_export_stage(spec: Spec, run: RunDir) -> bool:
     inputs = {rel: run.output_hash("distill", rel) for rel in ("student/model.safetensors", "student/config.json")}
     inputs["report.json"] = sha256_file(run / "report.json")
     teacher_digests = teacher_tensor_digests(run)
-    params = {"run": spec.section_dict("run")}
+    params = {"run": spec.section_dict("run"), "deploy": spec.section_dict("deploy")}
 
     def build(folder: Path) -> dict:
         student, config = load_classifier(run / "student")
-        save_classifier(folder, student, extra={"role": "student", "distill": config.get("distill")})
+        release = release_policy(spec, n_classes=student.schema.n_classes)
+        save_classifier(folder, student, extra={
+            "role": "student", "distill": config.get("distill"), "release": release,
+            "audited_output": AUDITED_CLASSIFIER_OUTPUT, "serving": spec.deploy.serving_limits()})
         assert_no_teacher_tensor(folder / "model.safetensors", teacher_digests)
         report = read_json(run / "report.json")
-        atomic_write_text(folder / "README.md", render_model_card(report))
-        atomic_write_json(folder / "manifest.json", {
-            "run": report["run"], "student_sha256": sha256_file(folder / "model.safetensors"),
-            "gate_passed": report["gate"]["passed"], "report_sha256": inputs["report.json"],
-        })
+        atomic_write_text(folder / "README.md", render_model_card(report, release=release))
+        bundle = {"run": report["run"], "student_sha256": sha256_file(folder / "model.safetensors"),
+                  "gate_passed": report["gate"]["passed"], "report_sha256": inputs["report.json"]}
+        if spec.deploy.onnx:
+            from distillguard.models.onnx_export import export_onnx
+
+            export_onnx(student, folder / "model.onnx")
+            bundle["onnx_sha256"] = sha256_file(folder / "model.onnx")
+        atomic_write_json(folder / "manifest.json", bundle)
         return {"teacher_tensor_sha256": teacher_digests, "checked_no_teacher_tensor": True}
 
     return execute_stage(run, "export", params=params, inputs=inputs, output=OUTPUT, build=build)
+
+
+def release_policy(spec: Spec, *, n_classes: int) -> dict:
+    """The bundle's output form from ``[deploy]``: the audited form or a coarser one, never finer."""
+    release = spec.deploy.release_policy()
+    if release["top_k"] is not None and release["top_k"] >= n_classes:
+        raise ConfigError(f"[deploy].top_k = {release['top_k']}: the model has {n_classes} classes; expected "
+                          f"fewer (top_k = {n_classes} is the full distribution: use output = \"probabilities\")")
+    why = finer_than(release, AUDITED_CLASSIFIER_OUTPUT)
+    if why is not None:
+        raise ConfigError(f"[deploy]: {why}; a bundle releases the audited form or a coarser one")
+    return release
 
 
 def destroy_teacher(run: RunDir) -> list[str]:

@@ -1,0 +1,79 @@
+"""``[deploy]``: what the served student releases per query, and the server's limits.
+
+The release policy is an output form: full ``probabilities``, the ``top_k`` classes with
+their probabilities, or the ``label`` only, each optionally rounded to ``decimals``. The
+audit scored a form too (today: full probabilities); a bundle may release that form or a
+coarser one, never a finer one (:func:`finer_than`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from distillguard.config.base import Section
+
+#: Output forms from finest to coarsest.
+OUTPUT_FORMS = ("probabilities", "top_k", "label")
+#: What the classifier audit scores: the student's full-precision probabilities.
+AUDITED_CLASSIFIER_OUTPUT: dict[str, Any] = {"output": "probabilities", "top_k": None, "decimals": None}
+
+
+class DeployConfig(Section):
+    output: Literal["probabilities", "top_k", "label"] = Field(
+        "probabilities", description='What a query returns: "probabilities" (one per class), "top_k" (the k most '
+                                     'likely classes with their probabilities) or "label" (the class only).')
+    top_k: int | None = Field(None, ge=1, description='output = "top_k": how many classes (fewer than the classes).')
+    decimals: int | None = Field(
+        None, ge=0, le=8, description="Round released probabilities to this many decimals; unset: full precision.")
+    onnx: bool = Field(False, description="Also write the student as deploy/model.onnx (raw features in, "
+                                          "probabilities out); `distillguard export --onnx` sets it for one export.")
+    query_budget: int = Field(10_000, ge=1, description="Rows one client (by address) may predict per budget window "
+                                                        "in `distillguard serve`; then 429.")
+    budget_window_seconds: float = Field(3600.0, gt=0, description="Length of the query-budget window, in seconds.")
+    max_rows: int = Field(1000, ge=1, le=100_000, description="Most rows in one /predict request; more is a 413.")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest /predict body in bytes; larger is a 413.")
+
+    @model_validator(mode="after")
+    def _form_fits(self) -> DeployConfig:
+        if self.output == "top_k" and self.top_k is None:
+            raise ValueError('output = "top_k" needs top_k (how many classes to release)')
+        if self.output != "top_k" and self.top_k is not None:
+            raise ValueError(f'top_k applies to output = "top_k" (got output = "{self.output}")')
+        if self.output == "label" and self.decimals is not None:
+            raise ValueError('decimals rounds probabilities; output = "label" releases none')
+        return self
+
+    def release_policy(self) -> dict[str, Any]:
+        """The output form as the bundle records it."""
+        return {"output": self.output, "top_k": self.top_k, "decimals": self.decimals}
+
+    def serving_limits(self) -> dict[str, Any]:
+        return {"query_budget": self.query_budget, "budget_window_seconds": self.budget_window_seconds,
+                "max_rows": self.max_rows, "max_body_bytes": self.max_body_bytes}
+
+    def is_default(self) -> bool:
+        return self == DeployConfig()
+
+
+def finer_than(release: dict[str, Any], audited: dict[str, Any]) -> str | None:
+    """Why ``release`` would reveal more than the ``audited`` form, or None when it reveals no more.
+
+    A form is at most as fine as another when its output is the same or coarser
+    (probabilities > top_k > label), it keeps no more decimals and, for top_k, no more classes.
+    """
+    rank = {form: i for i, form in enumerate(OUTPUT_FORMS)}
+    if release["output"] not in rank or audited["output"] not in rank:
+        return f"unknown output form {release['output']!r} / {audited['output']!r}; expected one of {OUTPUT_FORMS}"
+    if rank[release["output"]] < rank[audited["output"]]:
+        return f'output "{release["output"]}" is finer than the audited "{audited["output"]}"'
+    if release["output"] == "label":
+        return None
+    inf = float("inf")
+    if (release.get("decimals") if release.get("decimals") is not None else inf) > (
+            audited.get("decimals") if audited.get("decimals") is not None else inf):
+        return f"decimals {release.get('decimals')} keeps more precision than the audited {audited.get('decimals')}"
+    if release["output"] == "top_k" and audited["output"] == "top_k" and release["top_k"] > audited["top_k"]:
+        return f"top_k {release['top_k']} releases more classes than the audited {audited['top_k']}"
+    return None
