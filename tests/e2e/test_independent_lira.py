@@ -75,15 +75,14 @@ def run(request, tmp_path_factory):
     return folder / "out"
 
 
-def test_strongest_attack_is_at_least_reference_lira_at_low_fpr(run):
+def _load(run):
     with np.load(run / "audit" / "shadow_outputs.npz", allow_pickle=False) as data:
         arrays = {key: data[key] for key in data.files}
-    report = json.loads((run / "report.json").read_text())
-    keep, labels, is_member = arrays["shadow_membership"], arrays["pool_labels"], arrays["pool_is_member"]
-    assert keep.shape == (8, len(labels)) and (keep.sum(axis=0) == 4).all()  # paired: each record in half
-    shadow_phi = _phi(arrays["student_shadow_pool_logits"], labels)
-    target_phi = _phi(arrays["student_pool_logits"], labels)
-    references = {
+    return arrays, json.loads((run / "audit" / "metrics.json").read_text())
+
+
+def _references(keep, shadow_phi, target_phi):
+    return {
         "online, σ from in-values (reference fix_variance)": _reference_lira(keep, shadow_phi, target_phi, online=True,
                                                                             variance_from="in"),
         "online, σ from out-values": _reference_lira(keep, shadow_phi, target_phi, online=True, variance_from="out"),
@@ -92,18 +91,64 @@ def test_strongest_attack_is_at_least_reference_lira_at_low_fpr(run):
         "offline one-sided, σ from out-values": _reference_lira(keep, shadow_phi, target_phi, online=False,
                                                                 variance_from="out", one_sided=True),
     }
+
+
+def _power(scores, is_member):
+    """The selection criterion, from sklearn: mean TPR at FPR <= 1 % and <= 0.1 %."""
+    return np.mean([_tpr_at(scores, is_member, 0.01), _tpr_at(scores, is_member, 0.001)])
+
+
+def test_on_held_out_shadows_strongest_beats_reference_lira(run):
+    """Each shadow in turn is the target, the others calibrate (pooled: 8 × n/2 non-members, 0.1 % resolves)."""
+    arrays, metrics = _load(run)
+    keep, labels = arrays["shadow_membership"], arrays["pool_labels"]
+    assert keep.shape == (8, len(labels)) and (keep.sum(axis=0) == 4).all()  # paired: each record in half
+    shadow_phi = _phi(arrays["student_shadow_pool_logits"], labels)
+    pooled: dict[str, list] = {}
+    for s in range(len(keep)):
+        rest = np.arange(len(keep)) != s
+        for name, ref in _references(keep[rest], shadow_phi[rest], shadow_phi[s]).items():
+            pooled.setdefault(name, []).append(ref)
+    is_member = keep.reshape(-1)
+    assert (~is_member).sum() >= 1000
+    selection = metrics["strongest"]["student"]
+    chosen = next(c for c in selection["candidates"] if {"attack": c["attack"], "params": c["params"]} == selection["chosen"])
+    assert chosen["power"] == max(c["power"] for c in selection["candidates"])
+    theirs = {name: _power(np.concatenate(scores), is_member) for name, scores in pooled.items()}
+    # our "fixed" online LiRA is the reference code: the same held-out numbers, computed independently
+    ours_fixed = next(c for c in selection["candidates"] if c["attack"] == "lira_online" and c["params"] == {"variance": "fixed"})
+    assert ours_fixed["power"] == pytest.approx(theirs["online, σ from in-values (reference fix_variance)"], abs=1e-6)
+    for name, power in theirs.items():
+        assert chosen["power"] >= power - 1e-6, f"held-out power: strongest {chosen['power']:.4f} < reference ({name}) {power:.4f}"
+
+
+def test_on_the_real_student_strongest_is_reference_lira_or_better_within_sampling_error(run):
+    """On the real student: TPR at 1 % and 0.5 % FPR (or, where 0.5 % is unresolvable, one false positive).
+
+    The configuration was chosen on the shadows, so on one target it can lose by chance: with
+    n members, a TPR p has a binomial standard error sqrt(p(1 − p)/n). The test allows two of
+    them (one record's worth when p is 0): at the built-in tiny pool's 270 members that is
+    about ±2.4 points at p = 4 %, which a broken attack (a TPR near 0 where LiRA finds
+    more) exceeds.
+    """
+    arrays, _ = _load(run)
+    report = json.loads((run / "report.json").read_text())
+    keep, labels, is_member = arrays["shadow_membership"], arrays["pool_labels"], arrays["pool_is_member"]
+    references = _references(keep, _phi(arrays["student_shadow_pool_logits"], labels),
+                             _phi(arrays["student_pool_logits"], labels))
     scores = pd.read_parquet(run / "audit" / "scores.parquet")
     mine = scores[(scores.attack == "strongest") & (scores.target == "student") & ~scores.is_canary]
     assert list(mine.example_id) == list(arrays["pool_example_ids"])  # the same records, in the same order
     strongest = mine.score.to_numpy()
     row = next(a for a in report["attacks"] if a["attack"] == "strongest" and a["target"] == "student"
                and a["population"] == "all")
-    assert row["configuration"]["attack"] in ("lira_online", "lira_offline", "rmia")
-    n_out = int((~is_member).sum())
+    assert row["configuration"] == json.loads((run / "audit" / "metrics.json").read_text())["strongest"]["student"]["chosen"]
+    n_in, n_out = int(is_member.sum()), int((~is_member).sum())
     assert row["tpr_at_fpr"]["0.01"] == pytest.approx(_tpr_at(strongest, is_member, 0.01), abs=1e-6)
-    levels = [0.01, 0.005 if 0.005 * n_out >= 1 else 1 / n_out]
-    for fpr in levels:
+    for fpr in [0.01, 0.005 if 0.005 * n_out >= 1 else 1 / n_out]:
         ours = _tpr_at(strongest, is_member, fpr)
         for name, ref in references.items():
             theirs = _tpr_at(ref, is_member, fpr)
-            assert ours >= theirs, f"FPR <= {fpr:.4f}: strongest {ours:.3f} < reference LiRA ({name}) {theirs:.3f}"
+            allowed = 2 * max(np.sqrt(theirs * (1 - theirs) / n_in), 1 / n_in)
+            assert ours >= theirs - allowed, (f"FPR <= {fpr:.4f}: strongest {ours:.3f} < reference LiRA ({name}) "
+                                              f"{theirs:.3f} by more than sampling error ({allowed:.3f})")
