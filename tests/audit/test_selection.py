@@ -65,12 +65,14 @@ def _phi(logits, labels):
     return z_y - np.log(C - 1)
 
 
-def test_fixed_variance_online_lira_is_the_reference_code():
+@pytest.mark.parametrize("held_out", [None, 0], ids=["paired", "one held out: uneven counts, truncated"])
+def test_fixed_variance_online_lira_is_the_reference_code(held_out):
     w = _world()
-    reference = ReferenceSignals(w["shadow_logits"], w["membership"], w["labels"])
+    keep = np.ones(16, bool) if held_out is None else np.arange(16) != held_out
+    logits, membership = w["shadow_logits"][keep], w["membership"][keep]
+    reference = ReferenceSignals(logits, membership, w["labels"])
     ours = make_attack("lira_online", variance="fixed").fit(reference).score(TargetSignals(w["target_logits"], w["labels"]))
-    theirs = _reference_lira_online_fixed(w["membership"], _phi(w["shadow_logits"], w["labels"]),
-                                          _phi(w["target_logits"], w["labels"]))
+    theirs = _reference_lira_online_fixed(membership, _phi(logits, w["labels"]), _phi(w["target_logits"], w["labels"]))
     np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-9)
 
 

@@ -149,9 +149,9 @@ class _LiRA(MembershipAttack):
     ``np.std`` of all values of one side (between-record spread included). Online, the
     reference takes σ from the IN-values for both Gaussians (``std_out = np.std(dat_in)``);
     offline, from the OUT-values. ``"fixed_out"`` takes σ from the out-values on both
-    sides online (the offline attack is then the same as ``"fixed"``). The reference
-    truncates every record to the smallest in/out count; with paired shadows every pool
-    record has the same counts, so the two agree there.
+    sides online (the offline attack is then the same as ``"fixed"``). As the reference,
+    every record keeps only its first ``k`` in- (out-) values, ``k`` the smallest count of
+    any record; with paired shadows every pool record has the same counts.
 
     Args:
         variance: ``"global"`` (one pooled σ per side, recommended below 64 shadows),
@@ -180,7 +180,7 @@ class _LiRA(MembershipAttack):
         self.labels_ = reference.labels.copy()
         if self.variance in ("fixed", "fixed_out"):
             in_mask = reference.in_mask
-            spread = phi[in_mask] if self._uses_in and self.variance == "fixed" else phi[~in_mask]
+            spread = phi[_truncate(in_mask) if self._uses_in and self.variance == "fixed" else _truncate(~in_mask)]
             self.out_ = _fit_medians(phi, ~in_mask, spread=spread, side="out")
             if self._uses_in:
                 self.in_ = _fit_medians(phi, in_mask, spread=spread, side="in")
@@ -261,15 +261,24 @@ def _fit_medians(phi: np.ndarray, mask: np.ndarray, *, spread: np.ndarray,
                  side: str) -> tuple[np.ndarray, np.ndarray]:
     """The reference code's fixed-variance fit: per-record median of ``phi[mask]``, σ = ``np.std(spread)``.
 
-    A record with no value on this side is centred on the median of all of them.
+    As the reference, every record keeps only its first ``k`` values in shadow order, ``k``
+    the smallest count of any record (records with none are centred on the median of all).
     """
     if not mask.any():
         raise ValueError(f"no shadow model has any audited record {side.upper()}; LiRA needs {side}-shadows "
                          f"(check ReferenceSignals.in_mask)")
-    has = mask.any(axis=0)
-    centre = np.full(phi.shape[1], float(np.median(phi[mask])))
-    centre[has] = np.nanmedian(np.where(mask, phi, np.nan)[:, has], axis=0)
+    kept = _truncate(mask)
+    has = kept.any(axis=0)
+    centre = np.full(phi.shape[1], float(np.median(phi[kept])))
+    centre[has] = np.nanmedian(np.where(kept, phi, np.nan)[:, has], axis=0)
     return centre, np.full(phi.shape[1], max(float(np.std(spread)), _MIN_STD))
+
+
+def _truncate(mask: np.ndarray) -> np.ndarray:
+    """``mask`` keeping, per record (column), its first ``k`` entries, ``k`` the smallest non-zero count."""
+    count = mask.sum(axis=0)
+    k = int(count[count > 0].min())
+    return mask & (np.cumsum(mask, axis=0) <= k)
 
 
 # --- RMIA (Zarifzadeh et al. 2024) -----------------------------------------------------------
