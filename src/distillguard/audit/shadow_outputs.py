@@ -29,6 +29,7 @@ in the owner-only ``audit/`` folder, is never exported, and ``--destroy-teacher`
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -61,9 +62,18 @@ def shadow_arrays(*, pool_ids: list[str], pool_labels: np.ndarray, pool_is_membe
 
 
 def write_shadow_outputs(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write :data:`SHADOW_OUTPUTS` owner-only (0600)."""
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
-        np.savez_compressed(handle, **arrays)
+    """Write :data:`SHADOW_OUTPUTS` owner-only (0600), byte for byte the same for the same arrays.
+
+    ``np.savez_compressed`` stamps each member with the current time; this writes the same
+    ``.npz`` layout (one ``.npy`` per key, deflated) with a fixed timestamp instead.
+    """
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle, \
+            zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for key, value in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
 
 def read_shadow_outputs(path: Path) -> dict[str, np.ndarray]:
