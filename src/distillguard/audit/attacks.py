@@ -277,8 +277,9 @@ def _fit_medians(phi: np.ndarray, mask: np.ndarray, *, spread: np.ndarray,
 def _truncate(mask: np.ndarray) -> np.ndarray:
     """``mask`` keeping, per record (column), its first ``k`` entries, ``k`` the smallest non-zero count."""
     count = mask.sum(axis=0)
-    k = int(count[count > 0].min())
-    return mask & (np.cumsum(mask, axis=0) <= k)
+    if not count.any():
+        return mask
+    return mask & (np.cumsum(mask, axis=0) <= int(count[count > 0].min()))
 
 
 # --- RMIA (Zarifzadeh et al. 2024) -----------------------------------------------------------
