@@ -26,8 +26,9 @@ def tables(report: dict, manifest: dict, *, total_seconds: float | None) -> str:
              "| stage | seconds |", "|---|---|"]
     lines += [f"| {name} | {record['seconds']:.1f} |" for name, record in manifest["stages"].items()]
     u = report["utility"]
-    lines += ["", "| model | test acc | population | loss AUC | LiRA online AUC | LiRA TPR@1%FPR | RMIA AUC | RMIA TPR@1%FPR |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| model | test acc | population | loss AUC | LiRA online AUC | LiRA TPR@1%FPR | RMIA AUC | RMIA TPR@1%FPR "
+              "| strongest AUC | strongest TPR@1%FPR | strongest TPR@0FP |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     for target in ("teacher", "student"):
         for population in ("all", "canaries"):
@@ -36,7 +37,15 @@ def tables(report: dict, manifest: dict, *, total_seconds: float | None) -> str:
                 continue
             lines.append(f"| {target} | {100 * u[target]['test_accuracy']:.1f}% | {population} | {get['loss']['auc']:.3f} | "
                          f"{get['lira_online']['auc']:.3f} | {pct(get['lira_online']['tpr_at_fpr']['0.01'])} | "
-                         f"{get['rmia']['auc']:.3f} | {pct(get['rmia']['tpr_at_fpr']['0.01'])} |")
+                         f"{get['rmia']['auc']:.3f} | {pct(get['rmia']['tpr_at_fpr']['0.01'])} | "
+                         + (f"{get['strongest']['auc']:.3f} | {pct(get['strongest']['tpr_at_fpr']['0.01'])} | "
+                            f"{pct(get['strongest']['tpr_at_fpr']['0'])} |" if "strongest" in get else "n/a | n/a | n/a |"))
+    for target in ("teacher", "student"):
+        chosen = next((a["configuration"] for a in report["attacks"] if a["attack"] == "strongest"
+                       and a["target"] == target and a["population"] == "all"), None)
+        if chosen:
+            params = ", ".join(f"{k}={v}" for k, v in chosen["params"].items())
+            lines.append(f"\nstrongest on the {target}: {chosen['attack']} ({params}), chosen leave-one-out on its shadows")
     eps = report.get("empirical_epsilon")
     if eps:
         for e in eps["by_target"]:

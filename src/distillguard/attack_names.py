@@ -14,20 +14,24 @@ from typing import Literal, get_args
 THRESHOLD_ATTACKS: tuple[str, ...] = ("loss", "confidence", "entropy", "modified_entropy")
 #: Calibrated on shadow pipelines (LiRA, Carlini et al. 2022; RMIA, Zarifzadeh et al. 2024).
 SHADOW_ATTACKS: tuple[str, ...] = ("lira_online", "lira_offline", "rmia")
-#: Every attack on a classifier, in the registry's order.
-CLASSIFIER_ATTACKS: tuple[str, ...] = (*THRESHOLD_ATTACKS, *SHADOW_ATTACKS)
+#: The shadow attack whose configuration (LiRA online/offline × variance, RMIA variants) is
+#: chosen by leave-one-out on the shadow pipelines, never on the audited model (audit/selection.py).
+SELECTED_ATTACK = "strongest"
+#: Every attack on a classifier: the registry's order, then the selected one.
+CLASSIFIER_ATTACKS: tuple[str, ...] = (*THRESHOLD_ATTACKS, *SHADOW_ATTACKS, SELECTED_ATTACK)
 #: Attacks on a causal language model (MIMIR's loss, zlib, min-k%, min-k%++, reference).
 LM_ATTACKS: tuple[str, ...] = ("loss", "zlib", "min_k", "min_k_pp", "reference")
 
 AttackName = Literal["loss", "confidence", "entropy", "modified_entropy", "lira_online", "lira_offline", "rmia",
-                     "zlib", "min_k", "min_k_pp", "reference"]
+                     "strongest", "zlib", "min_k", "min_k_pp", "reference"]
 #: Every attack name a spec accepts (the values of :data:`AttackName`, in its order).
 ALL_ATTACKS: tuple[str, ...] = get_args(AttackName)
 
-#: Strongest first: the calibrated attacks, then the single-model statistics. The gate's
-#: default attack is the first of these that the audit runs; the one-run ε bound on the
-#: canaries takes the first one down to ``loss`` (see :func:`strongest_attack`).
-STRONGEST: tuple[str, ...] = ("lira_online", "rmia", "lira_offline", "reference", "min_k_pp", "loss", "confidence",
+#: Strongest first: the configuration chosen on the shadows, the calibrated attacks, then the
+#: single-model statistics. The gate's default attack is the first of these that the audit
+#: runs; the one-run ε bound on the canaries takes the first one down to ``loss`` (see
+#: :func:`strongest_attack`).
+STRONGEST: tuple[str, ...] = ("strongest", "lira_online", "rmia", "lira_offline", "reference", "min_k_pp", "loss", "confidence",
                               "entropy", "modified_entropy", "zlib", "min_k")
 
 

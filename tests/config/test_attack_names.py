@@ -17,7 +17,7 @@ EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.toml"))
 
 
 def test_the_registry_and_the_schema_hold_the_catalogue():
-    assert tuple(ATTACKS) == names.CLASSIFIER_ATTACKS
+    assert (*ATTACKS, names.SELECTED_ATTACK) == names.CLASSIFIER_ATTACKS  # "strongest" is a chosen registered one
     assert set(get_args(names.AttackName)) == set(names.CLASSIFIER_ATTACKS) | set(names.LM_ATTACKS)
     assert names.ALL_ATTACKS == get_args(names.AttackName)
     assert sorted(names.STRONGEST) == sorted(names.ALL_ATTACKS)
@@ -25,12 +25,12 @@ def test_the_registry_and_the_schema_hold_the_catalogue():
 
 
 def _old_gate_default(attacks):
-    return next((a for a in ("lira_online", "rmia", "lira_offline", "reference", "min_k_pp",
+    return next((a for a in ("strongest", "lira_online", "rmia", "lira_offline", "reference", "min_k_pp",
                              *names.THRESHOLD_ATTACKS, "zlib", "min_k") if a in attacks), None)
 
 
 def _old_canary_attack(scored, attacks):
-    return next((a for a in ("lira_online", "rmia", "lira_offline", "loss") if a in scored), attacks[0])
+    return next((a for a in ("strongest", "lira_online", "rmia", "lira_offline", "loss") if a in scored), attacks[0])
 
 
 @pytest.mark.parametrize("size", [1, 2, 3])
@@ -45,13 +45,29 @@ def test_one_order_reproduces_both_former_choices(size):
 @pytest.mark.parametrize("path", [None, *EXAMPLES], ids=lambda p: "demo" if p is None else p.name)
 def test_the_demo_and_examples_pick_what_they_did(path):
     spec = load_spec(path)
-    expected = {None: "lira_online", "digits-cnn.toml": "lira_online", "purchases.toml": "lira_online",
+    expected = {None: "strongest", "digits-cnn.toml": "strongest", "purchases.toml": "strongest",
                 "pii-corpus.toml": "reference"}[None if path is None else path.name]
     given = {} if path is None else tomllib.loads(path.read_text()).get("gate", {})
     assert spec.gate.attack == given.get("attack", expected)
     if spec.audit.canaries:  # the classifier audit's one-run ε bound on the canaries
         attacks = spec.audit.attacks
-        assert names.strongest_attack(attacks, down_to="loss") == _old_canary_attack(attacks, attacks) == "lira_online"
+        expected = "strongest" if "strongest" in attacks else "lira_online"
+        assert names.strongest_attack(attacks, down_to="loss") == _old_canary_attack(attacks, attacks) == expected
+
+
+def test_the_gate_reads_strongest_by_default_and_an_explicit_attack_still_works():
+    spec = parse_spec({}, base_dir=Path("/tmp"))
+    assert spec.gate.attack == "strongest" and "strongest" in spec.audit.attacks
+    assert "attack = \"strongest\"" in spec.to_toml()  # the resolved spec shows it
+    explicit = parse_spec({"gate": {"attack": "lira_offline"}}, base_dir=Path("/tmp"))
+    assert explicit.gate.attack == "lira_offline"
+    two = parse_spec({"audit": {"shadows": 2, "canaries": 0}}, base_dir=Path("/tmp"))  # too few to hold one out
+    assert "strongest" not in two.audit.attacks and two.gate.attack == "lira_online"
+
+
+def test_strongest_needs_four_shadows():
+    with pytest.raises(Exception, match="strongest.*needs shadows >= 4"):
+        parse_spec({"audit": {"shadows": 2, "canaries": 0, "attacks": ["strongest"]}}, base_dir=Path("/tmp"))
 
 
 def test_no_shadows_gate_reads_loss():

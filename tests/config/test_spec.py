@@ -81,7 +81,7 @@ def test_no_shadows_means_threshold_attacks_and_a_gate_on_them(tmp_path):
     assert spec.audit.attacks == ["loss", "confidence", "entropy", "modified_entropy"]
     assert spec.audit.canaries == 0 and spec.gate.attack == "loss"
     full = load_spec(_write(tmp_path, "[run]\nname = 'x'\n"))
-    assert full.gate.attack == "lira_online" and full.audit.canaries == 32
+    assert full.gate.attack == "strongest" and full.audit.canaries == 32
 
 
 def test_gate_must_read_an_attack_that_runs(tmp_path):

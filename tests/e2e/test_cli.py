@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 import distillguard
 
-ATTACKS = ("loss", "confidence", "entropy", "modified_entropy", "lira_online", "lira_offline", "rmia")
+ATTACKS = ("loss", "confidence", "entropy", "modified_entropy", "lira_online", "lira_offline", "rmia", "strongest")
 ARTIFACTS = ["spec.toml", "manifest.json", "teacher", "softlabels", "student", "audit", "deploy", "report.json", "report.html"]
 
 
@@ -50,6 +50,10 @@ def test_report_has_the_contract_shape(finished_run):
     for a in report["attacks"]:
         assert set(a["tpr_at_fpr"]) == {"0.01", "0.001", "0"}
         assert a["tpr_at_fpr"]["0.001"] is None  # 150 non-members cannot resolve 0.1% FPR
+        assert "needs at least 1000 non-members" in a["unresolved"]["0.001"]
+        assert a["lowest_fpr"]["fpr"] == pytest.approx(1 / a["n_nonmembers"], abs=1e-6)
+        if a["attack"] == "strongest":
+            assert a["configuration"]["attack"] in ("lira_online", "lira_offline", "rmia")
         assert a["auc_ci"][0] <= a["auc"] <= a["auc_ci"][1]
     assert isinstance(report["gate"]["passed"], bool) and report["gate"]["checks"]
     html = (finished_run / "report.html").read_text()
@@ -72,6 +76,9 @@ def test_scores_parquet_reproduces_reported_auc(finished_run):
         assert (reported is None) == (0.01 * a["n_nonmembers"] < 1)  # null exactly when 1% FPR is unresolvable
         if reported is not None:
             assert _tpr_at_fpr(rows.score.to_numpy(), rows.is_member.to_numpy(), 0.01) == pytest.approx(reported, abs=1e-6)
+        lowest = a["lowest_fpr"]
+        assert _tpr_at_fpr(rows.score.to_numpy(), rows.is_member.to_numpy(), 1 / a["n_nonmembers"]) == pytest.approx(
+            lowest["tpr"], abs=1e-6)
 
 
 def _tpr_at_fpr(scores, is_member, max_fpr):
@@ -175,15 +182,19 @@ def test_flipped_byte_in_teacher_weights_exits_2_naming_the_file(finished_run, t
 
 
 def test_destroy_teacher_removes_it_and_records_it(tmp_path, tiny_builtin_spec):
-    text = tiny_builtin_spec.read_text().replace("shadows = 8\ncanaries = 16", "shadows = 0\ncanaries = 0\nattacks = [\"loss\"]")
-    tiny_builtin_spec.write_text(text + '[gate]\nattack = "loss"\n')
+    text = tiny_builtin_spec.read_text().replace("shadows = 8\ncanaries = 16",
+                                                 "shadows = 4\ncanaries = 0\nattacks = [\"loss\", \"strongest\"]")
+    tiny_builtin_spec.write_text(text)
     result = cli("run", str(tiny_builtin_spec), "--run-dir", "r", "--destroy-teacher", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     run = tmp_path / "r"
     assert not (run / "teacher").exists() and not (run / "audit" / "scores.parquet").exists()
+    assert not (run / "audit" / "shadow_outputs.npz").exists()  # the shadows' logits and membership
+    assert (run / "audit" / "metrics.json").exists()  # aggregate numbers stay
     manifest = json.loads((run / "manifest.json").read_text())
     assert "teacher/model.safetensors" in manifest["teacher_destroyed"]["files"]
     assert "audit/scores.parquet" in manifest["teacher_destroyed"]["files"]
+    assert "audit/shadow_outputs.npz" in manifest["teacher_destroyed"]["files"]
     bundle = distillguard.load_bundle(run / "deploy")
     assert bundle.predict_proba(np.zeros((1, len(bundle.feature_names_)))).shape == (1, len(bundle.classes_))
 
@@ -193,4 +204,5 @@ def test_membership_revealing_folders_are_owner_only(finished_run):
     for rel in ("teacher", "audit", ".checkpoints"):
         mode = (finished_run / rel).stat().st_mode & 0o777
         assert mode == 0o700, f"{rel}: {oct(mode)}"
+    assert (finished_run / "audit" / "shadow_outputs.npz").stat().st_mode & 0o777 == 0o600
     assert (finished_run / "deploy").stat().st_mode & 0o077 != 0  # the bundle is meant to be shared

@@ -138,26 +138,36 @@ class _LiRA(MembershipAttack):
     """Likelihood-ratio attack on ``φ = log p_y − log(1 − p_y)`` (Carlini et al. 2022, Alg. 1).
 
     For each audited record, Gaussians are fitted to φ of the shadow models trained with
-    (in) and without (out) it. Centres are per-record MEANS (the reference code uses
-    medians; with few shadows they barely differ, and means make the pooled variance the
-    textbook estimator). The global variance pools every record's residuals about its own
-    mean, so the spread *between* records' means is not counted in it (the reference
-    code's ``np.std`` over all values counts it and inflates σ). A record with no in- (or
-    out-) shadow falls back to the mean and total standard deviation of φ over all
-    in- (or out-) pairs; a record with one falls back to the global variance.
+    (in) and without (out) it. ``"global"`` and ``"per_example"`` centre them on per-record
+    MEANS; the global variance pools every record's residuals about its own mean, so the
+    spread *between* records' means is not counted in it. A record with no in- (or out-)
+    shadow falls back to the mean and total standard deviation of φ over all in- (or out-)
+    pairs; a record with one falls back to the global variance.
+
+    ``"fixed"`` is the reference code's ``fix_variance`` (tensorflow/privacy
+    ``research/mi_lira_2021/plot.py``): per-record MEDIANS as centres and one σ, the
+    ``np.std`` of all values of one side (between-record spread included). Online, the
+    reference takes σ from the IN-values for both Gaussians (``std_out = np.std(dat_in)``);
+    offline, from the OUT-values. ``"fixed_out"`` takes σ from the out-values on both
+    sides online (the offline attack is then the same as ``"fixed"``). As the reference,
+    every record keeps only its first ``k`` in- (out-) values, ``k`` the smallest count of
+    any record; with paired shadows every pool record has the same counts.
 
     Args:
-        variance: ``"global"`` (one σ per side, recommended below 64 shadows),
-            ``"per_example"``, or ``"auto"``: global when fewer than 64 shadows.
+        variance: ``"global"`` (one pooled σ per side, recommended below 64 shadows),
+            ``"per_example"``, ``"fixed"``, ``"fixed_out"``, or ``"auto"``: global when
+            fewer than 64 shadows.
     """
 
     requires_reference = True
     AUTO_PER_EXAMPLE_FROM: ClassVar[int] = 64
 
-    def __init__(self, *, variance: Literal["global", "per_example", "auto"] = "auto") -> None:
-        if variance not in ("global", "per_example", "auto"):
+    VARIANCES: ClassVar[tuple[str, ...]] = ("global", "per_example", "fixed", "fixed_out", "auto")
+
+    def __init__(self, *, variance: Literal["global", "per_example", "fixed", "fixed_out", "auto"] = "auto") -> None:
+        if variance not in self.VARIANCES:
             raise ValueError(f"The 'variance' parameter of {type(self).__name__} must be one of "
-                             f"'global', 'per_example', 'auto'. Got {variance!r} instead.")
+                             f"{', '.join(map(repr, self.VARIANCES))}. Got {variance!r} instead.")
         self.variance = variance
 
     _uses_in: ClassVar[bool] = True  # online fits in-Gaussians too; offline only out-Gaussians
@@ -168,6 +178,13 @@ class _LiRA(MembershipAttack):
         self.global_variance_ = self.variance == "global" or (
             self.variance == "auto" and reference.n_models < self.AUTO_PER_EXAMPLE_FROM)
         self.labels_ = reference.labels.copy()
+        if self.variance in ("fixed", "fixed_out"):
+            in_mask = reference.in_mask
+            spread = phi[_truncate(in_mask) if self._uses_in and self.variance == "fixed" else _truncate(~in_mask)]
+            self.out_ = _fit_medians(phi, ~in_mask, spread=spread, side="out")
+            if self._uses_in:
+                self.in_ = _fit_medians(phi, in_mask, spread=spread, side="in")
+            return self
         self.out_ = _fit_gaussians(phi, ~reference.in_mask, global_variance=self.global_variance_, side="out")
         if self._uses_in:
             self.in_ = _fit_gaussians(phi, reference.in_mask, global_variance=self.global_variance_, side="in")
@@ -238,6 +255,31 @@ def _fit_gaussians(phi: np.ndarray, mask: np.ndarray, *, global_variance: bool,
         std = np.where(count >= 2, per_example, pooled_std)
     std = np.where(count > 0, std, total_std)
     return mean, np.maximum(std, _MIN_STD)
+
+
+def _fit_medians(phi: np.ndarray, mask: np.ndarray, *, spread: np.ndarray,
+                 side: str) -> tuple[np.ndarray, np.ndarray]:
+    """The reference code's fixed-variance fit: per-record median of ``phi[mask]``, σ = ``np.std(spread)``.
+
+    As the reference, every record keeps only its first ``k`` values in shadow order, ``k``
+    the smallest count of any record (records with none are centred on the median of all).
+    """
+    if not mask.any():
+        raise ValueError(f"no shadow model has any audited record {side.upper()}; LiRA needs {side}-shadows "
+                         f"(check ReferenceSignals.in_mask)")
+    kept = _truncate(mask)
+    has = kept.any(axis=0)
+    centre = np.full(phi.shape[1], float(np.median(phi[kept])))
+    centre[has] = np.nanmedian(np.where(kept, phi, np.nan)[:, has], axis=0)
+    return centre, np.full(phi.shape[1], max(float(np.std(spread)), _MIN_STD))
+
+
+def _truncate(mask: np.ndarray) -> np.ndarray:
+    """``mask`` keeping, per record (column), its first ``k`` entries, ``k`` the smallest non-zero count."""
+    count = mask.sum(axis=0)
+    if not count.any():
+        return mask
+    return mask & (np.cumsum(mask, axis=0) <= int(count[count > 0].min()))
 
 
 # --- RMIA (Zarifzadeh et al. 2024) -----------------------------------------------------------

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from distillguard.attack_names import strongest_attack
+from distillguard.attack_names import SELECTED_ATTACK, strongest_attack
 from distillguard.audit.empirical_epsilon import one_run_epsilon
 from distillguard.audit.exchangeability import exchangeability_check
 from distillguard.audit.membership import score_canaries_leave_one_out, score_targets
 from distillguard.audit.metrics import roc
 from distillguard.audit.placement import Shadows, train_shadows
 from distillguard.audit.scores import ScoreRows, summarize_attack
+from distillguard.audit.selection import CRITERION, Configuration, select_configuration
+from distillguard.audit.shadow_outputs import SHADOW_OUTPUTS, shadow_arrays
 from distillguard.audit.shadows import build_pool
 from distillguard.audit.signals import ReferenceSignals, TargetSignals
 from distillguard.audit.utility import accuracy, agreement, mean_cross_entropy
@@ -32,15 +34,16 @@ EPSILON_DELTA = 1e-5
 
 
 def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None = None
-                 ) -> tuple[dict, ScoreRows, dict]:
-    """Every number of the audit, the per-record scores, and ROC curves, from a run folder.
+                 ) -> tuple[dict, ScoreRows, dict, dict[str, np.ndarray] | None]:
+    """Every number of the audit, the per-record scores, ROC curves and the shadow outputs, from a run folder.
 
     Reads the teacher's split, the student and teacher, the data roles and (with shadows)
     the recorded label queries; trains the shadows where ``[audit].backend`` says
     (:mod:`distillguard.audit.placement`), with resumable state in ``checkpoints``.
 
     Returns:
-        (``metrics.json`` content, the rows of ``scores.parquet``, attack → {target: ROC curve}).
+        (``metrics.json`` content, the rows of ``scores.parquet``, attack → {target: ROC curve},
+        the arrays of ``shadow_outputs.npz`` (audit/shadow_outputs.py), or None without shadows).
     """
     seed, cfg = spec.run.seed, spec.audit
     models = {name: load_classifier(run / name)[0] for name in TARGETS}
@@ -55,65 +58,105 @@ def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None
     metrics["exchangeability"], warning = exchangeability_check(pool.X, pool.is_member, seed=seed)
     if warning:
         metrics["warnings"].append(warning)
-    shadows = None
-    if cfg.shadows:
-        transfer = load_role(spec.data, "transfer", schema=schema, seed=seed)
-        kept_ids = read_query_ids(run / "softlabels")  # every record the teacher was asked (the guard's survivors)
-        transfer = transfer.subset(np.flatnonzero(np.isin(transfer.ids, kept_ids)))
-        shadows = train_shadows(spec, schema=schema, pool=pool, transfer_X=transfer.X, population_X=test.X,
-                                checkpoints=checkpoints,
-                                transfer_blocks=shard_numbers(transfer.ids, spec.run.shard_rows))
-        failpoint("audit/shadows-trained")
+    shadows = _train_shadows(spec, run, schema=schema, pool=pool, test=test, checkpoints=checkpoints)
 
-    rows, results, curves, epsilons = ScoreRows(), [], {}, []
+    audit = _Audit(spec, pool, test.y, shadows)
     for target, clf in models.items():
-        signals = TargetSignals(clf.logits(pool.X), pool.y, clf.logits(test.X), test.y)
-        reference = None
-        if shadows is not None:
-            reference = ReferenceSignals(shadows.logits[target].pool, shadows.membership, pool.y,
-                                         shadows.logits[target].population, test.y)
-        for name, scores in score_targets(cfg.attacks, cfg, signals, reference).items():
-            results.append(summarize_attack(scores, pool.is_member, spec=spec, target=target, attack=name, population="all"))
-            rows.add(pool.example_ids, target, name, scores, pool.is_member, canary=False)
-            curves.setdefault(name, {})[target] = roc(scores, pool.is_member)
-        if shadows is not None and shadows.canaries is not None:
-            eps = _audit_canaries(spec, target, shadows, test.y, rows, results, curves)
-            epsilons.append(eps)
-    metrics["attacks"] = results
+        audit.attack_target(target, TargetSignals(clf.logits(pool.X), pool.y, clf.logits(test.X), test.y))
+    metrics["attacks"] = audit.results
     metrics["populations"] = {"all": {"n_members": int(pool.is_member.sum()), "n_nonmembers": int((~pool.is_member).sum())}}
     if shadows is not None:
         replay = ("PATE: teachers on partitions of each shadow's half + noisy votes + student on the noisy labels"
                   if spec.privacy.mechanism == "pate" else "teacher training + labeling + distillation")
         metrics["shadows"] = {"count": cfg.shadows, "replay": replay,
-                              "canaries": 0 if shadows.canaries is None else len(shadows.canaries)}
-    if epsilons:
-        metrics["empirical_epsilon"] = {**next(e for e in epsilons if e["target"] == "student"), "by_target": epsilons}
-    return metrics, rows, curves
+                              "canaries": 0 if shadows.canaries is None else len(shadows.canaries),
+                              "outputs": f"audit/{SHADOW_OUTPUTS}"}
+    if audit.selections:
+        metrics["strongest"] = audit.selections
+    if audit.epsilons:
+        metrics["empirical_epsilon"] = {**next(e for e in audit.epsilons if e["target"] == "student"),
+                                        "by_target": audit.epsilons}
+    outputs = None
+    if shadows is not None:
+        outputs = shadow_arrays(pool_ids=pool.example_ids, pool_labels=pool.y, pool_is_member=pool.is_member,
+                                population_labels=test.y, shadows=shadows, targets=audit.target_signals)
+    return metrics, audit.rows, audit.curves, outputs
 
 
+def _train_shadows(spec: Spec, run: RunDir, *, schema, pool, test, checkpoints) -> Shadows | None:
+    """The shadow pipelines, replaying the release from the recorded label queries; None without shadows."""
+    if not spec.audit.shadows:
+        return None
+    transfer = load_role(spec.data, "transfer", schema=schema, seed=spec.run.seed)
+    kept_ids = read_query_ids(run / "softlabels")  # every record the teacher was asked (the guard's survivors)
+    transfer = transfer.subset(np.flatnonzero(np.isin(transfer.ids, kept_ids)))
+    shadows = train_shadows(spec, schema=schema, pool=pool, transfer_X=transfer.X, population_X=test.X,
+                            checkpoints=checkpoints, transfer_blocks=shard_numbers(transfer.ids, spec.run.shard_rows))
+    failpoint("audit/shadows-trained")
+    return shadows
 
-def _audit_canaries(spec: Spec, target: str, shadows: Shadows, population_labels, rows: ScoreRows,
-                    results: list, curves: dict) -> dict:
-    """Canary metrics over held-out replicas, and the one-run ε bound on replica 0."""
-    canaries, logits = shadows.canaries, shadows.logits[target]
-    S, K = canaries.included.shape
-    scored = score_canaries_leave_one_out(
-        spec.audit.attacks, spec.audit, logits=logits.canaries, labels=canaries.y, included=canaries.included,
-        population_logits=logits.population, population_labels=population_labels,
-    )
-    ids = [f"canary:{k}@replica{s}" for s in range(S) for k in range(K)]
-    for name, (scores, included) in scored.items():
-        results.append(summarize_attack(scores, included, spec=spec, target=target, attack=name, population="canaries"))
-        rows.add(ids, target, name, scores, included, canary=True)
-        curves[name][f"{target} (canaries)"] = roc(scores, included)
-    attack = strongest_attack(scored, down_to="loss") or spec.audit.attacks[0]
-    eps = one_run_epsilon(
-        attack, spec.audit, logits=logits.canaries, labels=canaries.y, included=canaries.included,
-        audited_scores=scored[attack][0][:K], population_logits=logits.population,
-        population_labels=population_labels, delta=EPSILON_DELTA,
-    )
-    return {"target": target, "replica": 0, **eps}
 
+class _Audit:
+    """Attacks each target in turn and collects results, score rows, curves, selections and ε bounds."""
+
+    def __init__(self, spec: Spec, pool, population_labels: np.ndarray, shadows: Shadows | None) -> None:
+        self.spec, self.pool, self.population_labels, self.shadows = spec, pool, population_labels, shadows
+        self.rows, self.results, self.curves = ScoreRows(), [], {}
+        self.epsilons: list[dict] = []
+        self.selections: dict[str, dict] = {}
+        self.target_signals: dict[str, TargetSignals] = {}
+
+    def attack_target(self, target: str, signals: TargetSignals) -> None:
+        spec, pool, shadows = self.spec, self.pool, self.shadows
+        self.target_signals[target] = signals
+        reference = None
+        if shadows is not None:
+            reference = ReferenceSignals(shadows.logits[target].pool, shadows.membership, pool.y,
+                                         shadows.logits[target].population, self.population_labels)
+        chosen = self.choose(target, reference)
+        for name, scores in score_targets(spec.audit.attacks, spec.audit, signals, reference, chosen).items():
+            self.record(name, target, "all", scores, pool.is_member, ids=pool.example_ids, canary=False, chosen=chosen)
+        if shadows is not None and shadows.canaries is not None:
+            self.epsilons.append(self.canaries(target, chosen))
+
+    def choose(self, target: str, reference: ReferenceSignals | None) -> Configuration | None:
+        """The "strongest" configuration, chosen leave-one-out on this target's shadows only."""
+        if reference is None or SELECTED_ATTACK not in self.spec.audit.attacks:
+            return None
+        chosen, table = select_configuration(logits=reference.logits, membership=reference.in_mask,
+                                             labels=reference.labels, population_logits=reference.population_logits,
+                                             population_labels=reference.population_labels)
+        self.selections[target] = {"chosen": chosen.to_dict(), "criterion": CRITERION, "candidates": table}
+        return chosen
+
+    def record(self, name: str, target: str, population: str, scores, is_member, *, ids, canary: bool,
+               chosen: Configuration | None) -> None:
+        row = summarize_attack(scores, is_member, spec=self.spec, target=target, attack=name, population=population)
+        if name == SELECTED_ATTACK and chosen is not None:
+            row["configuration"] = chosen.to_dict()
+        self.results.append(row)
+        self.rows.add(ids, target, name, scores, is_member, canary=canary)
+        key = target if population == "all" else f"{target} (canaries)"
+        self.curves.setdefault(name, {})[key] = roc(scores, is_member)
+
+    def canaries(self, target: str, chosen: Configuration | None) -> dict:
+        """Canary metrics over held-out replicas, and the one-run ε bound on replica 0."""
+        spec, canaries, logits = self.spec, self.shadows.canaries, self.shadows.logits[target]
+        S, K = canaries.included.shape
+        scored = score_canaries_leave_one_out(
+            spec.audit.attacks, spec.audit, logits=logits.canaries, labels=canaries.y, included=canaries.included,
+            population_logits=logits.population, population_labels=self.population_labels, chosen=chosen,
+        )
+        ids = [f"canary:{k}@replica{s}" for s in range(S) for k in range(K)]
+        for name, (scores, included) in scored.items():
+            self.record(name, target, "canaries", scores, included, ids=ids, canary=True, chosen=chosen)
+        attack = strongest_attack(scored, down_to="loss") or spec.audit.attacks[0]
+        eps = one_run_epsilon(
+            attack, spec.audit, logits=logits.canaries, labels=canaries.y, included=canaries.included,
+            audited_scores=scored[attack][0][:K], population_logits=logits.population,
+            population_labels=self.population_labels, delta=EPSILON_DELTA, chosen=chosen,
+        )
+        return {"target": target, "replica": 0, **eps}
 
 
 def utility(models: dict[str, Classifier], X: np.ndarray, y: np.ndarray) -> dict:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from distillguard.attack_names import SHADOW_ATTACKS, THRESHOLD_ATTACKS, AttackName
+from distillguard.attack_names import SELECTED_ATTACK, SHADOW_ATTACKS, THRESHOLD_ATTACKS, AttackName
 from distillguard.config.base import Section
 from distillguard.config.lm import LMProbeConfig
 
@@ -20,16 +20,20 @@ EXECUTION_KEYS = ("backend", "ray_address", "ray_shadows_per_task", "ray_cpus_pe
 
 class AuditConfig(Section):
     attacks: list[AttackName] = Field(
-        default_factory=lambda: [*THRESHOLD_ATTACKS, *SHADOW_ATTACKS],
-        description="Membership attacks to run; the shadow attacks (lira_online, lira_offline, rmia) need shadows.")
+        default_factory=lambda: [*THRESHOLD_ATTACKS, *SHADOW_ATTACKS, SELECTED_ATTACK],
+        description="Membership attacks to run; the shadow attacks (lira_online, lira_offline, rmia) need shadows; "
+                    '"strongest" (the LiRA/RMIA configuration chosen leave-one-out on the shadows) needs shadows >= 4. '
+                    "Default: all of them that the shadow count allows.")
     shadows: int = Field(
         16, ge=0, description="Shadow pipelines (teacher + labels + student) for LiRA/RMIA; even; 0 = threshold attacks only.",
     )
     canaries: int = Field(32, ge=0, description="Worst-case records planted in the shadow replicas only (0 = none).")
     canary_duplicates: int = Field(4, ge=1, description="Copies of every other canary in a training set.")
-    lira_variance: Literal["auto", "global", "per_example"] = Field(
-        "auto", description="LiRA's Gaussian variance: one for all records, one per record, or auto (global below 64 "
-                            "shadows).")
+    lira_variance: Literal["auto", "global", "per_example", "fixed", "fixed_out"] = Field(
+        "auto", description="LiRA's Gaussian variance for lira_online/lira_offline: one pooled within-record σ "
+                            '("global"), one per record, the reference code\'s fixed σ with median centres ("fixed": '
+                            'online from the in-values, offline from the out-values; "fixed_out": from the out-values), '
+                            "or auto (global below 64 shadows).")
     rmia_offline: bool = Field(
         True, description="RMIA's offline variant: only shadows trained without a record estimate Pr(x).")
     bootstrap: int = Field(200, ge=0, description="Bootstrap resamples for confidence intervals (0: none).")
@@ -62,6 +66,9 @@ class AuditConfig(Section):
         needs = [a for a in self.attacks if a in SHADOW_ATTACKS]
         if needs and self.shadows < 2:
             problems.append(f"attacks {needs} need shadows >= 2 (got {self.shadows}); set shadows or drop them")
+        if SELECTED_ATTACK in self.attacks and self.shadows < 4:
+            problems.append(f'attack "{SELECTED_ATTACK}" is chosen on held-out shadows and needs shadows >= 4 '
+                            f"(got {self.shadows}); set shadows or drop it")
         if self.shadows % 2:
             problems.append(f"shadows must be even (complementary pairs), got {self.shadows}")
         if self.canaries and self.shadows < 4:

@@ -15,7 +15,8 @@ LM_GATE_KEYS = ("max_mean_exposure_bits", "max_pii_exact_match", "max_perplexity
 
 class GateConfig(Section):
     attack: AttackName = Field(
-        "lira_online", description="The attack the gate reads; unset: the strongest one the audit runs.")
+        "strongest", description='The attack the gate reads; unset: the strongest one the audit runs ("strongest", '
+                                 "the configuration chosen on the shadows, whenever it runs).")
     target: Literal["teacher", "student"] = Field("student", description="The model the gate judges.")
     population: Literal["all", "canaries"] = Field(
         "all", description='"all": the audit pool; "canaries": the planted worst-case records.')

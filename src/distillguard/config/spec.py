@@ -16,7 +16,8 @@ import tomli_w
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from distillguard.attack_names import CLASSIFIER_ATTACKS, LM_ATTACKS, THRESHOLD_ATTACKS, strongest_attack
+from distillguard.attack_names import (CLASSIFIER_ATTACKS, LM_ATTACKS, SELECTED_ATTACK, THRESHOLD_ATTACKS,
+                                       strongest_attack)
 from distillguard.config.audit import AuditConfig
 from distillguard.config.base import Section
 from distillguard.config.data import TEXT_BUILTINS, DataConfig, is_text_data
@@ -90,9 +91,12 @@ class Spec(Section):
         if isinstance(shadows, int) and shadows == 0:
             audit.setdefault("attacks", list(THRESHOLD_ATTACKS))
             audit.setdefault("canaries", 0)
+        elif isinstance(shadows, int) and shadows < 4:  # too few to hold one out for "strongest"
+            audit.setdefault("attacks", [a for a in CLASSIFIER_ATTACKS if a != SELECTED_ATTACK])
         gate = raw.get("gate", {})
-        if isinstance(gate, dict) and "attack" not in gate and isinstance(audit.get("attacks"), list):
-            strongest = strongest_attack(audit["attacks"])
+        attacks = audit.get("attacks", list(CLASSIFIER_ATTACKS))
+        if isinstance(gate, dict) and "attack" not in gate and isinstance(attacks, list):
+            strongest = strongest_attack(attacks)
             if strongest is not None:
                 raw = {**raw, "gate": {**gate, "attack": strongest}}
         return {**raw, "audit": audit} if audit or "audit" in raw else raw

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distillguard.audit.classifier_audit import audit_models
+from distillguard.audit.shadow_outputs import SHADOW_OUTPUTS, write_shadow_outputs
 from distillguard.config import Spec
 from distillguard.data import data_fingerprint, shard_numbers
 from distillguard.data.softlabel_shards import read_query_ids
@@ -48,8 +49,10 @@ def run_audit_stage(spec: Spec, run: RunDir) -> bool:
 
     def build(folder: Path) -> dict:
         os.chmod(folder, 0o700)  # per-record scores reveal who was a member
-        metrics, rows, curves = audit_models(spec, run, checkpoints=checkpoints)
+        metrics, rows, curves, shadow_outputs = audit_models(spec, run, checkpoints=checkpoints)
         pq.write_table(pa.table(rows.columns), folder / "scores.parquet")
+        if shadow_outputs is not None:  # as sensitive as scores.parquet: removed by --destroy-teacher
+            write_shadow_outputs(folder / SHADOW_OUTPUTS, shadow_outputs)
         for attack, by_target in curves.items():
             save_roc_plot(by_target, folder / f"roc_{attack}.png", title=f"{attack}: teacher vs student")
         atomic_write_json(folder / "metrics.json", metrics)
