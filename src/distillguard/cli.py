@@ -1,7 +1,8 @@
 """The ``distillguard`` command: parse, call :mod:`distillguard.api`, render with Rich.
 
 Exit codes (CONTRACT.md): 0 success (``run`` exits 0 whatever the gate says), 1 a
-failing gate under ``distillguard gate``, 2 bad input printed as one ``error:`` line.
+failing gate under ``distillguard gate``, 2 bad input printed as one ``error:`` line,
+3 an inconclusive gate (the audit lacked the power to decide).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from rich.table import Table
 
 from distillguard import api, distributed, progress
 from distillguard.errors import DistillGuardError
+from distillguard.report.verdict import INCONCLUSIVE_EXIT
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Distill a private teacher into a student you can ship, and audit what it leaks.")
@@ -78,9 +80,27 @@ def _summary(report: dict, run_dir: Path) -> None:
     if lm:
         _lm_summary(report)
     gate = report["gate"]
-    verdict = "[green]PASSED[/green]" if gate["passed"] else "[red]FAILED[/red]"
+    verdict = _VERDICTS[gate.get("verdict", "pass" if gate["passed"] else "fail")]
     out.print(f"gate {verdict} ({gate['attack']} on {gate['target']}); report: {run_dir / 'report.html'}; "
               f"bundle: {run_dir / 'deploy'}")
+    _explain_verdict(gate)
+
+
+_VERDICTS = {"pass": "[green]PASSED[/green]", "fail": "[red]FAILED[/red]", "inconclusive": "[yellow]INCONCLUSIVE[/yellow]"}
+
+
+def _explain_verdict(gate: dict) -> None:
+    """Why an inconclusive verdict decides nothing, and the next commands after a fail."""
+    for reason in gate.get("reasons", []):
+        out.print(f"  inconclusive: {reason}", markup=False, highlight=False)
+    for fix in gate.get("to_conclude", []):
+        out.print(f"  to conclude: {fix}", markup=False, highlight=False)
+    if gate.get("note"):
+        out.print(f"  note: {gate['note']}", markup=False, highlight=False)
+    if gate.get("next_steps"):
+        out.print("next steps:", markup=False)
+        for step in gate["next_steps"]:
+            out.print(f"  {step['what']}:\n    {step['command']}", markup=False, highlight=False)
 
 
 def _lm_summary(report: dict) -> None:
@@ -144,14 +164,15 @@ def export(
 
 @app.command()
 def gate(run_dir: Annotated[Path, typer.Argument(help="Run folder.", show_default=False)]) -> None:
-    """Exit 0 when every gate check passes, 1 when one fails."""
+    """Exit 0 when the gate passes, 1 when it fails, 3 when the audit is inconclusive (too little power)."""
     verdict = _guard(api.gate, run_dir)
     for check in verdict["checks"]:
         value = "n/a" if check["value"] is None else f"{check['value']:.4f}"
         mark = "pass" if check["passed"] else "FAIL"
         out.print(f"{mark}  {check['name']}: {value} (max {check['threshold']})", highlight=False, markup=False)
-    out.print(f"gate {'PASSED' if verdict['passed'] else 'FAILED'}")
-    raise typer.Exit(0 if verdict["passed"] else 1)
+    out.print(f"gate {_VERDICTS[verdict['verdict']]}")
+    _explain_verdict(verdict)
+    raise typer.Exit({"pass": 0, "fail": 1}.get(verdict["verdict"], INCONCLUSIVE_EXIT))
 
 
 @app.command()

@@ -12,7 +12,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from distillguard.config import Spec
-from distillguard.report.gate import evaluate_gate
+from distillguard.report.verdict import gate_verdict
 from distillguard.runs import RunDir, atomic_write_json, atomic_write_text, library_versions, read_json, sha256_file
 
 
@@ -58,7 +58,9 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
         report["warnings"].append(
             f"EMPIRICAL ε LOWER BOUND {lower:.3f} EXCEEDS THE ACCOUNTANT'S ε {upper:.3f}: a bug or a broken assumption "
             "(e.g. the shadows do not replay the DP recipe, or the canaries are not independent); do not trust this run")
-    report["gate"] = evaluate_gate(report, spec.gate)
+    report["gate"] = gate_verdict(report, spec.gate, spec_path=str(run / "spec.toml"))
+    report["warnings"] += [f"pool too small for the gate: {p['reason']}; {p['fix']}"
+                           for p in report["gate"]["power"]["problems"] if p["kind"] == "pool"]
     return report
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 
+VERDICT_WORDS = {"pass": "PASSED", "fail": "FAILED", "inconclusive": "INCONCLUSIVE"}
+
+
 def _fmt(value: float | None, pct: bool = False) -> str:
     if value is None:
         return "n/a"
@@ -43,15 +46,29 @@ def render_model_card(report: dict[str, Any]) -> str:
         + (f" (ε = {report['privacy']['epsilon']:.3g}, δ = {report['privacy']['delta']:.3g})."
            if report["privacy"].get("epsilon") is not None else "."),
         "",
-        f"## Release gate: {'PASSED' if gate['passed'] else 'FAILED'}",
-        "",
     ]
-    lines += [f"- {c['name']}: {_fmt(c['value'])} (max {_fmt(c['threshold'])}) {'pass' if c['passed'] else 'FAIL'}"
-              for c in gate["checks"]]
+    lines += gate_lines(gate)
     lines += ["", "## Use", "", "```python", "import distillguard",
               "bundle = distillguard.load_bundle(\"path/to/deploy\")",
               "probabilities = bundle.predict_proba(X)  # raw feature rows, columns as in feature_names_", "```", ""]
     return "\n".join(lines)
+
+
+def gate_lines(gate: dict[str, Any]) -> list[str]:
+    """The card's gate section: verdict, checks, why it is inconclusive, and the next steps."""
+    verdict = gate.get("verdict", "pass" if gate["passed"] else "fail")
+    lines = [f"## Release gate: {VERDICT_WORDS[verdict]}", ""]
+    lines += [f"- {c['name']}: {_fmt(c['value'])} (max {_fmt(c['threshold'])}) {'pass' if c['passed'] else 'FAIL'}"
+              for c in gate["checks"]]
+    if gate.get("reasons"):
+        lines += ["", "The audit could not decide the gate:", ""] + [f"- {r}" for r in gate["reasons"]]
+        lines += ["", "What would make it conclusive:", ""] + [f"- {f}" for f in gate.get("to_conclude", [])]
+    if gate.get("note"):
+        lines += ["", f"Note: {gate['note']}."]
+    if gate.get("next_steps"):
+        lines += ["", "### Next steps", ""]
+        lines += [f"- {step['what']}: `{step['command']}`" for step in gate["next_steps"]]
+    return lines
 
 
 def exposure_summary(probes: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -102,9 +119,7 @@ def render_lm_model_card(report: dict[str, Any]) -> str:
     for a in report["attacks"]:
         ci = f"{a['auc_ci'][0]:.3f}–{a['auc_ci'][1]:.3f}" if a.get("auc_ci") else "n/a"
         lines.append(f"| {a['attack']} | {a['target']} | {_fmt(a['auc'])} | {ci} | {_fmt(a['tpr_at_fpr'].get('0.01'), True)} |")
-    lines += ["", f"## Release gate: {'PASSED' if gate['passed'] else 'FAILED'}", ""]
-    lines += [f"- {c['name']}: {_fmt(c['value'])} (max {_fmt(c['threshold'])}) {'pass' if c['passed'] else 'FAIL'}"
-              for c in gate["checks"]]
+    lines += [""] + gate_lines(gate)
     lines += ["", "## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
               'model = AutoModelForCausalLM.from_pretrained("path/to/deploy")',
               'tokenizer = AutoTokenizer.from_pretrained("path/to/deploy")', "```", ""]
