@@ -38,5 +38,5 @@ def gate(run_dir: str | Path) -> dict[str, Any]:
     see :mod:`distillguard.report.verdict`); ``passed`` is true only for "pass".
     """
     run = RunDir(run_dir)
-    spec_path = run / "spec.toml"
+    spec_path = (run / "spec.toml").resolve()
     return gate_verdict(read_json(run / "report.json"), load_spec(spec_path).gate, spec_path=str(spec_path))

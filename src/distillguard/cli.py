@@ -25,7 +25,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Distill a private teacher into a student you can ship, and audit what it leaks.")
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
-_state = {"debug": False}
+_state: dict[str, Any] = {"debug": False}
 
 SpecArg = Annotated[Path, typer.Argument(help="Spec file (TOML).", show_default=False)]
 RunDirOpt = Annotated[Path | None, typer.Option("--run-dir", help="Run folder (default: runs/NAME from the spec).")]
@@ -53,8 +53,8 @@ def _guard(fn, *args: Any, **kwargs: Any) -> Any:
         err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
-        err.print("interrupted: finished stages and training checkpoints (RUN/.checkpoints) are kept; "
-                  "run the same command again to resume", markup=False, soft_wrap=True)
+        err.print(_state.get("interrupted") or "interrupted: finished stages and training checkpoints "
+                  "(RUN/.checkpoints) are kept; run the same command again to resume", markup=False, soft_wrap=True)
         raise typer.Exit(130) from None
 
 
@@ -184,13 +184,17 @@ def report(run_dir: Annotated[Path, typer.Argument(help="Run folder.", show_defa
 @app.command()
 def tune(
     spec: SpecArg,
-    budget_minutes: Annotated[float, typer.Option("--budget-minutes", min=0.1, help="Wall-clock budget of the search.")] = 20.0,
+    budget_minutes: Annotated[float, typer.Option(
+        "--budget-minutes", help="Wall-clock budget of the search; one shorter than a single evaluation stops at once.")] = 20.0,
     max_accuracy_drop: Annotated[float, typer.Option(
         "--max-accuracy-drop", min=0.0, max=1.0, help="Accuracy a defense may cost, below the undefended teacher's.")] = 0.03,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: runs/NAME-tune).")] = None,
     keep_runs: Annotated[bool, typer.Option("--keep-runs", help="Keep the candidate runs and data copies (sensitive).")] = False,
 ) -> None:
     """Search the defense knobs for the least leaky student within the accuracy bar; write best.toml."""
+    _state["interrupted"] = ("interrupted: tune kept its candidate runs (--keep-runs); run the same command again to "
+                             "reuse them" if keep_runs else "interrupted: tune removed its private copies of the data "
+                             "and its candidate runs; nothing sensitive was left behind")
     result = _guard(api.tune, spec, out_dir=out_dir, budget_minutes=budget_minutes,
                     max_accuracy_drop=max_accuracy_drop, keep_runs=keep_runs)
     table = Table(title=f"distillguard tune · teacher {100 * result.teacher_accuracy:.1f}% on nonmembers")

@@ -58,7 +58,7 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
         report["warnings"].append(
             f"EMPIRICAL ε LOWER BOUND {lower:.3f} EXCEEDS THE ACCOUNTANT'S ε {upper:.3f}: a bug or a broken assumption "
             "(e.g. the shadows do not replay the DP recipe, or the canaries are not independent); do not trust this run")
-    report["gate"] = gate_verdict(report, spec.gate, spec_path=str(run / "spec.toml"))
+    report["gate"] = gate_verdict(report, spec.gate, spec_path=str((run / "spec.toml").resolve()))
     report["warnings"] += [f"pool too small for the gate: {p['reason']}; {p['fix']}"
                            for p in report["gate"]["power"]["problems"] if p["kind"] == "pool"]
     return report
