@@ -34,8 +34,37 @@ DeviceOpt = Annotated[str, typer.Option(
                      "on another device.")]
 
 
+def _show_flags_as_flags() -> None:
+    """Typer's help shows a flag's type (``--debug <bool>``), as if it took a value: show none."""
+    option = getattr(typer.core, "TyperOption", None)
+    shown = getattr(option, "display_type_rich", None)
+    if shown is None or getattr(shown, "_flags_as_flags", False):
+        return
+
+    def display_type_rich(self, ctx):  # noqa: ANN001, ANN202
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    display_type_rich._flags_as_flags = True  # type: ignore[attr-defined]
+    option.display_type_rich = display_type_rich
+
+
+_show_flags_as_flags()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from distillguard import __version__
+
+        out.print(f"distillguard {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False) -> None:
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
     _state["debug"] = debug
 
 

@@ -42,6 +42,9 @@ def load_spec(path: str | Path | None) -> Spec:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: invalid TOML: {error}") from None
+    run = raw.get("run")
+    if run is None or (isinstance(run, dict) and "name" not in run):  # default run name: the spec file's
+        raw = {**raw, "run": {**(run or {}), "name": path.stem or "distillguard"}}
     return parse_spec(raw, base_dir=path.resolve().parent, source=str(path))
 
 

@@ -58,10 +58,23 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
         report["warnings"].append(
             f"EMPIRICAL ε LOWER BOUND {lower:.3f} EXCEEDS THE ACCOUNTANT'S ε {upper:.3f}: a bug or a broken assumption "
             "(e.g. the shadows do not replay the DP recipe, or the canaries are not independent); do not trust this run")
+    if not spec.is_lm:
+        _warn_on_label_coverage(run, report["warnings"])
     report["gate"] = gate_verdict(report, spec.gate, spec_path=str((run / "spec.toml").resolve()))
     report["warnings"] += [f"pool too small for the gate: {p['reason']}; {p['fix']}"
                            for p in report["gate"]["power"]["problems"] if p["kind"] == "pool"]
     return report
+
+
+def _warn_on_label_coverage(run: RunDir, warnings: list[str]) -> None:
+    from distillguard.report.coverage import coverage_warning, label_counts
+
+    counts = label_counts(run / "softlabels")
+    if counts is not None:
+        classes = read_json(run / "softlabels" / "meta.json")["schema"].get("classes") or list(range(len(counts)))
+        warning = coverage_warning(counts, list(classes))
+        if warning:
+            warnings.append(warning)
 
 
 def write_report(run: RunDir, report: dict[str, Any]) -> None:
