@@ -95,16 +95,16 @@ def _summary(report: dict, run_dir: Path) -> None:
     u = report["utility"]
     lm = report.get("model_kind") == "causal-lm"
     table = Table(title=f"distillguard · {report['run']['name']}", show_lines=False)
-    for col in ("model", "test ppl" if lm else "test acc", "attack", "AUC", "TPR@1%FPR", "TPR@0.1%FPR"):
+    rows = [a for a in report["attacks"] if a["population"] == "all"]
+    fprs = [(k, h) for k, h in (("0.01", "TPR@1%FPR"), ("0.001", "TPR@0.1%FPR"))
+            if any(a["tpr_at_fpr"].get(k) is not None for a in rows)]  # a column n/a in every row says nothing
+    for col in ("model", "test ppl" if lm else "test acc", "attack", "AUC", *(h for _, h in fprs)):
         table.add_column(col, justify="left" if col in ("model", "attack") else "right")
-    for a in report["attacks"]:
-        if a["population"] != "all":
-            continue
+    for a in rows:
         tpr = a["tpr_at_fpr"]
         fmt = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
         utility = f"{u[a['target']]['test_perplexity']:.2f}" if lm else f"{100 * u[a['target']]['test_accuracy']:.1f}%"
-        table.add_row(a["target"], utility, a["attack"], f"{a['auc']:.3f}",
-                      fmt(tpr.get("0.01")), fmt(tpr.get("0.001")))
+        table.add_row(a["target"], utility, a["attack"], f"{a['auc']:.3f}", *(fmt(tpr.get(k)) for k, _ in fprs))
     out.print(table)
     if lm:
         _lm_summary(report)

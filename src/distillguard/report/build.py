@@ -80,15 +80,22 @@ def _warn_on_label_coverage(run: RunDir, warnings: list[str]) -> None:
 def write_report(run: RunDir, report: dict[str, Any]) -> None:
     """Write report.json and a self-contained report.html (plots inlined, no external requests)."""
     atomic_write_json(run / "report.json", report)
-    atomic_write_text(run / "report.html", render_html(report, plots=_inline_plots(run / "audit")))
+    atomic_write_text(run / "report.html", render_html(report, plots=_inline_plots(run / "audit", report)))
 
 
-def _inline_plots(audit_dir: Path) -> dict[str, str]:
-    return {p.stem.removeprefix("roc_"): base64.b64encode(p.read_bytes()).decode() for p in sorted(audit_dir.glob("roc_*.png"))}
+def _inline_plots(audit_dir: Path, report: dict[str, Any]) -> dict[str, str]:
+    """attack → base64 PNG, in the attack tables' order with the gate's attack first."""
+    files = {p.stem.removeprefix("roc_"): p for p in audit_dir.glob("roc_*.png")}
+    order = list(dict.fromkeys(a["attack"] for a in report.get("attacks", [])))
+    gate = report.get("gate", {}).get("attack")
+    ranked = sorted(files, key=lambda name: (name != gate, order.index(name) if name in order else len(order), name))
+    return {name: base64.b64encode(files[name].read_bytes()).decode() for name in ranked}
 
 
 def render_html(report: dict[str, Any], *, plots: dict[str, str]) -> str:
     env = Environment(loader=PackageLoader("distillguard", "report/templates"), autoescape=select_autoescape())
     env.filters["num"] = lambda v, digits=3: "n/a" if v is None else f"{v:.{digits}f}"
     env.filters["pct"] = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"
+    env.filters["gate_first"] = lambda rows, gate: sorted(rows, key=lambda a: a["attack"] != gate.get("attack"))
+    env.tests["measured_in"] = lambda column, rows: any(a["tpr_at_fpr"].get(column[0]) is not None for a in rows)
     return env.get_template("report.html.j2").render(report=report, plots=plots)
