@@ -95,6 +95,7 @@ def test_model_card_shows_verdict_reasons_and_next_steps():
     report["gate"] = gate_verdict(report, GATE, spec_path="runs/small/spec.toml")
     card = render_model_card(report)
     assert "## Release gate: INCONCLUSIVE" in card and "1/45" in card and "distillguard run runs/small/spec.toml" in card
+    assert "TPR @ FPR ≤ 1%" in card and "0.1%" not in card  # n/a in every row: the column is dropped
     report["attacks"][0].update(auc=0.85, auc_ci=[0.75, 0.93])
     report["gate"] = gate_verdict(report, GATE, spec_path="runs/small/spec.toml")
     card = render_model_card(report)

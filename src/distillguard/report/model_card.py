@@ -33,13 +33,15 @@ def render_model_card(report: dict[str, Any]) -> str:
         "",
         "## Membership-inference audit",
         "",
-        "| attack | target | population | AUC | AUC interval | TPR @ FPR ≤ 1% | TPR @ FPR ≤ 0.1% |",
-        "|---|---|---|---|---|---|---|",
     ]
+    fprs = [(k, h) for k, h in (("0.01", "TPR @ FPR ≤ 1%"), ("0.001", "TPR @ FPR ≤ 0.1%"))
+            if any(a["tpr_at_fpr"].get(k) is not None for a in report["attacks"])]  # drop all-n/a columns
+    lines += ["| attack | target | population | AUC | AUC interval |" + "".join(f" {h} |" for _, h in fprs),
+              "|---|---|---|---|---|" + "---|" * len(fprs)]
     for a in report["attacks"]:
         ci = f"{a['auc_ci'][0]:.3f}–{a['auc_ci'][1]:.3f}" if a.get("auc_ci") else "n/a"
-        lines.append(f"| {a['attack']} | {a['target']} | {a['population']} | {_fmt(a['auc'])} | {ci} | "
-                     f"{_fmt(a['tpr_at_fpr'].get('0.01'), True)} | {_fmt(a['tpr_at_fpr'].get('0.001'), True)} |")
+        lines.append(f"| {a['attack']} | {a['target']} | {a['population']} | {_fmt(a['auc'])} | {ci} |"
+                     + "".join(f" {_fmt(a['tpr_at_fpr'].get(k), True)} |" for k, _ in fprs))
     lines += [
         "",
         f"Privacy mechanism: {report['privacy']['mechanism']}"
