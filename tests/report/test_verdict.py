@@ -100,3 +100,8 @@ def test_model_card_shows_verdict_reasons_and_next_steps():
     report["gate"] = gate_verdict(report, GATE, spec_path="runs/small/spec.toml")
     card = render_model_card(report)
     assert "## Release gate: FAILED" in card and "### Next steps" in card and "distillguard tune runs/small/spec.toml" in card
+
+
+def test_a_working_control_carries_no_failure_text():
+    control = gate_verdict(_report(), GATE)["power"]["positive_control"]
+    assert control["detected"] and control["attack"] == "lira_online" and "reason" not in control

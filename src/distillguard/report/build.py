@@ -96,6 +96,7 @@ def render_html(report: dict[str, Any], *, plots: dict[str, str]) -> str:
     env = Environment(loader=PackageLoader("distillguard", "report/templates"), autoescape=select_autoescape())
     env.filters["num"] = lambda v, digits=3: "n/a" if v is None else f"{v:.{digits}f}"
     env.filters["pct"] = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"
-    env.filters["gate_first"] = lambda rows, gate: sorted(rows, key=lambda a: a["attack"] != gate.get("attack"))
+    env.filters["gate_first"] = lambda rows, gate: sorted(  # the row the gate reads, then its attack's others
+        rows, key=lambda a: (a["attack"] != gate.get("attack"), a["target"] != gate.get("target")))
     env.tests["measured_in"] = lambda column, rows: any(a["tpr_at_fpr"].get(column[0]) is not None for a in rows)
     return env.get_template("report.html.j2").render(report=report, plots=plots)

@@ -125,12 +125,14 @@ def positive_control(report: dict[str, Any], *, preferred: str | None) -> dict[s
                        "memorization"}
     row = next((a for a in rows if a["attack"] == preferred), None) or max(rows, key=_lower_end)
     lower = _lower_end(row)
-    detected = lower > 0.5
-    return {"detected": detected, "attack": row["attack"], "auc": row["auc"], "auc_ci": row.get("auc_ci"),
-            "reason": f"positive control failed: {row['attack']} does not detect the canaries planted in the shadow "
-                      f"teachers (AUC {row['auc']:.3f}, interval from {lower:.3f}): the attacks are blind here",
-            "fix": "more shadows and canaries ([audit] shadows, canaries), or a teacher recipe that can memorize "
-                   "(more epochs, less regularization)"}
+    control = {"detected": lower > 0.5, "attack": row["attack"], "auc": row["auc"], "auc_ci": row.get("auc_ci")}
+    if not control["detected"]:
+        control["reason"] = (f"positive control failed: {row['attack']} does not detect the canaries planted in the "
+                             f"shadow teachers (AUC {row['auc']:.3f}, interval from {lower:.3f}): the attacks are "
+                             "blind here")
+        control["fix"] = ("more shadows and canaries ([audit] shadows, canaries), or a teacher recipe that can "
+                          "memorize (more epochs, less regularization)")
+    return control
 
 
 def _lower_end(row: dict[str, Any]) -> float:
