@@ -105,3 +105,11 @@ def test_model_card_shows_verdict_reasons_and_next_steps():
 def test_a_working_control_carries_no_failure_text():
     control = gate_verdict(_report(), GATE)["power"]["positive_control"]
     assert control["detected"] and control["attack"] == "lira_online" and "reason" not in control
+
+
+def test_the_demo_pool_reaches_a_real_verdict():
+    """The demo audits 540 members and 540 nonmembers (5.4 false positives at 1 % FPR): its numbers
+    (README: student LiRA AUC 0.840, canaries detected in the teacher at AUC 1.0) give a real FAIL."""
+    report = _report(n=540, student=(0.840, (0.815, 0.864)), control=(1.0, (1.0, 1.0)), tpr=0.096)
+    verdict = gate_verdict(report, GATE)
+    assert verdict["verdict"] == "fail" and not verdict["power"]["problems"]
