@@ -22,3 +22,11 @@ def test_many_under_covered_classes_are_cut():
     counts = np.r_[np.full(10, 1000), np.zeros(8, dtype=int)]
     warning = coverage_warning(counts, [f"c{i}" for i in range(18)])
     assert "8 of 18 classes" in warning and "'c10': 0" in warning and ", …" in warning
+
+
+def test_one_rare_class_among_a_hundred_is_not_warned():
+    """The demo's case: 3,000 transfer records over 100 classes, one class labelled once."""
+    counts = np.r_[np.full(99, 30), 1]
+    assert coverage_warning(counts, list(range(100))) is None
+    counts = np.r_[np.full(90, 33), np.ones(10, dtype=int)]  # a tenth of the classes nearly empty
+    assert "10 of 100 classes" in coverage_warning(counts, list(range(100)))
