@@ -30,3 +30,21 @@ def test_one_rare_class_among_a_hundred_is_not_warned():
     assert coverage_warning(counts, list(range(100))) is None
     counts = np.r_[np.full(90, 33), np.ones(10, dtype=int)]  # a tenth of the classes nearly empty
     assert "10 of 100 classes" in coverage_warning(counts, list(range(100)))
+
+
+def test_label_counts_read_the_released_shards(tmp_path):
+    """The issue's case end to end on a softlabels/ folder: a transfer set covering one class of two."""
+    import json
+
+    from distillguard.data.softlabel_shards import write_logit_shards
+    from distillguard.report.coverage import label_counts
+
+    logits = np.zeros((3000, 2), dtype=np.float32)
+    logits[:2990, 0] = 3.0  # the teacher calls 2,990 records class 0
+    logits[2990:, 1] = 3.0
+    names = write_logit_shards(tmp_path, ids=np.arange(3000), logits_of=lambda x: x, X=logits, shard_rows=1000)
+    (tmp_path / "meta.json").write_text(json.dumps({"kind": "logits", "n_classes": 2, "shards": names}))
+    counts = label_counts(tmp_path)
+    assert counts.tolist() == [2990, 10]
+    assert "2990 of 3000" in coverage_warning(counts, ["benign", "malignant"])
+    assert label_counts(tmp_path / "missing") is None
