@@ -167,8 +167,8 @@ def next_steps(report: dict[str, Any], *, spec_path: str | None, verdict: str) -
     spec = spec_path or "SPEC"
     name = report.get("run", {}).get("name") or "run"
     if verdict == "inconclusive":
-        return [{"what": "make the audit conclusive (see the reasons), then re-run",
-                 "command": f"distillguard run {spec}"}]
+        return [{"what": "give the audit what it lacks (more records, shadows or canaries, as listed above) in the "
+                         "spec, then run it again", "command": f"distillguard run {spec}"}]
     steps = [{"what": "search the defense knobs for the least leaky student within an accuracy bar, then run the "
                       "chosen spec", "command": f"distillguard tune {spec} --out runs/{name}-tune && "
                                                 f"distillguard run runs/{name}-tune/best.toml"}]
