@@ -112,14 +112,17 @@ def _summary(report: dict, run_dir: Path) -> None:
     verdict = _VERDICTS[gate.get("verdict", "pass" if gate["passed"] else "fail")]
     out.print(f"gate {verdict} ({gate['attack']} on {gate['target']}); report: {run_dir / 'report.html'}; "
               f"bundle: {run_dir / 'deploy'}")
-    _explain_verdict(gate)
+    _explain_verdict(gate, run_dir=run_dir)
 
 
 _VERDICTS = {"pass": "[green]PASSED[/green]", "fail": "[red]FAILED[/red]", "inconclusive": "[yellow]INCONCLUSIVE[/yellow]"}
 
 
-def _explain_verdict(gate: dict) -> None:
-    """Why an inconclusive verdict decides nothing, and the next commands after a fail."""
+def _explain_verdict(gate: dict, *, run_dir: Path | None = None) -> None:
+    """Why an inconclusive verdict decides nothing, and the next commands after a fail.
+
+    The report writes the run folder as ``RUN`` (it may move); here it is filled in.
+    """
     for reason in gate.get("reasons", []):
         out.print(f"  inconclusive: {reason}", markup=False, highlight=False)
     for fix in gate.get("to_conclude", []):
@@ -129,7 +132,8 @@ def _explain_verdict(gate: dict) -> None:
     if gate.get("next_steps"):
         out.print("next steps:", markup=False)
         for step in gate["next_steps"]:
-            out.print(f"  {step['what']}:\n    {step['command']}", markup=False, highlight=False)
+            command = step["command"].replace("RUN/", f"{run_dir}/") if run_dir is not None else step["command"]
+            out.print(f"  {step['what']}:\n    {command}", markup=False, highlight=False)
 
 
 def _lm_summary(report: dict) -> None:
