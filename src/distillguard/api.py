@@ -13,7 +13,7 @@ from distillguard.bundle import Bundle, load_bundle
 from distillguard.config import Spec, load_spec
 from distillguard.pipeline import (RunResult, SpecLike, audit, check_backend, check_data, computing_on, distill,
                                    export, label, open_run, report, run, train_teacher)
-from distillguard.report.gate import evaluate_gate
+from distillguard.report.verdict import gate_verdict
 from distillguard.runs import RunDir, read_json
 
 __all__ = ["Bundle", "RunResult", "audit", "check_backend", "check_data", "computing_on", "distill", "export", "gate",
@@ -32,6 +32,11 @@ def tune(spec: SpecLike = None, *, out_dir: str | Path | None = None, budget_min
 
 
 def gate(run_dir: str | Path) -> dict[str, Any]:
-    """The gate verdict of a finished run: the run's [gate] read against its report.json."""
+    """The gate verdict of a finished run: the run's [gate] read against its report.json.
+
+    ``verdict`` is "pass", "fail" or "inconclusive" (the audit lacked the power to decide;
+    see :mod:`distillguard.report.verdict`); ``passed`` is true only for "pass".
+    """
     run = RunDir(run_dir)
-    return evaluate_gate(read_json(run / "report.json"), load_spec(run / "spec.toml").gate)
+    spec_path = (run / "spec.toml").resolve()
+    return gate_verdict(read_json(run / "report.json"), load_spec(spec_path).gate, spec_path=str(spec_path))

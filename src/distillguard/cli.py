@@ -1,7 +1,8 @@
 """The ``distillguard`` command: parse, call :mod:`distillguard.api`, render with Rich.
 
 Exit codes (CONTRACT.md): 0 success (``run`` exits 0 whatever the gate says), 1 a
-failing gate under ``distillguard gate``, 2 bad input printed as one ``error:`` line.
+failing gate under ``distillguard gate``, 2 bad input printed as one ``error:`` line,
+3 an inconclusive gate (the audit lacked the power to decide).
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from rich.table import Table
 
 from distillguard import api, distributed, progress
 from distillguard.errors import DistillGuardError
+from distillguard.report.verdict import INCONCLUSIVE_EXIT
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Distill a private teacher into a student you can ship, and audit what it leaks.")
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
-_state = {"debug": False}
+_state: dict[str, Any] = {"debug": False}
 
 SpecArg = Annotated[Path, typer.Argument(help="Spec file (TOML).", show_default=False)]
 RunDirOpt = Annotated[Path | None, typer.Option("--run-dir", help="Run folder (default: runs/NAME from the spec).")]
@@ -32,8 +34,37 @@ DeviceOpt = Annotated[str, typer.Option(
                      "on another device.")]
 
 
+def _show_flags_as_flags() -> None:
+    """Typer's help shows a flag's type (``--debug <bool>``), as if it took a value: show none."""
+    option = getattr(typer.core, "TyperOption", None)
+    shown = getattr(option, "display_type_rich", None)
+    if shown is None or getattr(shown, "_flags_as_flags", False):
+        return
+
+    def display_type_rich(self, ctx):  # noqa: ANN001, ANN202
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    display_type_rich._flags_as_flags = True  # type: ignore[attr-defined]
+    option.display_type_rich = display_type_rich
+
+
+_show_flags_as_flags()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from distillguard import __version__
+
+        out.print(f"distillguard {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False) -> None:
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
     _state["debug"] = debug
 
 
@@ -51,8 +82,8 @@ def _guard(fn, *args: Any, **kwargs: Any) -> Any:
         err.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
-        err.print("interrupted: finished stages and training checkpoints (RUN/.checkpoints) are kept; "
-                  "run the same command again to resume", markup=False, soft_wrap=True)
+        err.print(_state.get("interrupted") or "interrupted: finished stages and training checkpoints "
+                  "(RUN/.checkpoints) are kept; run the same command again to resume", markup=False, soft_wrap=True)
         raise typer.Exit(130) from None
 
 
@@ -64,23 +95,45 @@ def _summary(report: dict, run_dir: Path) -> None:
     u = report["utility"]
     lm = report.get("model_kind") == "causal-lm"
     table = Table(title=f"distillguard · {report['run']['name']}", show_lines=False)
-    for col in ("model", "test ppl" if lm else "test acc", "attack", "AUC", "TPR@1%FPR", "TPR@0.1%FPR"):
+    rows = [a for a in report["attacks"] if a["population"] == "all"]
+    fprs = [(k, h) for k, h in (("0.01", "TPR@1%FPR"), ("0.001", "TPR@0.1%FPR"))
+            if any(a["tpr_at_fpr"].get(k) is not None for a in rows)]  # a column n/a in every row says nothing
+    for col in ("model", "test ppl" if lm else "test acc", "attack", "AUC", *(h for _, h in fprs)):
         table.add_column(col, justify="left" if col in ("model", "attack") else "right")
-    for a in report["attacks"]:
-        if a["population"] != "all":
-            continue
+    for a in rows:
         tpr = a["tpr_at_fpr"]
         fmt = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
         utility = f"{u[a['target']]['test_perplexity']:.2f}" if lm else f"{100 * u[a['target']]['test_accuracy']:.1f}%"
-        table.add_row(a["target"], utility, a["attack"], f"{a['auc']:.3f}",
-                      fmt(tpr.get("0.01")), fmt(tpr.get("0.001")))
+        table.add_row(a["target"], utility, a["attack"], f"{a['auc']:.3f}", *(fmt(tpr.get(k)) for k, _ in fprs))
     out.print(table)
     if lm:
         _lm_summary(report)
     gate = report["gate"]
-    verdict = "[green]PASSED[/green]" if gate["passed"] else "[red]FAILED[/red]"
+    verdict = _VERDICTS[gate.get("verdict", "pass" if gate["passed"] else "fail")]
     out.print(f"gate {verdict} ({gate['attack']} on {gate['target']}); report: {run_dir / 'report.html'}; "
               f"bundle: {run_dir / 'deploy'}")
+    _explain_verdict(gate, run_dir=run_dir)
+
+
+_VERDICTS = {"pass": "[green]PASSED[/green]", "fail": "[red]FAILED[/red]", "inconclusive": "[yellow]INCONCLUSIVE[/yellow]"}
+
+
+def _explain_verdict(gate: dict, *, run_dir: Path | None = None) -> None:
+    """Why an inconclusive verdict decides nothing, and the next commands after a fail.
+
+    The report writes the run folder as ``RUN`` (it may move); here it is filled in.
+    """
+    for reason in gate.get("reasons", []):
+        out.print(f"  inconclusive: {reason}", markup=False, highlight=False)
+    for fix in gate.get("to_conclude", []):
+        out.print(f"  to conclude: {fix}", markup=False, highlight=False)
+    if gate.get("note"):
+        out.print(f"  note: {gate['note']}", markup=False, highlight=False)
+    if gate.get("next_steps"):
+        out.print("next steps:", markup=False)
+        for step in gate["next_steps"]:
+            command = step["command"].replace("RUN/", f"{run_dir}/") if run_dir is not None else step["command"]
+            out.print(f"  {step['what']}:\n    {command}", markup=False, highlight=False)
 
 
 def _lm_summary(report: dict) -> None:
@@ -173,14 +226,15 @@ def serve(
 
 @app.command()
 def gate(run_dir: Annotated[Path, typer.Argument(help="Run folder.", show_default=False)]) -> None:
-    """Exit 0 when every gate check passes, 1 when one fails."""
+    """Exit 0 when the gate passes, 1 when it fails, 3 when the audit is inconclusive (too little power)."""
     verdict = _guard(api.gate, run_dir)
     for check in verdict["checks"]:
         value = "n/a" if check["value"] is None else f"{check['value']:.4f}"
         mark = "pass" if check["passed"] else "FAIL"
         out.print(f"{mark}  {check['name']}: {value} (max {check['threshold']})", highlight=False, markup=False)
-    out.print(f"gate {'PASSED' if verdict['passed'] else 'FAILED'}")
-    raise typer.Exit(0 if verdict["passed"] else 1)
+    out.print(f"gate {_VERDICTS[verdict['verdict']]}")
+    _explain_verdict(verdict)
+    raise typer.Exit({"pass": 0, "fail": 1}.get(verdict["verdict"], INCONCLUSIVE_EXIT))
 
 
 @app.command()
@@ -192,13 +246,17 @@ def report(run_dir: Annotated[Path, typer.Argument(help="Run folder.", show_defa
 @app.command()
 def tune(
     spec: SpecArg,
-    budget_minutes: Annotated[float, typer.Option("--budget-minutes", min=0.1, help="Wall-clock budget of the search.")] = 20.0,
+    budget_minutes: Annotated[float, typer.Option(
+        "--budget-minutes", help="Wall-clock budget of the search; one shorter than a single evaluation stops at once.")] = 20.0,
     max_accuracy_drop: Annotated[float, typer.Option(
         "--max-accuracy-drop", min=0.0, max=1.0, help="Accuracy a defense may cost, below the undefended teacher's.")] = 0.03,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder (default: runs/NAME-tune).")] = None,
     keep_runs: Annotated[bool, typer.Option("--keep-runs", help="Keep the candidate runs and data copies (sensitive).")] = False,
 ) -> None:
     """Search the defense knobs for the least leaky student within the accuracy bar; write best.toml."""
+    _state["interrupted"] = ("interrupted: tune kept its candidate runs (--keep-runs); run the same command again to "
+                             "reuse them" if keep_runs else "interrupted: tune removed its private copies of the data "
+                             "and its candidate runs; nothing sensitive was left behind")
     result = _guard(api.tune, spec, out_dir=out_dir, budget_minutes=budget_minutes,
                     max_accuracy_drop=max_accuracy_drop, keep_runs=keep_runs)
     table = Table(title=f"distillguard tune · teacher {100 * result.teacher_accuracy:.1f}% on nonmembers")

@@ -28,3 +28,26 @@ class ArtifactError(DistillGuardError):
 
 class DataLeakError(DistillGuardError):
     """The transfer set overlaps the sensitive data."""
+
+
+def did_you_mean(value: str, choices: list[str], *, n: int = 3) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``choices``, or ``""``.
+
+    A case-insensitive match comes first (``Diagnosis`` → ``diagnosis``), then the
+    closest spellings by edit similarity (:func:`difflib.get_close_matches`).
+    """
+    import difflib
+
+    same_case = [c for c in choices if c.lower() == value.lower() and c != value]
+    lowered = {c.lower(): c for c in choices}
+    close = [lowered[c] for c in difflib.get_close_matches(value.lower(), list(lowered), n=n, cutoff=0.6)]
+    matches = list(dict.fromkeys(same_case + close))[:n]
+    if not matches:
+        return ""
+    return f" (did you mean {' or '.join(repr(m) for m in matches)}?)"
+
+
+def shown_list(items: list[str], *, limit: int = 40) -> str:
+    """``'a', 'b', …`` with at most ``limit`` items and ``… (N more)`` when cut."""
+    shown = ", ".join(repr(i) for i in items[:limit])
+    return shown + (f", … ({len(items) - limit} more)" if len(items) > limit else "")

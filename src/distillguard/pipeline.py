@@ -17,8 +17,10 @@ from typing import Any
 from distillguard import device as devices
 from distillguard import distributed
 from distillguard.config import ROLES, Spec, load_spec
+from distillguard.config.data import LM_FILES
 from distillguard.data import TransferGuard, iter_transfer, load_members, load_role
 from distillguard.report.build import build_report, write_report
+from distillguard.errors import DataError
 from distillguard.runs import RunDir, atomic_write_text, library_versions
 from distillguard.stages.dispatch import run_stage
 from distillguard.stages.export import destroy_teacher as _destroy_teacher
@@ -79,6 +81,7 @@ def open_run(spec: SpecLike, run_dir: str | Path | None = None) -> tuple[Spec, R
 
 def check_data(spec: Spec) -> None:
     """Load every role once, so bad data fails before any stage writes anything."""
+    check_files_exist(spec)
     if spec.is_lm:
         from distillguard.stages.lm.checks import check_text_data
 
@@ -91,6 +94,18 @@ def check_data(spec: Spec) -> None:
     guard = TransferGuard(spec.data, schema=schema, seed=spec.run.seed)  # the transfer set may be large: chunks
     for chunk in iter_transfer(spec.data, schema=schema, seed=spec.run.seed, rows=spec.run.shard_rows):
         guard.check(chunk, first_row=int(chunk.ids[0]))
+
+
+def check_files_exist(spec: Spec) -> None:
+    """Every file ``[data]`` names that is missing, reported at once (not the first only)."""
+    missing = [(role, Path(path)) for role in (*ROLES, *LM_FILES)
+               if (path := getattr(spec.data, role, None)) is not None and not Path(path).is_file()]
+    if len(missing) == 1:
+        role, path = missing[0]
+        raise DataError(f"{path}: [data].{role} file not found")
+    if missing:
+        listed = "; ".join(f"{path} ([data].{role})" for role, path in missing)
+        raise DataError(f"{len(missing)} data files not found: {listed}; paths are relative to the spec file's folder")
 
 
 def check_backend(spec: Spec) -> None:

@@ -17,27 +17,45 @@ _progress: Progress | None = None
 
 @contextmanager
 def enabled(console: Console | None = None) -> Iterator[None]:
-    """Draw progress bars (on stderr by default) while the block runs."""
+    """Draw progress bars (on stderr by default) while the block runs.
+
+    The live display starts with the first bar, so a command that draws none (or fails
+    before one) prints nothing: no stray blank line before an ``error:`` line.
+    """
     global _progress
     _progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
         console=console or Console(stderr=True), transient=False,
     )
     try:
-        with _progress:
-            yield
+        yield
     finally:
+        if _progress.live.is_started:
+            _progress.stop()
         _progress = None
 
 
 @contextmanager
-def task(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)``; draws a bar only when :func:`enabled` is active."""
-    if _progress is None:
+def task(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n)``; draws a bar only when :func:`enabled` is active.
+
+    When the block ends the bar's clock stops (it does not run on while later stages
+    work), and a bar started without a ``total`` shows what it counted as its total.
+    """
+    progress = _progress
+    if progress is None:
         yield lambda n=1: None
         return
-    task_id = _progress.add_task(description, total=total)
-    yield lambda n=1: _progress.advance(task_id, n)
+    if not progress.live.is_started:
+        progress.start()
+    task_id = progress.add_task(description, total=total)
+    try:
+        yield lambda n=1: progress.advance(task_id, n)
+    finally:
+        done = next(t for t in progress.tasks if t.id == task_id)
+        if done.total is None:
+            progress.update(task_id, total=done.completed)
+        progress.stop_task(task_id)
 
 
 def log(message: str) -> None:

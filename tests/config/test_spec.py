@@ -87,3 +87,16 @@ def test_no_shadows_means_threshold_attacks_and_a_gate_on_them(tmp_path):
 def test_gate_must_read_an_attack_that_runs(tmp_path):
     with pytest.raises(ConfigError, match=r"\[gate\]\.attack = 'rmia' is not among"):
         load_spec(_write(tmp_path, '[audit]\nattacks = ["loss"]\nshadows = 0\n[gate]\nattack = "rmia"\n'))
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('[data]\nlable = "y"\n', "[data].lable: unknown key (did you mean 'label'?)"),
+    ("[audit]\nShadows = 4\n", "[audit].Shadows: unknown key (did you mean 'shadows'?)"),
+    ("[gaet]\nmax_auc = 0.5\n", "[gaet]: unknown key (did you mean 'gate'?)"),
+    ("[data.synth]\nfeature = 8\n", "[data].synth.feature: unknown key (did you mean 'features'?)"),
+    ("[teacher]\nlayers = 3\n", "[teacher].layers: unknown key (known keys: 'arch', 'batch_size',"),
+])
+def test_unknown_keys_say_what_was_meant(tmp_path, text, expected):
+    with pytest.raises(ConfigError) as info:
+        load_spec(_write(tmp_path, text))
+    assert expected in str(info.value)

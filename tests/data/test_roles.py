@@ -74,7 +74,7 @@ def test_nan_cell_names_file_column_and_row(tmp_path, csv_splits):
         frame.loc[7, "f3"] = np.nan
         frame.to_csv(paths["test"], index=False)
     message = _error(tmp_path, csv_splits, nan)
-    assert "test.csv" in message and "'f3'" in message and "row 7" in message
+    assert "test.csv" in message and "'f3'" in message and "line 9" in message  # data row 7: line 9 (header = 1)
 
 
 def test_missing_label_column(tmp_path, csv_splits):
@@ -108,9 +108,72 @@ def test_unknown_test_label(tmp_path, csv_splits):
         frame.loc[0, "y"] = "zzz"
         frame.to_csv(paths["test"], index=False)
     message = _error(tmp_path, csv_splits, relabel)
-    assert "'zzz'" in message and "row 0" in message
+    assert "'zzz'" in message and "line 2" in message  # the first record is line 2 of the file
 
 
 def test_transfer_columns_must_match(tmp_path, csv_splits):
     message = _error(tmp_path, csv_splits, lambda p: pd.read_csv(p["transfer"]).drop(columns=["f5"]).to_csv(p["transfer"], index=False))
     assert "transfer.csv" in message and "f5" in message
+
+
+def _renamed_label(paths, name, n_extra=0):
+    for role in ("members", "nonmembers", "test"):
+        frame = pd.read_csv(paths[role]).rename(columns={"y": name})
+        for i in range(n_extra):
+            frame[f"extra{i}"] = 0.0
+        frame.to_csv(paths[role], index=False)
+
+
+def test_wrong_label_case_suggests_the_column_and_lists_all_columns(tmp_path, csv_splits):
+    """The issue's case: ``Diagnosis`` for ``diagnosis`` in a 31-column file."""
+    _renamed_label(csv_splits, "diagnosis", n_extra=18)
+    data = spec_with(tmp_path, "csv").data.model_copy(update={"label": "Diagnosis"})
+    with pytest.raises(DataError) as info:
+        load_members(data, seed=0)
+    message = str(info.value)
+    assert "label column 'Diagnosis' ([data].label) not found (did you mean 'diagnosis'?)" in message
+    assert all(f"'f{i}'" in message for i in range(12)) and "'extra17'" in message and "…" not in message
+
+
+def test_many_columns_are_cut_with_an_ellipsis_and_a_count(tmp_path, csv_splits):
+    message = _error(tmp_path, csv_splits, lambda p: _renamed_label(p, "target", n_extra=40))
+    assert "'f0'" in message and "… (13 more)" in message  # 12 + 1 + 40 = 53 columns, 40 shown
+
+
+def test_misspelt_label_gets_an_edit_distance_suggestion(tmp_path, csv_splits):
+    _renamed_label(csv_splits, "label")
+    data = spec_with(tmp_path, "csv").data.model_copy(update={"label": "lable"})
+    with pytest.raises(DataError, match=r"not found \(did you mean 'label'\?\)"):
+        load_members(data, seed=0)
+
+
+def _semicolons(role):
+    return lambda p: pd.read_csv(p[role]).to_csv(p[role], index=False, sep=";")
+
+
+def test_semicolon_separated_members_get_a_delimiter_hint(tmp_path, csv_splits):
+    message = _error(tmp_path, csv_splits, _semicolons("members"))
+    assert "members.csv" in message and "looks semicolon-separated" in message and "sep=';'" in message
+
+
+def test_semicolon_separated_transfer_gets_a_delimiter_hint(tmp_path, csv_splits):
+    message = _error(tmp_path, csv_splits, _semicolons("transfer"))
+    assert "transfer.csv: missing feature columns" in message and "looks semicolon-separated" in message
+
+
+def test_missing_feature_column_suggests_the_close_one(tmp_path, csv_splits):
+    message = _error(tmp_path, csv_splits,
+                     lambda p: pd.read_csv(p["test"]).rename(columns={"f5": "F5"}).to_csv(p["test"], index=False))
+    assert "test.csv: missing feature columns 'f5' ('f5': did you mean 'F5'?)" in message
+
+
+def test_every_missing_file_is_reported_at_once(tmp_path, csv_splits):
+    from distillguard.api import check_data
+
+    csv_splits["transfer"].unlink()
+    csv_splits["test"].unlink()
+    with pytest.raises(DataError) as info:
+        check_data(spec_with(tmp_path, "csv"))
+    message = str(info.value)
+    assert message.startswith("2 data files not found:")
+    assert "transfer.csv ([data].transfer)" in message and "test.csv ([data].test)" in message

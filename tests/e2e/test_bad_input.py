@@ -24,7 +24,7 @@ CASES = {
     "unknown spec key": (lambda p: None, "[teacher]\nlayers = 3\n", ["[teacher].layers", "unknown key"]),
     "missing file": (lambda p: p["transfer"].unlink(), "", ["transfer.csv", "not found"]),
     "label column": (lambda p: None, "", ["label column 'target'", "members.csv"]),
-    "nan cell": (_nan, "", ["test.csv", "'f2'", "row 4"]),
+    "nan cell": (_nan, "", ["test.csv", "'f2'", "line 6"]),
     "empty file": (lambda p: p["nonmembers"].write_text(""), "", ["nonmembers.csv", "empty"]),
 }
 

@@ -113,9 +113,28 @@ def test_rerun_skips_every_stage(finished_run):
 def test_gate_command_agrees_with_report(finished_run, tmp_path):
     report = json.loads((finished_run / "report.json").read_text())
     result = cli("gate", str(finished_run), cwd=tmp_path)
-    assert result.returncode == (0 if report["gate"]["passed"] else 1)
+    assert result.returncode == {"pass": 0, "fail": 1, "inconclusive": 3}[report["gate"]["verdict"]]
     for check in report["gate"]["checks"]:
         assert check["name"] in result.stdout
+
+
+def test_fifty_members_give_an_inconclusive_verdict_and_exit_3(tmp_path):
+    """≈50 members: 45 audited nonmembers cannot resolve TPR at 1 % FPR; neither PASS nor FAIL."""
+    from conftest import E2E_SPEC
+
+    (tmp_path / "spec.toml").write_text(E2E_SPEC.replace("members = 150\nnonmembers = 150", "members = 50\nnonmembers = 50"))
+    result = cli("run", "spec.toml", "--run-dir", "r", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "gate INCONCLUSIVE" in result.stdout and "45 nonmembers resolve FPR down to 1/45" in result.stdout
+    assert "to conclude: at least 500 audited nonmembers" in result.stdout
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["gate"]["verdict"] == "inconclusive" and report["gate"]["passed"] is False
+    assert report["gate"]["power"]["n_nonmembers"] == 45 and report["gate"]["power"]["min_fpr"] == 1 / 45
+    assert any(w.startswith("pool too small for the gate") for w in report["warnings"])
+    assert "INCONCLUSIVE" in (tmp_path / "r" / "report.html").read_text()
+    assert "## Release gate: INCONCLUSIVE" in (tmp_path / "r" / "deploy" / "README.md").read_text()
+    gate = cli("gate", "r", cwd=tmp_path)
+    assert gate.returncode == 3 and "gate INCONCLUSIVE" in gate.stdout and "1/45" in gate.stdout
 
 
 def test_gate_fails_with_check_value_and_threshold(tmp_path, tiny_builtin_spec):
@@ -128,6 +147,10 @@ def test_gate_fails_with_check_value_and_threshold(tmp_path, tiny_builtin_spec):
     assert result.returncode == 1 and failing
     line = next(l for l in result.stdout.splitlines() if failing[0]["name"] in l)
     assert line.startswith("FAIL") and "max 0.5" in line and f"{failing[0]['value']:.4f}" in line
+    spec = str((tmp_path / "r" / "spec.toml"))
+    assert "next steps:" in result.stdout and f"distillguard tune {spec} --out runs/tiny-tune" in result.stdout
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "distillguard tune RUN/spec.toml --out runs/tiny-tune" in html  # RUN: the run folder, wherever it is
 
 
 def test_user_csv_defaults_and_bundle_match_report(tmp_path, csv_splits):

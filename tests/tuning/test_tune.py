@@ -147,3 +147,95 @@ def test_shadow_cache_key_changes_with_any_input() -> None:
     changed[2, 1] += 1e-9
     assert base != cache_key(arrays={"pool.X": changed}, params={"teacher": {"epochs": 8}})
     assert base != cache_key(arrays={"pool.X": X.astype(np.float32)}, params={"teacher": {"epochs": 8}})
+
+
+def _fake_search(monkeypatch, tmp_path, *, prepare_seconds: float, cost):
+    """A search on a fake clock: preparing takes ``prepare_seconds``, candidate i costs ``cost(i, shadows)``."""
+    clock = FakeClock()
+    calls: list[tuple[str, int]] = []
+
+    def fake_prepare(spec, folder):
+        folder.mkdir(parents=True)
+        (folder / "members.npz").write_bytes(b"private copy")
+        clock.now += prepare_seconds
+        return Workspace({}, None, None, 0.9, 100)
+
+    def fake_evaluate(candidate, spec, work, *, folder, shadows, fpr):
+        seconds = cost(len(calls), shadows)
+        calls.append((candidate.name, shadows))
+        clock.now += seconds
+        return search.Evaluation(name=candidate.name, overrides=candidate.overrides, shadows=shadows, seconds=seconds,
+                                 accuracy=0.9, accuracy_ci=[0, 1], fidelity=1.0, attack="lira_online", auc=0.6,
+                                 auc_ci=[0.55, 0.65], tpr=0.1)
+
+    monkeypatch.setattr(search.time, "monotonic", clock)
+    monkeypatch.setattr(search, "_evaluate", fake_evaluate)
+    monkeypatch.setattr(search, "prepare_workspace", fake_prepare)
+    return calls
+
+
+def test_budget_shorter_than_one_evaluation_stops_at_once_and_keeps_nothing(tmp_path, monkeypatch) -> None:
+    from distillguard.errors import ConfigError
+
+    calls = _fake_search(monkeypatch, tmp_path, prepare_seconds=4.0, cost=lambda i, s: 10.0 * s)
+    spec = parse_spec({"audit": {"shadows": 16}}, base_dir=tmp_path)
+    space = [Candidate(f"c{i}", {"distill": {"temperature": 1.0 + i}}) for i in range(8)]
+    with pytest.raises(ConfigError, match=r"budget of 0\.1 min \(6 s\) is shorter than one evaluation.*"
+                                          r"--budget-minutes 0\.3 or more for one candidate"):
+        search.tune(spec, folder=tmp_path / "t", budget_minutes=0.1, space=space)
+    assert calls == [] and not (tmp_path / "t" / "private").exists()
+    with pytest.raises(ConfigError, match=r"--budget-minutes is 0; expected a positive number"):
+        search.tune(spec, folder=tmp_path / "t", budget_minutes=0, space=space)
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, RuntimeError])
+def test_interrupt_or_error_removes_the_private_copies(tmp_path, monkeypatch, failure) -> None:
+    def cost(i, shadows):
+        if i == 1:
+            raise failure()
+        return 1.0
+
+    _fake_search(monkeypatch, tmp_path, prepare_seconds=0.0, cost=cost)
+    spec = parse_spec({"audit": {"shadows": 16}}, base_dir=tmp_path)
+    space = [Candidate(f"c{i}", {"distill": {"temperature": 1.0 + i}}) for i in range(3)]
+    with pytest.raises(failure):
+        search.tune(spec, folder=tmp_path / "t", budget_minutes=20, space=space)
+    assert not (tmp_path / "t" / "private").exists()
+    _fake_search(monkeypatch, tmp_path, prepare_seconds=0.0, cost=cost)
+    with pytest.raises(failure):
+        search.tune(spec, folder=tmp_path / "k", budget_minutes=20, space=space, keep_runs=True)
+    assert (tmp_path / "k" / "private" / "data" / "members.npz").is_file()  # --keep-runs keeps them
+
+
+def test_one_slow_candidate_does_not_cut_the_search_short(tmp_path, monkeypatch) -> None:
+    """The issue-16 case: the first candidate (which also trains the shadow teachers) takes 10× the others.
+
+    500 s + 12 × 50 s fits in 20 minutes. With the slowest evaluation as the estimate the search
+    would stop after 5 of 13; the median per-shadow cost lets all 13 first-rung candidates run.
+    """
+    calls = _fake_search(monkeypatch, tmp_path, prepare_seconds=0.0,
+                         cost=lambda i, shadows: (62.5 if i == 0 else 6.25) * shadows)
+    spec = parse_spec({"audit": {"shadows": 16}}, base_dir=tmp_path)
+    space = [Candidate(f"c{i}", {"distill": {"temperature": 1.0 + i}}) for i in range(13)]
+    result = search.tune(spec, folder=tmp_path / "t", budget_minutes=20, space=space)
+    first_rung = [name for name, shadows in calls if shadows == 8]
+    assert len(first_rung) == 13 and not [s for s in result.skipped if "full audit" not in s]
+    assert result.elapsed_seconds <= result.budget_seconds
+
+
+@pytest.mark.slow
+def test_cli_tune_with_a_tiny_budget_exits_within_a_minute_and_leaves_no_private_copy(tmp_path) -> None:
+    import time
+
+    write_csv_splits(tmp_path)
+    (tmp_path / "spec.toml").write_text(csv_spec_text(extra=(
+        "[teacher]\nhidden = [64]\nepochs = 15\n[student]\nhidden = [32]\nepochs = 15\n"
+        "[audit]\nbootstrap = 0\nshadows = 4\ncanaries = 8\n")))
+    started = time.monotonic()
+    result = run_cli("tune", "spec.toml", "--budget-minutes", "0.1", "--out", "t", cwd=tmp_path)
+    assert time.monotonic() - started < 60
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: tune: the budget of 0.1 min (6 s) is shorter than one evaluation")
+    assert "--budget-minutes" in line
+    assert not (tmp_path / "t" / "private").exists()

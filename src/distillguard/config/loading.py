@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from distillguard.config.data import LM_FILES, ROLES
 from distillguard.config.run import RunConfig
 from distillguard.config.spec import Spec
-from distillguard.errors import ConfigError
+from distillguard.errors import ConfigError, did_you_mean, shown_list
 
 
 def parse_spec(raw: dict[str, Any], *, base_dir: Path, source: str = "spec") -> Spec:
@@ -42,6 +42,9 @@ def load_spec(path: str | Path | None) -> Spec:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: invalid TOML: {error}") from None
+    run = raw.get("run")
+    if run is None or (isinstance(run, dict) and "name" not in run):  # default run name: the spec file's
+        raw = {**raw, "run": {**(run or {}), "name": path.stem or "distillguard"}}
     return parse_spec(raw, base_dir=path.resolve().parent, source=str(path))
 
 
@@ -57,13 +60,45 @@ def format_errors(source: str, error: ValidationError) -> str:
         loc = [str(p) for p in item["loc"]]
         where = f"[{loc[0]}]" + "".join(f".{p}" for p in loc[1:]) + ": " if loc else ""  # whole-spec checks name their keys
         if item["type"] == "extra_forbidden":
-            parts.append(f"{where}unknown key")
+            known = known_keys(loc[:-1]) if loc else []
+            hint = did_you_mean(loc[-1], known) if loc else ""
+            if not hint and known:
+                hint = f" (known keys: {shown_list(known, limit=25)})"
+            parts.append(f"{where}unknown key{hint}")
         else:
             msg = item["msg"].removeprefix("Value error, ")
             shown = item.get("input")
             got = f" (got {shown!r})" if not isinstance(shown, dict) and "input" in item else ""
             parts.append(f"{where}{msg}{got}")
     return f"{source}: " + "; ".join(parts)
+
+
+def known_keys(path: list[str]) -> list[str]:
+    """The keys a table of the spec accepts (``[]``: the top level), over both tracks."""
+    from pydantic import BaseModel
+
+    from distillguard.config.spec import ClassifierSpec, LMSpec
+
+    models: list[type[BaseModel]] = [ClassifierSpec, LMSpec]
+    for part in path:
+        inner = []
+        for model in models:
+            field = model.model_fields.get(part)
+            if field is not None:
+                inner += [t for t in _model_types(field.annotation)]
+        models = inner
+    return sorted({key for model in models for key in model.model_fields})
+
+
+def _model_types(annotation: Any) -> list[type]:
+    """The pydantic models inside an annotation (``X``, ``X | None``)."""
+    from typing import get_args
+
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [t for arg in get_args(annotation) for t in _model_types(arg)]
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> None:

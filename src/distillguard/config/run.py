@@ -8,7 +8,9 @@ from distillguard.config.base import Section
 
 
 class RunConfig(Section):
-    name: str = Field("distillguard", min_length=1, description="Run name; the default run folder is runs/NAME.")
+    name: str = Field("distillguard", min_length=1,
+                      description="Run name; the default run folder is runs/NAME. Unset: the spec file's name without "
+                                  "its suffix (purchases.toml: purchases).")
     seed: int = Field(0, ge=0, description="Seeds every random choice of the run.")
     checkpoint_seconds: float = Field(
         30.0, ge=0.0,

@@ -153,8 +153,17 @@ class Spec(Section):
         return getattr(self, section).model_dump(mode="json")
 
     def to_toml(self) -> str:
-        """The resolved spec as TOML (unset optional keys left out): what a run records."""
-        return tomli_w.dumps(_drop_none(self.model_dump(mode="json")))
+        """The resolved spec as TOML: what a run records.
+
+        Unset optional keys are left out, and so are the tables of a built-in data set the
+        run does not use (``[data.synth]`` outside purchase-synth, ``[data.pii_corpus]``
+        outside pii-corpus); loading the file gives the same spec either way.
+        """
+        resolved = _drop_none(self.model_dump(mode="json"))
+        for table, builtin in (("synth", "purchase-synth"), ("pii_corpus", "pii-corpus")):
+            if self.data.builtin != builtin:
+                resolved["data"].pop(table, None)
+        return tomli_w.dumps(resolved)
 
 
 class ClassifierSpec(Spec):

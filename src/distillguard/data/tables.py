@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from distillguard.data.types import Split
-from distillguard.errors import DataError
+from distillguard.errors import DataError, did_you_mean, shown_list
 
 
 def _read_frame(path: Path, fmt: str) -> pd.DataFrame:
@@ -63,15 +63,16 @@ def read_table(path: Path, *, fmt: str, label: str, role: str, labeled: bool) ->
     if len(frame) == 0:
         raise DataError(f"{path}: [data].{role} has no records")
     if labeled and label_col not in frame.columns:
-        shown = ", ".join(map(str, frame.columns[:10]))
-        raise DataError(f"{path}: label column {label_col!r} ([data].label) not found; columns are: {shown}")
+        columns = [str(c) for c in frame.columns]
+        raise DataError(f"{path}: label column {label_col!r} ([data].label) not found{did_you_mean(label_col, columns)}; "
+                        f"columns are: {shown_list(columns)}{delimiter_hint(columns)}")
     labels = frame[label_col] if label_col in frame.columns else None
     features = frame.drop(columns=[label_col]) if labels is not None else frame
     if features.shape[1] == 0:
         raise DataError(f"{path}: no feature columns besides the label {label_col!r}")
     if labeled and labels is not None and labels.isna().any():
         row = int(np.flatnonzero(labels.isna().to_numpy())[0])
-        raise DataError(f"{path}: label column {label_col!r} is empty at row {row}")
+        raise DataError(f"{path}: label column {label_col!r} is empty at {file_line(path, row)}")
     return features, (labels if labeled else None)
 
 
@@ -82,7 +83,10 @@ def to_matrix(features: pd.DataFrame, *, path: Path, columns: list[str], first_r
     """
     missing = [c for c in columns if c not in features.columns]
     if missing:
-        raise DataError(f"{path}: missing feature columns {missing[:5]}; expected the members file's columns")
+        present = [str(c) for c in features.columns]
+        hints = "".join(did_you_mean(c, present, n=1).replace(" (", f" ({c!r}: ", 1) for c in missing[:5])
+        raise DataError(f"{path}: missing feature columns {shown_list(missing, limit=5)}{hints}; expected the members "
+                        f"file's columns; this file has {shown_list(present, limit=10)}{delimiter_hint(present)}")
     extra = [c for c in features.columns if c not in columns]
     if extra:
         raise DataError(f"{path}: unexpected columns {extra[:5]}; expected the members file's columns")
@@ -94,7 +98,8 @@ def to_matrix(features: pd.DataFrame, *, path: Path, columns: list[str], first_r
             bad = pd.to_numeric(ordered[column], errors="coerce").isna() & ordered[column].notna()
             row = int(np.flatnonzero(bad.to_numpy())[0]) if bad.any() else 0
             raise DataError(
-                f"{path}: column {column!r} is not numeric (row {first_row + row}: {ordered[column].iloc[row]!r}); "
+                f"{path}: column {column!r} is not numeric ({file_line(path, first_row + row)}: "
+                f"{ordered[column].iloc[row]!r}); "
                 "encode categorical features as numbers first"
             )
     matrix = ordered.to_numpy(dtype=np.float64)
@@ -102,12 +107,31 @@ def to_matrix(features: pd.DataFrame, *, path: Path, columns: list[str], first_r
     if bad.any():
         row, col = map(int, np.argwhere(bad)[0])
         raise DataError(
-            f"{path}: column {columns[col]!r} row {first_row + row} is {matrix[row, col]}; expected a finite number "
+            f"{path}: column {columns[col]!r} {file_line(path, first_row + row)} is {matrix[row, col]}; expected a finite number "
             f"({int(bad.sum())} non-finite cells in all)"
         )
     if np.abs(matrix).max() > 3e38:
         raise DataError(f"{path}: values exceed float32 range; rescale the features")
     return matrix.astype(np.float32)
+
+
+def file_line(path: Path, row: int) -> str:
+    """Where 0-based data ``row`` is, as an editor shows it: ``line row + 2`` of a CSV (the header is
+    line 1), ``record row + 1`` of a Parquet or NPZ file."""
+    if path.suffix.lower() in (".csv", ".tsv", ".txt"):
+        return f"line {row + 2}"
+    return f"record {row + 1}"
+
+
+def delimiter_hint(columns: list[str]) -> str:
+    """A hint when the header was read as one column holding another delimiter (``a;b;c``)."""
+    if len(columns) != 1:
+        return ""
+    for sep, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
+        if sep in columns[0]:
+            return (f"; the header was read as one column: the file looks {name}-separated, and CSV files must be "
+                    f"comma-separated (convert it, e.g. pandas.read_csv(path, sep={sep!r}).to_csv(path, index=False))")
+    return ""
 
 
 def encode_labels(labels: pd.Series, *, classes: list, path: Path) -> np.ndarray:
@@ -118,7 +142,7 @@ def encode_labels(labels: pd.Series, *, classes: list, path: Path) -> np.ndarray
     if unknown:
         row, value = unknown[0]
         raise DataError(
-            f"{path}: label {value!r} at row {row} is not a class of the members file "
+            f"{path}: label {value!r} at {file_line(path, row)} is not a class of the members file "
             f"(classes: {classes[:10]}{'…' if len(classes) > 10 else ''})"
         )
     return np.asarray([index[v] for v in values], dtype=np.int64)

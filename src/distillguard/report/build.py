@@ -12,7 +12,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from distillguard.config import Spec
-from distillguard.report.gate import evaluate_gate
+from distillguard.report.verdict import gate_verdict
 from distillguard.runs import RunDir, atomic_write_json, atomic_write_text, library_versions, read_json, sha256_file
 
 
@@ -58,22 +58,46 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
         report["warnings"].append(
             f"EMPIRICAL ε LOWER BOUND {lower:.3f} EXCEEDS THE ACCOUNTANT'S ε {upper:.3f}: a bug or a broken assumption "
             "(e.g. the shadows do not replay the DP recipe, or the canaries are not independent); do not trust this run")
-    report["gate"] = evaluate_gate(report, spec.gate)
+    if not spec.is_lm:
+        _warn_on_label_coverage(run, report["warnings"])
+    # RUN stands for the run folder, so the report is the same wherever the folder is (the CLI fills it in)
+    report["gate"] = gate_verdict(report, spec.gate, spec_path="RUN/spec.toml")
+    report["warnings"] += [f"pool too small for the gate: {p['reason']}; {p['fix']}"
+                           for p in report["gate"]["power"]["problems"] if p["kind"] == "pool"]
     return report
+
+
+def _warn_on_label_coverage(run: RunDir, warnings: list[str]) -> None:
+    from distillguard.report.coverage import coverage_warning, label_counts
+
+    counts = label_counts(run / "softlabels")
+    if counts is not None:
+        classes = read_json(run / "softlabels" / "meta.json")["schema"].get("classes") or list(range(len(counts)))
+        warning = coverage_warning(counts, list(classes))
+        if warning:
+            warnings.append(warning)
 
 
 def write_report(run: RunDir, report: dict[str, Any]) -> None:
     """Write report.json and a self-contained report.html (plots inlined, no external requests)."""
     atomic_write_json(run / "report.json", report)
-    atomic_write_text(run / "report.html", render_html(report, plots=_inline_plots(run / "audit")))
+    atomic_write_text(run / "report.html", render_html(report, plots=_inline_plots(run / "audit", report)))
 
 
-def _inline_plots(audit_dir: Path) -> dict[str, str]:
-    return {p.stem.removeprefix("roc_"): base64.b64encode(p.read_bytes()).decode() for p in sorted(audit_dir.glob("roc_*.png"))}
+def _inline_plots(audit_dir: Path, report: dict[str, Any]) -> dict[str, str]:
+    """attack → base64 PNG, in the attack tables' order with the gate's attack first."""
+    files = {p.stem.removeprefix("roc_"): p for p in audit_dir.glob("roc_*.png")}
+    order = list(dict.fromkeys(a["attack"] for a in report.get("attacks", [])))
+    gate = report.get("gate", {}).get("attack")
+    ranked = sorted(files, key=lambda name: (name != gate, order.index(name) if name in order else len(order), name))
+    return {name: base64.b64encode(files[name].read_bytes()).decode() for name in ranked}
 
 
 def render_html(report: dict[str, Any], *, plots: dict[str, str]) -> str:
     env = Environment(loader=PackageLoader("distillguard", "report/templates"), autoescape=select_autoescape())
     env.filters["num"] = lambda v, digits=3: "n/a" if v is None else f"{v:.{digits}f}"
     env.filters["pct"] = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"
+    env.filters["gate_first"] = lambda rows, gate: sorted(  # the row the gate reads, then its attack's others
+        rows, key=lambda a: (a["attack"] != gate.get("attack"), a["target"] != gate.get("target")))
+    env.tests["measured_in"] = lambda column, rows: any(a["tpr_at_fpr"].get(column[0]) is not None for a in rows)
     return env.get_template("report.html.j2").render(report=report, plots=plots)

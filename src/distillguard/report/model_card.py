@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 
+VERDICT_WORDS = {"pass": "PASSED", "fail": "FAILED", "inconclusive": "INCONCLUSIVE"}
+
+
 def _fmt(value: float | None, pct: bool = False) -> str:
     if value is None:
         return "n/a"
@@ -69,24 +72,23 @@ def render_model_card(report: dict[str, Any], *, release: dict[str, Any] | None 
         "",
         "## Membership-inference audit",
         "",
-        "| attack | target | population | AUC | AUC interval | TPR @ FPR ≤ 1% | TPR @ FPR ≤ 0.1% |",
-        "|---|---|---|---|---|---|---|",
     ]
+    fprs = [(k, h) for k, h in (("0.01", "TPR @ FPR ≤ 1%"), ("0.001", "TPR @ FPR ≤ 0.1%"))
+            if any(a["tpr_at_fpr"].get(k) is not None for a in report["attacks"])]  # drop all-n/a columns
+    lines += ["| attack | target | population | AUC | AUC interval |" + "".join(f" {h} |" for _, h in fprs),
+              "|---|---|---|---|---|" + "---|" * len(fprs)]
     for a in report["attacks"]:
         ci = f"{a['auc_ci'][0]:.3f}–{a['auc_ci'][1]:.3f}" if a.get("auc_ci") else "n/a"
-        lines.append(f"| {a['attack']} | {a['target']} | {a['population']} | {_fmt(a['auc'])} | {ci} | "
-                     f"{_fmt(a['tpr_at_fpr'].get('0.01'), True)} | {_fmt(a['tpr_at_fpr'].get('0.001'), True)} |")
+        lines.append(f"| {a['attack']} | {a['target']} | {a['population']} | {_fmt(a['auc'])} | {ci} |"
+                     + "".join(f" {_fmt(a['tpr_at_fpr'].get(k), True)} |" for k, _ in fprs))
     lines += [
         "",
         f"Privacy mechanism: {report['privacy']['mechanism']}"
         + (f" (ε = {report['privacy']['epsilon']:.3g}, δ = {report['privacy']['delta']:.3g})."
            if report["privacy"].get("epsilon") is not None else "."),
         "",
-        f"## Release gate: {'PASSED' if gate['passed'] else 'FAILED'}",
-        "",
     ]
-    lines += [f"- {c['name']}: {_fmt(c['value'])} (max {_fmt(c['threshold'])}) {'pass' if c['passed'] else 'FAIL'}"
-              for c in gate["checks"]]
+    lines += gate_lines(gate)
     lines += ["", "## Release policy", "",
               f"The audit scored the student's full-precision probabilities. A query returns {describe_release(release)}",
               f"(`output = \"{release['output']}\"`); `distillguard serve` releases nothing finer.", ""]
@@ -95,6 +97,23 @@ def render_model_card(report: dict[str, Any], *, release: dict[str, Any] | None 
               "probabilities = bundle.predict_proba(X)  # raw feature rows, columns as in feature_names_", "```", "",
               "or serve it: `distillguard serve path/to/deploy --port 8000`.", ""]
     return "\n".join(lines)
+
+
+def gate_lines(gate: dict[str, Any]) -> list[str]:
+    """The card's gate section: verdict, checks, why it is inconclusive, and the next steps."""
+    verdict = gate.get("verdict", "pass" if gate["passed"] else "fail")
+    lines = [f"## Release gate: {VERDICT_WORDS[verdict]}", ""]
+    lines += [f"- {c['name']}: {_fmt(c['value'])} (max {_fmt(c['threshold'])}) {'pass' if c['passed'] else 'FAIL'}"
+              for c in gate["checks"]]
+    if gate.get("reasons"):
+        lines += ["", "The audit could not decide the gate:", ""] + [f"- {r}" for r in gate["reasons"]]
+        lines += ["", "What would make it conclusive:", ""] + [f"- {f}" for f in gate.get("to_conclude", [])]
+    if gate.get("note"):
+        lines += ["", f"Note: {gate['note']}."]
+    if gate.get("next_steps"):
+        lines += ["", "### Next steps", ""]
+        lines += [f"- {step['what']}: `{step['command']}`" for step in gate["next_steps"]]
+    return lines
 
 
 def exposure_summary(probes: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -145,9 +164,7 @@ def render_lm_model_card(report: dict[str, Any]) -> str:
     for a in report["attacks"]:
         ci = f"{a['auc_ci'][0]:.3f}–{a['auc_ci'][1]:.3f}" if a.get("auc_ci") else "n/a"
         lines.append(f"| {a['attack']} | {a['target']} | {_fmt(a['auc'])} | {ci} | {_fmt(a['tpr_at_fpr'].get('0.01'), True)} |")
-    lines += ["", f"## Release gate: {'PASSED' if gate['passed'] else 'FAILED'}", ""]
-    lines += [f"- {c['name']}: {_fmt(c['value'])} (max {_fmt(c['threshold'])}) {'pass' if c['passed'] else 'FAIL'}"
-              for c in gate["checks"]]
+    lines += [""] + gate_lines(gate)
     lines += ["", "## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
               'model = AutoModelForCausalLM.from_pretrained("path/to/deploy")',
               'tokenizer = AutoTokenizer.from_pretrained("path/to/deploy")', "```", ""]

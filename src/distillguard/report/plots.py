@@ -16,36 +16,50 @@ from distillguard.runs import atomic_write_bytes
 _DECADES = (1e-4, 1e-3)  # the lower axis limit: 1e-3, or 1e-4 when some curve resolves below 1e-3
 
 
+#: Colour per model and line style per population, so every curve can be told apart in print
+#: and by colour-blind readers (Okabe-Ito colours).
+_COLOURS = {"teacher": "#0072B2", "student": "#D55E00"}
+_STYLES = {False: "-", True: (0, (5, 2))}
+_TOP = 1.35  # the y axis runs a little past TPR = 1, so a curve at 1 (canaries) is not hidden by the frame
+
+
 def save_roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, *, title: str) -> None:
     """Write a log-log ROC plot of several curves to ``path`` as PNG, atomically.
 
+    Sized to be read at the report's width (600 × 460 px, legend at 11 pt): each model has
+    its colour, canaries a dashed line, and the axis leaves room above TPR = 1.
+
     Args:
         curves: label → ``(fpr, tpr)``, each ``(k,)`` (e.g. from ``audit.metrics.roc``).
-            The legend shows each curve's AUC (trapezoid on the curve).
+            Labels start with the model ("teacher", "student (canaries)"); the legend
+            shows each curve's AUC (trapezoid on the curve).
         path: destination PNG; written to a temp file in the same folder, then renamed.
         title: figure title.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5.0, 4.5), dpi=120)
+    fig = Figure(figsize=(6.0, 4.6), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     low = _lower_limit(curves)
     for label, (fpr, tpr) in curves.items():
         fpr, tpr = np.asarray(fpr, dtype=float), np.asarray(tpr, dtype=float)
         area = float(np.trapezoid(tpr, fpr))
-        ax.plot(np.clip(fpr, low, 1.0), np.clip(tpr, low, 1.0), lw=1.6, label=f"{label} (AUC {area:.3f})")
-    ax.plot([low, 1.0], [low, 1.0], ls="--", color="grey", lw=1.0, label="chance")
+        model = label.split(" ")[0]
+        ax.plot(np.clip(fpr, low, 1.0), np.clip(tpr, low, 1.0), lw=2.2, color=_COLOURS.get(model),
+                ls=_STYLES["canaries" in label], label=f"{label} (AUC {area:.3f})")
+    ax.plot([low, 1.0], [low, 1.0], ls=":", color="grey", lw=1.2, label="chance")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(low, 1.0)
-    ax.set_ylim(low, 1.0)
-    ax.set_xlabel("false positive rate")
-    ax.set_ylabel("true positive rate")
-    ax.set_title(title, fontsize=10)
+    ax.set_ylim(low, _TOP)
+    ax.set_xlabel("false positive rate", fontsize=11)
+    ax.set_ylabel("true positive rate", fontsize=11)
+    ax.tick_params(labelsize=10)
+    ax.set_title(title, fontsize=12)
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=11, framealpha=0.9)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

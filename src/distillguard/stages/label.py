@@ -74,10 +74,11 @@ def _stream_logits(spec: Spec, folder: Path, *, teacher, inputs: dict) -> dict:
     here, target = distributed.world(), distributed.shard_folder(folder)
     guard = TransferGuard(spec.data, schema=teacher.schema, seed=spec.run.seed)
     names, reports = [], []
-    with progress.task("label: teacher on transfer set", None) as advance:
+    with progress.task("label: teacher on transfer set", _count_records(spec)) as advance:
         for k, chunk in enumerate(iter_transfer(spec.data, schema=teacher.schema, seed=spec.run.seed,
                                                 rows=spec.run.shard_rows)):
             names.append(f"part-{k:05d}.parquet")
+            advance(len(chunk))  # records read; the other ranks label theirs at the same pace
             if not here.owns(k):
                 continue
             keep, report = guard.check(chunk, first_row=int(chunk.ids[0]))
@@ -87,7 +88,6 @@ def _stream_logits(spec: Spec, folder: Path, *, teacher, inputs: dict) -> dict:
                       else np.zeros((0, teacher.schema.n_classes), dtype=np.float32))
             write_logit_table(target / names[-1], ids=chunk.ids, logits=logits)
             failpoint(f"label/{names[-1]}")
-            advance(len(chunk))
     reports = [r for rank_reports in distributed.gather(reports) for r in rank_reports]
     distributed.barrier()  # every rank's shards are written
     if not here.is_main:
@@ -98,6 +98,25 @@ def _stream_logits(spec: Spec, folder: Path, *, teacher, inputs: dict) -> dict:
     write_queries(folder, ids=ids, answered=np.ones(len(ids), dtype=bool))
     return _write_meta(spec, folder, teacher=teacher, inputs=inputs, leaks=leaks, shards=names,
                        n_records=len(ids), n_queries=len(ids))
+
+
+def _count_records(spec: Spec) -> int | None:
+    """Transfer records, for the progress bar's total: cheap for every format (None if unknown)."""
+    cfg = spec.data
+    if cfg.builtin is not None:
+        return cfg.split_sizes().transfer
+    path, fmt = Path(cfg.transfer), cfg.resolved_format()
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(path).metadata.num_rows
+        if fmt == "csv":
+            with path.open("rb") as handle:
+                return max(sum(1 for _ in handle) - 1, 0)  # minus the header; a quoted newline over-counts
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def _log_leaks(spec: Spec, leaks) -> None:

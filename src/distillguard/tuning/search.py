@@ -25,6 +25,7 @@ import numpy as np
 from distillguard import progress
 from distillguard.audit.shadow_cache import shadow_teacher_cache
 from distillguard.config import Spec
+from distillguard.errors import ConfigError
 from distillguard.models.artifact import load_classifier
 from distillguard.runs import atomic_write_json, atomic_write_text, read_json, sha256_json
 from distillguard.pipeline import run as run_pipeline
@@ -40,34 +41,74 @@ def tune(spec: Spec, *, folder: Path, budget_minutes: float = 20.0, max_accuracy
          fpr: str = "0.01", space: list[Candidate] | None = None, keep_runs: bool = False) -> TuneResult:
     """Search the defense knobs within ``budget_minutes`` and write the Pareto front and the best spec.
 
+    Every exit (the result, a budget too short for one evaluation, an error, Ctrl-C) removes
+    the private copies (``folder/private``: data, candidate runs, shadow teachers) unless
+    ``keep_runs``.
+
     Args:
         spec: the user's spec; its ``[gate].attack`` is the attack that measures leakage.
         folder: output folder (``tune.json``, ``pareto.png``, ``report.html``, ``best.toml``).
         max_accuracy_drop: a candidate qualifies when its estimated accuracy is at most
             this far below the undefended teacher's.
         keep_runs: keep the candidate runs and the data copies (sensitive) afterwards.
+
+    Raises:
+        ConfigError: the budget is not positive, or is spent before one evaluation could fit.
     """
+    if not budget_minutes > 0:
+        raise ConfigError(f"tune: --budget-minutes is {budget_minutes:g}; expected a positive number of minutes")
     started = time.monotonic()
-    budget = budget_minutes * 60.0
     folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return _search(spec, folder=folder, clock=_Budget(started, budget_minutes * 60.0),
+                       max_accuracy_drop=max_accuracy_drop, fpr=fpr, space=space)
+    finally:
+        if not keep_runs:
+            shutil.rmtree(folder / "private", ignore_errors=True)
+
+
+class _Budget:
+    """Elapsed time against the budget, and whether the next evaluation still fits.
+
+    An evaluation's cost is estimated per shadow pipeline, as the *median* of the finished
+    evaluations' seconds per shadow, times the rung's shadows: robust to one slow candidate
+    (the first also trains the shared shadow teachers; a loaded machine slows some), which
+    the slowest evaluation would let cut the search short. Before any evaluation, the
+    estimate is three times the workspace's preparation (a candidate trains a teacher, a
+    student and shadow pipelines; preparing trains one teacher).
+    """
+
+    def __init__(self, started: float, seconds: float) -> None:
+        self.started, self.seconds, self.first_estimate = started, seconds, 0.0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def estimate(self, evaluations: list[Evaluation], shadows: int) -> float:
+        if not evaluations:
+            return self.first_estimate
+        per_shadow = float(np.median([e.seconds / max(e.shadows, 1) for e in evaluations]))
+        return per_shadow * max(shadows, 1)
+
+    def fits(self, evaluations: list[Evaluation], shadows: int) -> bool:
+        return self.elapsed() + self.estimate(evaluations, shadows) <= self.seconds
+
+
+def _search(spec: Spec, *, folder: Path, clock: _Budget, max_accuracy_drop: float, fpr: str,
+            space: list[Candidate] | None) -> TuneResult:
     work = prepare_workspace(spec, folder / "private" / "data")
+    clock.first_estimate = 3.0 * clock.elapsed()
     space = space if space is not None else default_space(spec, n_transfer=work.n_transfer)
     full = spec.audit.shadows
     rungs = [full] if full < 8 else [max(4, (full // 4) * 2), full]
+    if not clock.fits([], rungs[0]):
+        raise ConfigError(_too_short(clock, n_candidates=len(space)))
     evaluations: list[Evaluation] = []
     skipped: list[str] = []
-
-    def affordable(shadows: int) -> bool:
-        # The slowest evaluation so far, scaled to this rung: pessimistic (the first one also
-        # trained the shared shadow teachers), so the search stops before it overruns.
-        done = [e.seconds * shadows / e.shadows for e in evaluations]
-        estimate = max(done) if done else 0.0
-        return time.monotonic() - started + estimate <= budget
-
     with shadow_teacher_cache(folder / "private" / "shadow-teachers"), \
-            progress.task(f"tune: {len(space)} candidates, {budget_minutes:g} min budget", len(space)) as advance:
+            progress.task(f"tune: {len(space)} candidates, {clock.seconds / 60:g} min budget", len(space)) as advance:
         for candidate in space:
-            if evaluations and not affordable(rungs[0]):
+            if evaluations and not clock.fits(evaluations, rungs[0]):
                 skipped.append(candidate.name)
                 continue
             evaluations.append(_evaluate(candidate, spec, work, folder=folder, shadows=rungs[0], fpr=fpr))
@@ -77,12 +118,28 @@ def tune(spec: Spec, *, folder: Path, budget_minutes: float = 20.0, max_accuracy
         with shadow_teacher_cache(folder / "private" / "shadow-teachers"), \
                 progress.task(f"tune: full audit of {len(promoted)} candidates", len(promoted)) as advance:
             for first in promoted:
-                if not affordable(rungs[1]):
+                if not clock.fits(evaluations, rungs[1]):
                     skipped.append(f"{first.name} (full audit)")
                     continue
                 evaluations.append(_evaluate(Candidate(first.name, first.overrides), spec, work, folder=folder,
                                              shadows=rungs[1], fpr=fpr))
                 advance(1)
+    return _finish(spec, work, folder=folder, evaluations=evaluations, skipped=skipped, clock=clock,
+                   max_accuracy_drop=max_accuracy_drop)
+
+
+def _too_short(clock: _Budget, *, n_candidates: int) -> str:
+    one = clock.elapsed() + clock.first_estimate
+    return (f"tune: the budget of {clock.seconds / 60:g} min ({clock.seconds:.0f} s) is shorter than one evaluation: "
+            f"preparing the data and the reference teacher took {clock.elapsed():.0f} s, and a candidate trains a "
+            f"teacher, a student and its shadow pipelines (about {clock.first_estimate:.0f} s at least); give "
+            f"--budget-minutes {max(0.1, np.ceil(one / 6) / 10):g} or more for one candidate, about "
+            f"{np.ceil(clock.first_estimate * n_candidates / 60):g} for all {n_candidates}; nothing was kept")
+
+
+def _finish(spec: Spec, work: Workspace, *, folder: Path, evaluations: list[Evaluation], skipped: list[str],
+            clock: _Budget, max_accuracy_drop: float) -> TuneResult:
+    """Choose among the fullest audits, write best.toml and the summary."""
     final = [e for e in evaluations if e.shadows == max(x.shadows for x in evaluations)]
     bar = _bar(work, max_accuracy_drop)
     index, met = choose([e.point() for e in final], min_accuracy=bar)
@@ -90,10 +147,8 @@ def tune(spec: Spec, *, folder: Path, budget_minutes: float = 20.0, max_accuracy
     front = pareto_front([e.point() for e in final])
     best_spec = folder / "best.toml"
     atomic_write_text(best_spec, override(spec, chosen.overrides).to_toml())
-    if not keep_runs:
-        shutil.rmtree(folder / "private", ignore_errors=True)
     result = TuneResult(folder, evaluations, chosen, met, [evaluations.index(final[i]) for i in front],
-                        work.teacher_accuracy, bar, best_spec, budget, time.monotonic() - started, skipped)
+                        work.teacher_accuracy, bar, best_spec, clock.seconds, clock.elapsed(), skipped)
     _write_summary(result)
     return result
 
