@@ -22,7 +22,7 @@ def _report(*, n=540, student=(0.52, (0.49, 0.55)), teacher=(0.53, (0.50, 0.56))
     return {"run": {"name": "small"}, "utility": {"accuracy_gap": gap}, "attacks": attacks, "probes": []}
 
 
-GATE = GateConfig()  # lira_online on the student; AUC upper ≤ 0.60, TPR@1% ≤ 5%, gap ≤ 5 points
+GATE = GateConfig(attack="lira_online")  # on the student; AUC upper ≤ 0.60, TPR@1% ≤ 5%, gap ≤ 5 points
 
 
 def test_large_pool_working_control_student_at_chance_is_a_real_pass():
