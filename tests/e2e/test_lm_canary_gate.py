@@ -62,7 +62,6 @@ def test_worst_canary_check_fails_naming_the_leaked_canary(leaky_run):
     rows = {r["canary_id"]: r for r in table["canaries"]}
     assert set(rows) == {0, 1, 2} and rows[leaked]["repetitions"] == 16
     worst = rows[leaked]
-    print(json.dumps(table, indent=1))
     assert worst["excess_bits"] == pytest.approx(worst["exposure_bits"] - worst["baseline_bits"], abs=1e-5)
     check = next(c for c in report["gate"]["checks"] if c["name"].startswith("canary_excess_bits[student"))
     assert check["name"] == f"canary_excess_bits[student, worst: canary {leaked}]"
@@ -71,5 +70,6 @@ def test_worst_canary_check_fails_naming_the_leaked_canary(leaky_run):
     assert (check["canary_id"], check["exposure_bits"], check["baseline_bits"]) == (
         leaked, worst["exposure_bits"], worst["baseline_bits"])
     assert worst["exposure_bits"] > 8.0 and worst["baseline_bits"] < 3.0  # of log2(501) = 8.97 measurable
+    assert sum(r["excess_bits"] for r in rows.values()) / 3 < check["threshold"]  # a mean would have passed
     probes = [p for p in report["probes"] if p["probe"] == "exposure"]
     assert all(p["suffix_scored"] and p["length_control"] in ("matched", "corrected") for p in probes)
