@@ -66,7 +66,7 @@ def test_worst_canary_check_fails_naming_the_leaked_canary(leaky_run):
     check = next(c for c in report["gate"]["checks"] if c["name"].startswith("canary_excess_bits[student"))
     assert check["name"] == f"canary_excess_bits[student, worst: canary {leaked}]"
     assert not check["passed"] and not report["gate"]["passed"]
-    assert check["value"] == worst["excess_bits"] > check["threshold"] == 6.0
+    assert check["value"] == worst["excess_bits"] > check["threshold"] == 4.0
     assert (check["canary_id"], check["exposure_bits"], check["baseline_bits"]) == (
         leaked, worst["exposure_bits"], worst["baseline_bits"])
     assert worst["exposure_bits"] > 8.0 and worst["baseline_bits"] < 3.0  # of log2(501) = 8.97 measurable
