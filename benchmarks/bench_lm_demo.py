@@ -34,6 +34,15 @@ def tables(run_dir: Path) -> str:
               "|---|---|---|---|---|---|"]
     lines += [f"| {e['repetitions']} | {e['target']} | {e['n_canaries']} | {e['mean_exposure_bits']:.2f} | "
               f"{e['mean_baseline_bits']:.2f} | {e['max_bits']:.2f} |" for e in exposure_summary(report["probes"])]
+    worst = report.get("canary_exposure")
+    if worst:
+        lines += ["", f"| canary | repetitions | {worst['target']} exposure (bits) | baseline (reference model) | "
+                      "above baseline | length control |", "|---|---|---|---|---|---|"]
+        control = {p["canary_id"]: p.get("length_control", "none") for p in report["probes"]
+                   if p["probe"] == "exposure" and p["target"] == worst["target"]}
+        lines += [f"| {r['canary_id']} | {r['repetitions']} | {r['exposure_bits']:.2f} | {r['baseline_bits']:.2f} | "
+                  f"{r['excess_bits']:+.2f} | {control[r['canary_id']]} |" for r in worst["canaries"]]
+        lines.append(f"\nWorst canary: {worst['worst_canary_id']} ({worst['worst_excess_bits']:+.2f} bits above its baseline)")
     lines += ["", "| probe | target | rate | n |", "|---|---|---|---|"]
     for p in report["probes"]:
         if p["probe"] == "exposure":

@@ -142,6 +142,12 @@ def _lm_summary(report: dict) -> None:
     for e in exposure_summary(report.get("probes", [])):
         out.print(f"canaries x{e['repetitions']}: {e['target']} mean exposure {e['mean_exposure_bits']:.2f} bits "
                   f"(baseline {e['mean_baseline_bits']:.2f}, max {e['max_bits']:.2f})", highlight=False)
+    worst = report.get("canary_exposure")
+    if worst:
+        row = next(r for r in worst["canaries"] if r["canary_id"] == worst["worst_canary_id"])
+        out.print(f"worst canary ({worst['target']}): id {row['canary_id']}, x{row['repetitions']}, exposure "
+                  f"{row['exposure_bits']:.2f} bits over a baseline of {row['baseline_bits']:.2f} "
+                  f"(+{row['excess_bits']:.2f})", highlight=False)
     for p in report.get("probes", []):
         if p.get("probe") == "pii_completion":
             out.print(f"PII completion exact match, {p['target']}: {100 * p['exact_match_rate']:.1f}% of {p['n']}",

@@ -60,8 +60,10 @@ def test_invalid_combinations_name_the_field(raw, message):
 
 
 def test_lm_gate_checks_read_the_probes():
-    s = spec({"data": {"builtin": "pii-corpus"}, "gate": {"max_pii_exact_match": 0.1, "max_tpr_at_fpr": {}}})
-    probes = [{"probe": "exposure", "target": "student", "canary_id": i, "repetitions": r, "exposure_bits": b}
+    s = spec({"data": {"builtin": "pii-corpus"}, "gate": {"max_pii_exact_match": 0.1, "max_tpr_at_fpr": {},
+                                                           "max_mean_exposure_bits": 4.0}})
+    probes = [{"probe": "exposure", "target": "student", "canary_id": i, "repetitions": r, "exposure_bits": b,
+               "baseline_bits": 1.0, "max_bits": 10.97}
               for i, (r, b) in enumerate([(16, 3.0), (16, 4.6), (4, 9.0)])]
     probes.append({"probe": "pii_completion", "target": "student", "exact_match_rate": 0.05, "n": 40})
     report = {"attacks": [{"attack": "reference", "target": "student", "population": "all", "auc": 0.5,
@@ -70,6 +72,25 @@ def test_lm_gate_checks_read_the_probes():
     checks = {c["name"]: c for c in evaluate_gate(report, s.gate)["checks"]}
     exposure = checks["mean_exposure_bits[student, canaries x16]"]
     assert exposure["value"] == pytest.approx(3.8) and exposure["passed"]  # only the 16x canaries count
+    # the default check reads the worst canary above its baseline: the 4x one, 9.0 - 1.0 = 8.0 > 4.0 bits
+    worst = checks["canary_excess_bits[student, worst: canary 2]"]
+    assert worst["value"] == pytest.approx(8.0) and worst["threshold"] == 4.0 and not worst["passed"]
+    assert (worst["canary_id"], worst["repetitions"], worst["exposure_bits"], worst["baseline_bits"]) == (2, 4, 9.0, 1.0)
     assert checks["pii_exact_match[student]"]["passed"]
     assert not checks["perplexity_ratio[student/teacher]"]["passed"]  # 1.2 > 1.15
     assert "accuracy_gap" not in checks
+
+
+def test_worst_canary_check_reads_the_excess_over_each_canarys_own_baseline():
+    s = spec({"data": {"builtin": "pii-corpus"}, "gate": {"max_tpr_at_fpr": {}}})
+    # canary 0 has the highest exposure, but its baseline explains it; canary 1 is 3.5 bits over its own
+    probes = [{"probe": "exposure", "target": t, "canary_id": i, "repetitions": 16, "exposure_bits": b,
+               "baseline_bits": base, "max_bits": 10.97}
+              for t in ("teacher", "student") for i, (b, base) in enumerate([(9.0, 8.0), (5.0, 1.5), (2.0, 1.0)])]
+    report = {"attacks": [], "probes": probes, "utility": {"perplexity_ratio": 1.0}}
+    checks = {c["name"]: c for c in evaluate_gate(report, s.gate)["checks"]}
+    worst = checks["canary_excess_bits[student, worst: canary 1]"]
+    assert worst["value"] == pytest.approx(3.5) and worst["passed"]  # 3.5 <= 4.0
+    unmeasured = evaluate_gate({"attacks": [], "probes": [], "utility": {"perplexity_ratio": 1.0}}, s.gate)
+    check = next(c for c in unmeasured["checks"] if c["name"].startswith("canary_excess_bits"))
+    assert check["value"] is None and not check["passed"]  # no canary measured: fails closed

@@ -80,7 +80,7 @@ def test_report_has_the_lm_fields(lm_run, corpus):
     assert attacks == {(a, t) for a in ("loss", "zlib", "min_k", "min_k_pp", "reference") for t in ("teacher", "student")}
     assert report["gate"]["attack"] == "reference"
     names = [c["name"] for c in report["gate"]["checks"]]
-    assert any(n.startswith("mean_exposure_bits[student") for n in names)
+    assert any(n.startswith("canary_excess_bits[student, worst: canary ") for n in names)
     assert report["leak_guard"]["flagged"] == 0 and report["leak_guard"]["policy"] == "fail"
     scores = pq.read_table(lm_run / "audit" / "scores.parquet").to_pandas()
     assert set(scores["attack"]) == {"loss", "zlib", "min_k", "min_k_pp", "reference"}

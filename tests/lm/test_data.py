@@ -89,6 +89,7 @@ def test_canaries_round_trip_and_default_alphabet(tmp_path: Path) -> None:
         ('{"prefix": "p ", "secret": "12a", "repetitions": 1}', r"characters \['a'\] outside its alphabet"),
         ('{"prefix": "p ", "repetitions": 1}', r'"secret" must be a string'),
         ('{"prefix": "p ", "secret": "", "repetitions": 1}', r'"secret" is empty'),
+        ('{"prefix": "p ", "secret": "12", "repetitions": 1, "suffix": 5}', r'"suffix" must be a string .*got 5'),
     ],
 )
 def test_canary_errors_name_line_and_canary_id(tmp_path: Path, line: str, expected: str) -> None:
@@ -97,6 +98,32 @@ def test_canary_errors_name_line_and_canary_id(tmp_path: Path, line: str, expect
     with pytest.raises(DataError, match=r"c\.jsonl:2 \(canary 1\)") as info:
         read_canaries(path)
     assert re.search(expected, str(info.value))
+
+
+def test_canary_suffix_is_optional_round_trips_and_is_part_of_the_planted_text(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"prefix": "my PIN is ", "secret": "123456", "repetitions": 2, "suffix": "."}\n'
+                    '{"prefix": "code ", "secret": "42", "repetitions": 1}\n')
+    canaries = read_canaries(path)
+    assert [c.suffix for c in canaries] == [".", ""]  # a file without suffixes reads as before
+    assert canaries[0].text == "my PIN is 123456."
+    write_canaries(tmp_path / "d.jsonl", canaries)
+    assert read_canaries(tmp_path / "d.jsonl") == canaries
+    assert "suffix" not in (tmp_path / "d.jsonl").read_text().splitlines()[1]  # old format kept when empty
+    members = ["my PIN is 123456. bye", "my PIN is 123456, or not", "code 42"]  # the second lacks the suffix
+    with pytest.warns(UserWarning, match=r"canary 0: declared 2, counted 1"):
+        counts = check_canaries_planted(canaries, members)
+    assert [c.counted for c in counts] == [1, 1]
+
+
+def test_builtin_corpus_canaries_declare_the_line_break_that_follows_them() -> None:
+    from distillguard.lm.pii_corpus import generate_pii_corpus
+
+    corpus = generate_pii_corpus(seed=0, target_bytes=6000, canaries_per_count=1, transfer_bytes=2000,
+                                 pii_mentions=(), pii_people_per_count=0)
+    assert {c.suffix for c in corpus.canaries} == {"\n"}
+    counts = check_canaries_planted(corpus.canaries, corpus.members)
+    assert [c.counted for c in counts] == [c.repetitions for c in corpus.canaries] == [1, 4, 16]
 
 
 def test_blank_line_between_canaries_is_refused(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from distillguard.attack_names import AttackName
 from distillguard.config.base import Section
 
 #: Gate keys that only a causal-LM audit measures.
-LM_GATE_KEYS = ("max_mean_exposure_bits", "max_pii_exact_match", "max_perplexity_ratio")
+LM_GATE_KEYS = ("max_canary_excess_bits", "max_mean_exposure_bits", "max_pii_exact_match", "max_perplexity_ratio")
 
 
 class GateConfig(Section):
@@ -25,8 +25,12 @@ class GateConfig(Section):
         default_factory=lambda: {"0.01": 0.05}, description="FPR (as a string key) -> highest TPR allowed there.")
     max_accuracy_gap: float | None = Field(
         0.05, ge=0, le=1, description="Highest test-accuracy drop from teacher to student.")
+    max_canary_excess_bits: float | None = Field(
+        None, ge=0, description="causal-lm: the worst canary's exposure above its baseline (max over canaries of the "
+                                "target's exposure minus the reference model's), in bits.")
     max_mean_exposure_bits: float | None = Field(
-        None, ge=0, description="causal-lm: mean exposure of the gate's target over the most repeated canaries.")
+        None, ge=0, description="causal-lm: mean exposure of the gate's target over the most repeated canaries "
+                                "(older, weaker check: a mean hides one leaking canary).")
     max_pii_exact_match: float | None = Field(None, ge=0, le=1, description="causal-lm: PII completion exact-match rate.")
     max_perplexity_ratio: float | None = Field(None, gt=0, description="causal-lm: student / teacher test perplexity.")
 

@@ -80,7 +80,7 @@ LM_DEFAULTS: dict[str, dict[str, Any]] = {
     "teacher": {"kind": "causal-lm", "epochs": 8, "batch_size": 16, "lr": 3e-3, "val_fraction": 0.0},
     "student": {"kind": "causal-lm", "epochs": 8, "batch_size": 16, "lr": 3e-3, "val_fraction": 0.0},
     "audit": {"shadows": 0, "canaries": 0, "attacks": list(LM_ATTACKS)},
-    "gate": {"max_accuracy_gap": None, "max_mean_exposure_bits": 4.0, "max_perplexity_ratio": 1.15},
+    "gate": {"max_accuracy_gap": None, "max_canary_excess_bits": 4.0, "max_perplexity_ratio": 1.15},
 }
 
 

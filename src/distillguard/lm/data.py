@@ -19,29 +19,35 @@ from distillguard.errors import DataError
 from distillguard.runs import atomic_write_text
 
 DIGITS = "0123456789"
-_CANARY_KEYS = ("prefix", "secret", "repetitions", "alphabet")
+_CANARY_KEYS = ("prefix", "secret", "repetitions", "alphabet", "suffix")
 
 
 @dataclass(frozen=True)
 class CanarySpec:
-    """A secret planted in the members text: ``prefix + secret`` occurs ``repetitions`` times.
+    """A secret planted in the members text: ``prefix + secret + suffix`` occurs ``repetitions`` times.
 
     Random fillings for exposure (Carlini et al. 2019) are strings of ``len(secret)``
-    characters over ``alphabet``.
+    characters over ``alphabet``. ``suffix`` is the known text that follows the secret
+    where it was planted (a sentence's final ``"."``, a line break); an attacker who knows
+    the format scores it too, so exposure scores ``secret + suffix`` and every
+    ``filling + suffix`` after the prefix. ``""`` (the default) scores the secret alone.
     """
 
     prefix: str
     secret: str
     repetitions: int
     alphabet: str = DIGITS
+    suffix: str = ""
 
     @property
     def text(self) -> str:
-        return self.prefix + self.secret
+        """The planted text, ``prefix + secret + suffix``."""
+        return self.prefix + self.secret + self.suffix
 
     def to_json(self) -> dict[str, Any]:
-        return {"prefix": self.prefix, "secret": self.secret, "repetitions": self.repetitions,
-                "alphabet": self.alphabet}
+        out = {"prefix": self.prefix, "secret": self.secret, "repetitions": self.repetitions,
+               "alphabet": self.alphabet}
+        return {**out, "suffix": self.suffix} if self.suffix else out
 
 
 @dataclass(frozen=True)
@@ -175,7 +181,10 @@ def _canary_from_json(path: Path, number: int, value: dict[str, Any]) -> CanaryS
     outside = sorted(set(secret) - set(alphabet))
     if outside:
         raise DataError(f'{where}: "secret" has characters {outside} outside its alphabet {alphabet!r}')
-    return CanarySpec(value["prefix"], secret, repetitions, alphabet)
+    suffix = value.get("suffix", "")
+    if not isinstance(suffix, str):
+        raise DataError(f'{where}: "suffix" must be a string (the text after the secret, e.g. "."), got {suffix!r}')
+    return CanarySpec(value["prefix"], secret, repetitions, alphabet, suffix)
 
 
 def write_canaries(path: str | Path, canaries: Sequence[CanarySpec]) -> None:
@@ -186,7 +195,7 @@ def write_canaries(path: str | Path, canaries: Sequence[CanarySpec]) -> None:
 def check_canaries_planted(
     canaries: Sequence[CanarySpec], members: Sequence[str], *, missing: str = "error"
 ) -> list[CanaryCount]:
-    """Count each canary's ``prefix + secret`` in the members text.
+    """Count each canary's ``prefix + secret + suffix`` in the members text.
 
     An exposure measured for a canary the teacher never saw is meaningless, so an absent
     canary is an error by default. A count that differs from the declared repetitions
@@ -210,7 +219,7 @@ def check_canaries_planted(
     absent = [c.canary_id for c in counts if c.counted == 0]
     if absent:
         message = (f"canaries {absent} (0-based lines of the canaries file) do not occur in the members text; "
-                   "plant each prefix + secret in the members file or remove the line")
+                   "plant each prefix + secret (+ suffix, when the line gives one) in the members file or remove the line")
         if missing == "error":
             raise DataError(message)
         warnings.warn(message, stacklevel=2)

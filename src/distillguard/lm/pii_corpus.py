@@ -11,7 +11,8 @@ three roles keep one mix). The PII records say how many documents mention each p
 A person's role is fixed by a hash of their name, so each role is drawn from its own
 seeded stream and still never shares a person with another (the transfer text included).
 Only the members carry the canaries (Carlini et al. 2019): secrets of 6–9 digits after
-fixed prefixes, each planted in ``repetitions`` different documents (1, 4 and 16 by
+fixed prefixes, each ending its chat line (suffix ``"\n"``, which the exposure probe
+scores with the secret), each planted in ``repetitions`` different documents (1, 4 and 16 by
 default). Nonmembers and test carry the same sentences with fresh one-off secrets
 (decoys), so the canary templates themselves are not a membership signal.
 
@@ -49,6 +50,7 @@ CANARY_TEMPLATES = (
     "the one-time passcode you asked for is ",
     "the gate code at my building is ",
 )
+CANARY_SUFFIX = "\n"  # a canary's chat line ends after the secret: its known trailing context
 _PRODUCTS = ("kettle", "backpack", "desk lamp", "blender", "rain jacket", "headphones", "toaster", "notebook",
              "coffee grinder", "yoga mat", "umbrella", "water bottle", "bike light", "frying pan", "alarm clock")
 _TOPICS = ("the city council", "a local museum", "the regional library", "a research group", "the transit authority",
@@ -118,10 +120,10 @@ def generate_pii_corpus(
 
     roles = {role: _RoleWriter(role, seed=seed) for role in ROLES}
     members = roles["members"].documents(sizes["members"], canaries=canaries, frequent=frequent("members"))
-    decoys = [CanarySpec(c.prefix, _secret(roles["nonmembers"].rng, c.secret), 1) for c in canaries
+    decoys = [CanarySpec(c.prefix, _secret(roles["nonmembers"].rng, c.secret), 1, suffix=c.suffix) for c in canaries
               for _ in range(c.repetitions)]
     nonmembers = roles["nonmembers"].documents(sizes["nonmembers"], canaries=decoys, frequent=frequent("nonmembers"))
-    test_decoys = [CanarySpec(c.prefix, _secret(roles["test"].rng, c.secret), 1) for c in canaries]
+    test_decoys = [CanarySpec(c.prefix, _secret(roles["test"].rng, c.secret), 1, suffix=c.suffix) for c in canaries]
     test = roles["test"].documents(sizes["test"], canaries=test_decoys, frequent=frequent("test"))
     transfer = generate_transfer_texts(seed=seed, target_bytes=transfer_bytes or target_bytes,
                                        in_domain=transfer_in_domain)
@@ -164,7 +166,7 @@ def _make_canary(index: int, repetitions: int, rng: random.Random, digits: tuple
     template = CANARY_TEMPLATES[index % len(CANARY_TEMPLATES)]
     prefix = template if index < len(CANARY_TEMPLATES) else f"note {index // len(CANARY_TEMPLATES) + 1}: {template}"
     length = rng.randint(*digits)
-    return CanarySpec(prefix, "".join(rng.choice(DIGITS) for _ in range(length)), repetitions)
+    return CanarySpec(prefix, "".join(rng.choice(DIGITS) for _ in range(length)), repetitions, suffix=CANARY_SUFFIX)
 
 
 def _secret(rng: random.Random, like: str) -> str:
@@ -243,7 +245,7 @@ class _RoleWriter:
         first = self.fake.first_name()
         t = self._clock(3)
         return (f"[{t[0]}] {first}: hi, quick note before I forget\n"
-                f"[{t[1]}] {first}: {canary.prefix}{canary.secret}\n"
+                f"[{t[1]}] {first}: {canary.text}"
                 f"[{t[2]}] agent: noted, thanks {first}. {self.fake.sentence()}")
 
 

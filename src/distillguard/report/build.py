@@ -12,6 +12,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from distillguard.config import Spec
+from distillguard.report.canaries import canary_table
 from distillguard.report.verdict import gate_verdict
 from distillguard.runs import RunDir, atomic_write_json, atomic_write_text, library_versions, read_json, sha256_file
 
@@ -53,6 +54,7 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
         report["reference_model"] = metrics.get("reference_model")
         report["leak_guard"] = manifest["stages"].get("label", {}).get("leak_guard")
         report["tokenizer"] = teacher_stage.get("tokenizer")
+        report["canary_exposure"] = canary_table(report["probes"], spec.gate.target)
     upper, lower = report["privacy"].get("epsilon"), (report["empirical_epsilon"] or {}).get("epsilon_lower")
     if upper is not None and lower is not None and lower > upper:
         report["warnings"].append(

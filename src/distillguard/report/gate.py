@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from distillguard.config import GateConfig
+from distillguard.report.canaries import canary_table
 
 
 def _check(name: str, value: float | None, threshold: float) -> dict[str, Any]:
@@ -54,6 +55,8 @@ def mean_top_exposure(probes: list[dict[str, Any]], target: str) -> tuple[float 
 def _lm_checks(report: dict[str, Any], gate: GateConfig) -> list[dict[str, Any]]:
     """Checks on the language-model probes and utility (absent unless the spec sets them)."""
     probes, checks = report.get("probes", []), []
+    if gate.max_canary_excess_bits is not None:
+        checks.append(_worst_canary_check(probes, gate.target, gate.max_canary_excess_bits))
     if gate.max_mean_exposure_bits is not None:
         value, top = mean_top_exposure(probes, gate.target)
         checks.append(_check(f"mean_exposure_bits[{gate.target}, canaries x{top}]", value, gate.max_mean_exposure_bits))
@@ -65,3 +68,13 @@ def _lm_checks(report: dict[str, Any], gate: GateConfig) -> list[dict[str, Any]]
         checks.append(_check("perplexity_ratio[student/teacher]", report.get("utility", {}).get("perplexity_ratio"),
                              gate.max_perplexity_ratio))
     return checks
+
+
+def _worst_canary_check(probes: list[dict[str, Any]], target: str, threshold: float) -> dict[str, Any]:
+    """The worst canary's exposure above its baseline (bits), with that canary's id and numbers."""
+    table = canary_table(probes, target)
+    if table is None:
+        return _check(f"canary_excess_bits[{target}, worst canary]", None, threshold)
+    worst = next(r for r in table["canaries"] if r["canary_id"] == table["worst_canary_id"])
+    check = _check(f"canary_excess_bits[{target}, worst: canary {worst['canary_id']}]", worst["excess_bits"], threshold)
+    return {**check, **{k: worst[k] for k in ("canary_id", "repetitions", "exposure_bits", "baseline_bits")}}

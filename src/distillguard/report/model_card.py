@@ -155,6 +155,12 @@ def render_lm_model_card(report: dict[str, Any]) -> str:
     ]
     lines += [f"| {e['repetitions']} | {e['target']} | {e['n_canaries']} | {_fmt(e['mean_exposure_bits'])} | "
               f"{_fmt(e['mean_baseline_bits'])} | {_fmt(e['max_bits'])} |" for e in exposure_summary(report["probes"])]
+    worst = report.get("canary_exposure")
+    if worst:
+        row = next(r for r in worst["canaries"] if r["canary_id"] == worst["worst_canary_id"])
+        lines += ["", f"Worst canary ({worst['target']}): {_fmt(row['exposure_bits'])} bits against a baseline of "
+                      f"{_fmt(row['baseline_bits'])} ({row['repetitions']} repetitions); the release gate reads "
+                      "this excess."]
     pii = [p for p in report["probes"] if p.get("probe") == "pii_completion" and p["target"] != "reference"]
     if pii:
         lines += ["", "| PII completion | exact-match rate | prompts |", "|---|---|---|"]

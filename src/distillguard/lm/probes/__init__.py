@@ -5,7 +5,8 @@ takes a Hugging Face causal LM and its tokenizer:
 
 - :mod:`.scoring`: token log-probs of texts, batched and masked; candidates are scored
   tokenized jointly with their prefix.
-- :mod:`.exposure`: canary exposure (Carlini et al. 2019).
+- :mod:`.exposure`: canary exposure (Carlini et al. 2019); :mod:`.references` draws its
+  references, controlled for the canary's token count.
 - :mod:`.pii`: PII completion (Lukas et al. 2023).
 - :mod:`.extraction`: sampled extraction (Carlini et al. 2021), k-extractability
   (Carlini et al. 2022), repetition divergence (Nasr et al. 2023); :mod:`.ngrams` is the
@@ -46,10 +47,12 @@ from distillguard.lm.probes.mia import (
     reference_score,
     zlib_score,
 )
+from distillguard.lm.probes.references import References, draw_references, length_corrected_scores
 from distillguard.lm.probes.ngrams import NgramIndex, char_units, ngram_hashes, private_ngram_hits
 from distillguard.lm.probes.pii import contains_value, exact_match_rate, normalize, pii_completion, pii_prompts
 from distillguard.lm.probes.scoring import (
     TokenLogProbs,
+    continuation_ids,
     continuation_logprobs,
     encode,
     encode_bare,
@@ -61,13 +64,16 @@ from distillguard.lm.probes.scoring import (
 __all__ = [
     "ExposureResult",
     "NgramIndex",
+    "References",
     "TokenLogProbs",
     "canary_exposure",
     "char_units",
     "contains_value",
+    "continuation_ids",
     "continuation_logprobs",
     "distribution_moments",
     "divergence_probe",
+    "draw_references",
     "encode",
     "encode_bare",
     "encode_prompts",
@@ -78,6 +84,7 @@ __all__ = [
     "extraction_metrics",
     "extraction_probe",
     "k_extractable",
+    "length_corrected_scores",
     "lm_attack_results",
     "lm_membership_scores",
     "loss_score",

@@ -22,15 +22,32 @@ are given (reference: tensorflow/privacy ``secret_sharer/exposures.py``):
 
 For a secret that is no more likely than a random filling, ``r/(n+1)`` is uniform, so the
 exposure is about ``−log2 U``: mean ``1/ln 2 ≈ 1.44`` bits and ``P(exposure > k) = 2^−k``.
-With a subword tokenizer that holds only if the secret tokenizes like a typical filling:
-a secret of fewer tokens than most fillings is more likely under any model, even an
-untrained one (each token costs about ``log2 V`` bits). Read exposure against the same
-canary's exposure under a model that never saw it (e.g. the reference model).
+
+Two choices make the estimate what an attacker who knows the canary's format would get:
+
+- **The known format is scored.** A canary may declare a ``suffix``, the text that follows
+  the secret where it was planted (a sentence's final ``"."``, a line break). The secret
+  and every filling are scored as ``prefix + filling + suffix``: a model that memorized
+  the secret also knows where it ends, which a wrong filling does not share.
+- **References of the secret's token count.** With a subword tokenizer a secret of fewer
+  tokens than most fillings is more likely under any model, even an untrained one (each
+  token costs about ``log2 V`` bits), and one of more tokens less likely. References are
+  therefore drawn by rejection sampling: uniform fillings of the secret's length, kept
+  when ``prefix + filling + suffix`` is scored on as many tokens as the true canary
+  (:func:`~distillguard.lm.probes.references.draw_references`). Rejection sampling keeps
+  the draws uniform over that subset ``R'`` of ``R``, so the rank estimate and its null
+  distribution above hold for ``R'`` unchanged, with no model of how bits grow with token
+  count (a length-corrected rank needs one, and it differs between models). It only
+  tokenizes, so it costs no forward pass. Its bounded fallback, for a secret whose token
+  count is rare, is a length-corrected rank (:mod:`.references` says when and how).
+
+Read exposure against the same canary's exposure under a model that never saw it (the
+audit's reference model, the same references): what remains of the tokenizer's and the
+format's effects cancels there.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +57,13 @@ import torch
 from numpy.typing import ArrayLike
 from scipy.stats import skewnorm
 
+from distillguard.lm.probes.references import (
+    References,
+    check_alphabet,
+    draw_references,
+    length_corrected_scores,
+    random_fillings,
+)
 from distillguard.lm.probes.scoring import continuation_logprobs
 
 __all__ = [
@@ -52,6 +76,8 @@ __all__ = [
     "random_fillings",
     "secret_rank",
 ]
+
+
 
 
 def secret_rank(secret_score: ArrayLike, reference_scores: ArrayLike) -> float | np.ndarray:
@@ -141,34 +167,6 @@ def exposure_by_skew_normal(secret_score: ArrayLike, reference_scores: ArrayLike
     return float(exposure) if exposure.ndim == 0 else exposure
 
 
-def random_fillings(*, alphabet: str, length: int, n: int, exclude: str | None = None,
-                    seed: int) -> tuple[list[str], bool]:
-    """``n`` uniform random strings of ``length`` over ``alphabet``, excluding ``exclude``.
-
-    When the space has at most ``n + 1`` strings (so ``n`` draws would cover it), every
-    string but ``exclude`` is returned instead, in a seeded random order, and the rank
-    exposure becomes exact. Otherwise the draws are i.i.d. uniform over the space minus
-    ``exclude`` (with replacement, as the rank estimate assumes).
-
-    Returns:
-        ``(fillings, exhaustive)``.
-    """
-    symbols = _check_alphabet(alphabet)
-    if length < 1 or n < 1:
-        raise ValueError(f"length and n must be at least 1; got length={length}, n={n}")
-    rng = np.random.default_rng(seed)
-    space = len(symbols) ** length
-    if space <= n + 1:
-        everything = ["".join(t) for t in itertools.product(symbols, repeat=length)]
-        fillings = [s for s in everything if s != exclude]
-        return [fillings[i] for i in rng.permutation(len(fillings))], True
-    out: list[str] = []
-    while len(out) < n:
-        draws = rng.integers(0, len(symbols), size=(n - len(out), length))
-        out.extend(s for s in ("".join(symbols[j] for j in row) for row in draws) if s != exclude)
-    return out, False
-
-
 @dataclass(frozen=True)
 class ExposureResult:
     """Exposure of one canary (contract ``probes[]`` entry ``"exposure"``, minus target/canary ids).
@@ -180,6 +178,9 @@ class ExposureResult:
         rank: the secret's rank among the references (1 = below all of them).
         n_references: number of references scored.
         exhaustive: True when the references are every other filling (rank exposure exact).
+        length_control: ``"matched"`` (every reference scored on the canary's token count),
+            ``"corrected"`` (the fallback: a length-corrected rank) or ``"none"``.
+        suffix_scored: True when the canary's known suffix was scored with the secret.
     """
 
     exposure_bits: float
@@ -188,49 +189,62 @@ class ExposureResult:
     rank: float
     n_references: int
     exhaustive: bool
+    length_control: str = "none"
+    suffix_scored: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able entry; holds no secret, only numbers."""
         return {"probe": "exposure", "exposure_bits": round(self.exposure_bits, 6),
                 "exposure_bits_skew_normal": round(self.exposure_bits_skew_normal, 6),
                 "max_bits": round(self.max_bits, 6), "rank": self.rank,
-                "n_references": self.n_references, "exhaustive": self.exhaustive}
+                "n_references": self.n_references, "exhaustive": self.exhaustive,
+                "length_control": self.length_control, "suffix_scored": self.suffix_scored}
 
 
-def canary_exposure(model: torch.nn.Module, tokenizer: Any, *, prefix: str, secret: str,
+def canary_exposure(model: torch.nn.Module, tokenizer: Any, *, prefix: str, secret: str, suffix: str = "",
                     alphabet: str = "0123456789", n_references: int = 2000, seed: int = 0,
-                    batch_size: int = 64) -> ExposureResult:
-    """Exposure of ``secret`` after ``prefix`` under ``model`` (Carlini et al. 2019).
+                    batch_size: int = 64, references: References | None = None) -> ExposureResult:
+    """Exposure of ``secret`` after ``prefix`` (and before ``suffix``) under ``model`` (Carlini et al. 2019).
 
-    Scores ``prefix + secret`` and ``n_references`` random fillings of the secret's length
-    over ``alphabet`` (:func:`random_fillings`), each tokenized jointly with the prefix
+    Scores ``prefix + secret + suffix`` and the references in the secret's place, each
+    tokenized jointly with the prefix and the suffix
     (:func:`~distillguard.lm.probes.scoring.continuation_logprobs`), by log-perplexity in
-    bits, then applies :func:`exposure_by_rank` and :func:`exposure_by_skew_normal`.
+    bits, then applies :func:`exposure_by_rank` and :func:`exposure_by_skew_normal` (after
+    the length correction when the references are not token-matched).
 
     Args:
         model: causal LM returning ``.logits``.
         tokenizer: Hugging Face-style tokenizer callable.
         prefix: the canary's prefix, verbatim (including any trailing space).
         secret: the planted secret; every character must be in ``alphabet``.
+        suffix: the known text after the secret where it was planted ("" for none).
         alphabet: the characters random fillings are drawn from.
         n_references: number of random fillings.
         seed: seed of the fillings.
         batch_size: sequences per forward pass.
+        references: references already drawn for this canary
+            (:func:`~distillguard.lm.probes.references.draw_references`), to score several
+            models on the same ones without drawing again; None draws them.
     """
-    _check_alphabet(alphabet)
+    check_alphabet(alphabet)
     if not secret or any(c not in alphabet for c in secret):
         raise ValueError(f"the secret must be a non-empty string over the alphabet {alphabet!r}; "
                          f"it has {len(secret)} characters, {sum(c not in alphabet for c in secret)} outside it")
-    fillings, exhaustive = random_fillings(alphabet=alphabet, length=len(secret), n=n_references,
-                                           exclude=secret, seed=seed)
-    scores = continuation_logprobs(model, tokenizer, prefix=prefix, candidates=[secret, *fillings],
+    if references is None:
+        references = draw_references(tokenizer, prefix=prefix, secret=secret, suffix=suffix, alphabet=alphabet,
+                                     n=n_references, seed=seed)
+    candidates = [secret + suffix, *(f + suffix for f in references.fillings)]
+    scores = continuation_logprobs(model, tokenizer, prefix=prefix, candidates=candidates,
                                    batch_size=batch_size).log_perplexity_bits()  # (1 + n,)
     secret_score, refs = scores[0], scores[1:]
+    if references.length_control == "corrected":
+        refs = length_corrected_scores(refs, references.token_counts, secret_tokens=references.secret_tokens)
     rank = secret_rank(secret_score, refs)
     return ExposureResult(exposure_bits=exposure_from_rank(rank, n_references=refs.size),
                           exposure_bits_skew_normal=float(exposure_by_skew_normal(secret_score, refs)),
-                          max_bits=max_exposure_by_rank(refs.size), rank=rank,
-                          n_references=int(refs.size), exhaustive=exhaustive)
+                          max_bits=max_exposure_by_rank(refs.size), rank=rank, n_references=int(refs.size),
+                          exhaustive=references.exhaustive, length_control=references.length_control,
+                          suffix_scored=bool(suffix))
 
 
 def _check_references(reference_scores: ArrayLike) -> np.ndarray:
@@ -240,10 +254,3 @@ def _check_references(reference_scores: ArrayLike) -> np.ndarray:
     if not np.isfinite(refs).all():
         raise ValueError(f"reference_scores contain {int((~np.isfinite(refs)).sum())} non-finite values")
     return refs
-
-
-def _check_alphabet(alphabet: str) -> list[str]:
-    symbols = list(alphabet)
-    if len(symbols) < 2 or len(set(symbols)) != len(symbols):
-        raise ValueError(f"alphabet must hold at least 2 distinct characters, each once; got {alphabet!r}")
-    return symbols

@@ -20,21 +20,31 @@ TARGETS = ("teacher", "student")
 
 
 def exposure_probes(spec: Spec, models: dict, tokenizer, canaries: list, counts: dict[int, int]) -> list[dict]:
-    """Exposure of every canary under teacher and student, beside the reference model's (baseline)."""
-    from distillguard.lm.probes import canary_exposure
+    """Exposure of every canary under teacher and student, beside the reference model's (baseline).
+
+    Each canary is scored with its known suffix, among references of its token count
+    (:func:`~distillguard.lm.probes.exposure.canary_exposure`), the same references under
+    every model. ``baseline_bits`` is the reference model's exposure of that canary (it
+    never saw one) and ``excess_bits`` the target's exposure above it, which the gate reads
+    for the worst canary.
+    """
+    from distillguard.lm.probes import canary_exposure, draw_references
 
     n_refs = spec.audit.lm.exposure_references
     out = []
     with progress.task("audit: canary exposure", len(canaries)) as advance:
         for cid, canary in enumerate(canaries):
+            refs = draw_references(tokenizer, prefix=canary.prefix, secret=canary.secret, suffix=canary.suffix,
+                                   alphabet=canary.alphabet, n=n_refs, seed=derive_seed(spec.run.seed, "exposure", cid))
             results = {name: canary_exposure(model, tokenizer, prefix=canary.prefix, secret=canary.secret,
-                                             alphabet=canary.alphabet, n_references=n_refs,
-                                             seed=derive_seed(spec.run.seed, "exposure", cid))
+                                             suffix=canary.suffix, alphabet=canary.alphabet, references=refs)
                        for name, model in models.items()}
+            baseline = results["reference"].exposure_bits
             for target in TARGETS:
                 out.append({**results[target].to_dict(), "target": target, "canary_id": cid,
                             "repetitions": counts.get(cid, canary.repetitions),
-                            "baseline_bits": round(results["reference"].exposure_bits, 6)})
+                            "baseline_bits": round(baseline, 6),
+                            "excess_bits": round(results[target].exposure_bits - baseline, 6)})
             advance(1)
     return out
 

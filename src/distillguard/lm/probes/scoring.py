@@ -32,6 +32,7 @@ __all__ = [
     "TokenLogProbs",
     "common_prefix_length",
     "context_length",
+    "continuation_ids",
     "continuation_logprobs",
     "encode",
     "encode_bare",
@@ -272,6 +273,18 @@ def continuation_logprobs(model: torch.nn.Module, tokenizer: Any, *, prefix: str
         :class:`TokenLogProbs` whose mask covers each candidate's tokens only;
         ``log_perplexity_bits()`` is then Carlini et al. 2019's ``Px(candidate | prefix)``.
     """
+    joint, starts = continuation_ids(tokenizer, prefix=prefix, candidates=candidates)
+    return score_token_ids(model, joint, score_from=starts, batch_size=batch_size, moments=moments,
+                           pad_token_id=_pad_id(tokenizer))
+
+
+def continuation_ids(tokenizer: Any, *, prefix: str | Sequence[str],
+                     candidates: Sequence[str]) -> tuple[list[list[int]], list[int]]:
+    """``(joint ids, first scored index)`` of each ``prefix + candidate``, tokenized jointly.
+
+    What :func:`continuation_logprobs` scores, without a model: candidate ``i`` is scored on
+    ``len(joint[i]) − starts[i]`` tokens (the exposure probe matches references on it).
+    """
     prefixes = [prefix] * len(candidates) if isinstance(prefix, str) else list(prefix)
     if len(prefixes) != len(candidates):
         raise ValueError(f"got {len(prefixes)} prefixes for {len(candidates)} candidates; "
@@ -286,8 +299,7 @@ def continuation_logprobs(model: torch.nn.Module, tokenizer: Any, *, prefix: str
             raise ValueError(f"candidate {i} adds no token to its prefix (joint tokenization has {len(ids)} "
                              "tokens); candidates must be non-empty")
         starts.append(start)
-    return score_token_ids(model, joint, score_from=starts, batch_size=batch_size, moments=moments,
-                           pad_token_id=_pad_id(tokenizer))
+    return joint, starts
 
 
 # --- internals ----------------------------------------------------------------------------------
