@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from distillguard.config import DataConfig
-from distillguard.config.data import REAL_BUILTINS
+from distillguard.config.data import REAL_BUILTINS, TableSplit
 from distillguard.errors import ConfigError, DataError
 from distillguard.seeding import derive_seed
 
@@ -104,8 +104,8 @@ def source_table(cfg: DataConfig) -> tuple[pd.DataFrame, str, str]:
 
 def role_sizes(cfg: DataConfig, n_rows: int, name: str) -> dict[str, int]:
     """Rows per role: ``[data.sizes]``, ``[data] split`` (sizes or fractions) or the data set's defaults."""
-    if cfg.split is not None:
-        values = cfg.split.model_dump()
+    if cfg.split is not None or cfg.table is not None:
+        values = (cfg.split or TableSplit()).model_dump()
         if all(isinstance(v, float) for v in values.values()):
             sizes = {role: int(np.floor(values[role] * n_rows)) for role in ROLES}
         else:
