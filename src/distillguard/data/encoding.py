@@ -144,9 +144,9 @@ class TableEncoder:
             bad = np.isnan(numbers) & values.notna().to_numpy() | np.isinf(numbers)
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
-                raise DataError(f"{path}: column {column['name']!r} row {first_row + row} is not a "
-                                f"{'true/false value' if column['type'] == 'boolean' else 'finite number'}; "
-                                f"expected the {column['type']} values of the transfer set")
+                kind = "true/false" if column["type"] == "boolean" else "numeric"
+                raise DataError(f"{path}: column {column['name']!r} is not {kind} (row {first_row + row}: "
+                                f"{values.iloc[row]!r}); expected the {column['type']} values of the transfer set")
             parts.append(np.where(np.isnan(numbers), column["fill"], numbers).astype(np.float32).reshape(-1, 1))
         return np.concatenate(parts, axis=1) if parts else np.zeros((len(features), 0), dtype=np.float32)
 
