@@ -61,3 +61,14 @@ def test_mixed_table_runs_and_the_bundle_reproduces_the_student_accuracy(tmp_pat
     assert 0.6 < accuracy <= 1.0
     rows = raw.head(3).to_dict(orient="records")  # raw rows as dicts, as a service receives them
     np.testing.assert_allclose(bundle.predict_proba(rows), bundle.predict_proba(raw.head(3)))
+
+    # per-record risk: the table in the owner-only audit folder, counts and classes in the report
+    risk = pd.read_parquet(run / "audit" / "record_risk.parquet")
+    assert len(risk) == 2 * report["populations"]["all"]["n_members"]
+    assert set(risk["class"]) <= {"home", "readmitted"} and risk.filter(like=":percentile").max().max() <= 100
+    student = next(r for r in report["record_risk"] if r["target"] == "student")
+    assert 0 <= student["members_at_risk"] <= student["n_members"] and student["riskiest_classes"]
+    assert "ajaccio" not in (run / "report.json").read_text()
+    result = run_cli("export", "spec.toml", "--run-dir", "out", "--destroy-teacher", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (run / "audit" / "record_risk.parquet").exists() and not (run / "teacher").exists()

@@ -16,6 +16,7 @@ from distillguard.audit.exchangeability import exchangeability_check
 from distillguard.audit.membership import score_canaries_leave_one_out, score_targets
 from distillguard.audit.metrics import roc
 from distillguard.audit.placement import Shadows, train_shadows
+from distillguard.audit.record_risk import record_risk_columns, risk_summary
 from distillguard.audit.scores import ScoreRows, summarize_attack
 from distillguard.audit.shadows import build_pool
 from distillguard.audit.signals import ReferenceSignals, TargetSignals
@@ -32,7 +33,7 @@ EPSILON_DELTA = 1e-5
 
 
 def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None = None
-                 ) -> tuple[dict, ScoreRows, dict]:
+                 ) -> tuple[dict, ScoreRows, dict, dict]:
     """Every number of the audit, the per-record scores, and ROC curves, from a run folder.
 
     Reads the teacher's split, the student and teacher, the data roles and (with shadows)
@@ -40,7 +41,7 @@ def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None
     (:mod:`distillguard.audit.placement`), with resumable state in ``checkpoints``.
 
     Returns:
-        (``metrics.json`` content, the rows of ``scores.parquet``, attack → {target: ROC curve}).
+        (``metrics.json``, rows of ``scores.parquet``, attack → {target: ROC}, columns of ``record_risk.parquet``).
     """
     seed, cfg = spec.run.seed, spec.audit
     models = {name: load_classifier(run / name)[0] for name in TARGETS}
@@ -65,7 +66,7 @@ def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None
                                 transfer_blocks=shard_numbers(transfer.ids, spec.run.shard_rows))
         failpoint("audit/shadows-trained")
 
-    rows, results, curves, epsilons = ScoreRows(), [], {}, []
+    rows, results, curves, epsilons, pool_scores = ScoreRows(), [], {}, [], {}
     for target, clf in models.items():
         signals = TargetSignals(clf.logits(pool.X), pool.y, clf.logits(test.X), test.y)
         reference = None
@@ -75,6 +76,7 @@ def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None
         for name, scores in score_targets(cfg.attacks, cfg, signals, reference).items():
             results.append(summarize_attack(scores, pool.is_member, spec=spec, target=target, attack=name, population="all"))
             rows.add(pool.example_ids, target, name, scores, pool.is_member, canary=False)
+            pool_scores[(target, name)] = scores
             curves.setdefault(name, {})[target] = roc(scores, pool.is_member)
         if shadows is not None and shadows.canaries is not None:
             eps = _audit_canaries(spec, target, shadows, test.y, rows, results, curves)
@@ -88,7 +90,21 @@ def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None
                               "canaries": 0 if shadows.canaries is None else len(shadows.canaries)}
     if epsilons:
         metrics["empirical_epsilon"] = {**next(e for e in epsilons if e["target"] == "student"), "by_target": epsilons}
-    return metrics, rows, curves
+    risk_columns, metrics["record_risk"] = _record_risk(schema.classes, pool, pool_scores)
+    return metrics, rows, curves, risk_columns
+
+
+def _record_risk(classes: list, pool, pool_scores: dict) -> tuple[dict, list[dict]]:
+    """The per-record risk table and, per target, the strongest attack's counts and riskiest classes."""
+    columns = record_risk_columns(example_ids=pool.example_ids, labels=pool.y, classes=classes,
+                                  is_member=pool.is_member, scores=pool_scores)
+    summaries = []
+    for target in TARGETS:
+        attack = strongest_attack([a for t, a in pool_scores if t == target])
+        if attack is not None:
+            summaries.append(risk_summary(labels=pool.y, classes=classes, is_member=pool.is_member,
+                                          scores=pool_scores[(target, attack)], target=target, attack=attack))
+    return columns, summaries
 
 
 

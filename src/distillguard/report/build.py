@@ -50,6 +50,7 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
         "attacks": metrics["attacks"],
         "probes": metrics.get("probes", []),
         "empirical_epsilon": metrics.get("empirical_epsilon"),
+        "record_risk": metrics.get("record_risk"),
         "warnings": metrics.get("warnings", []),
     }
     if spec.is_lm:

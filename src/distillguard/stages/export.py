@@ -18,7 +18,7 @@ from distillguard.stages.common import execute_stage
 
 OUTPUT = "deploy"
 # Training checkpoints hold teacher and shadow weights until their stage completes.
-SENSITIVE = ("teacher", "audit/scores.parquet", ".checkpoints")
+SENSITIVE = ("teacher", "audit/scores.parquet", "audit/record_risk.parquet", ".checkpoints")
 
 
 def tensor_digests(weights: Path) -> dict[str, str]:
