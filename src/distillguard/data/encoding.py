@@ -37,9 +37,9 @@ def needs_encoding(features: pd.DataFrame) -> bool:
     """True when a table has a non-numeric column or a blank: numeric tables keep the plain path."""
     for column in features.columns:
         values = features[column]
-        if pd.api.types.is_bool_dtype(values):
-            continue
-        if not pd.api.types.is_numeric_dtype(values) or values.isna().any():
+        if values.isna().any():
+            return True
+        if not pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
             return True
     return False
 
@@ -112,7 +112,7 @@ class TableEncoder:
                                 "categories": [str(c) for c in encoder.categories_[0].tolist()]})
                 continue
             numbers = _as_bool(values) if kind == "boolean" else pd.to_numeric(values, errors="coerce")
-            numbers = numbers.to_numpy(dtype=np.float64).reshape(-1, 1)
+            numbers = numbers.to_numpy(dtype=np.float64, na_value=np.nan).reshape(-1, 1)
             if np.isnan(numbers).all():
                 fill = 0.0
             else:
@@ -140,7 +140,7 @@ class TableEncoder:
                 parts.append(block)
                 continue
             numbers = _as_bool(values) if column["type"] == "boolean" else pd.to_numeric(values, errors="coerce")
-            numbers = numbers.to_numpy(dtype=np.float64)
+            numbers = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
             bad = np.isnan(numbers) & values.notna().to_numpy() | np.isinf(numbers)
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
