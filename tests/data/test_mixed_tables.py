@@ -62,7 +62,7 @@ def test_numeric_tables_keep_the_plain_path():
 
 def test_a_bad_value_names_the_column_and_row():
     encoder = TableEncoder.fit(pd.DataFrame({"age": [1.0, 2.0, np.nan], "c": ["a", "b", "a"]}))
-    with pytest.raises(DataError, match=r"f\.csv: column 'age' is not numeric \(row 11: 'old'\)"):
+    with pytest.raises(DataError, match=r"f\.csv: column 'age' is not numeric \(finite, float32 range\) \(row 11: 'old'\)"):
         encoder.transform(pd.DataFrame({"age": [1.0, "old"], "c": ["a", "b"]}), path="f.csv", first_row=10)
 
 

@@ -112,7 +112,8 @@ class TableEncoder:
                                 "categories": [str(c) for c in encoder.categories_[0].tolist()]})
                 continue
             numbers = _as_bool(values) if kind == "boolean" else pd.to_numeric(values, errors="coerce")
-            numbers = numbers.to_numpy(dtype=np.float64, na_value=np.nan).reshape(-1, 1)
+            numbers = numbers.to_numpy(dtype=np.float64, na_value=np.nan, copy=True).reshape(-1, 1)
+            numbers[~(np.abs(numbers) <= 3e38)] = np.nan  # a fill is a plain number; transform rejects the rest
             if np.isnan(numbers).all():
                 fill = 0.0
             else:
@@ -141,10 +142,11 @@ class TableEncoder:
                 continue
             numbers = _as_bool(values) if column["type"] == "boolean" else pd.to_numeric(values, errors="coerce")
             numbers = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
-            bad = np.isnan(numbers) & values.notna().to_numpy() | np.isinf(numbers)
+            with np.errstate(invalid="ignore"):
+                bad = np.isnan(numbers) & values.notna().to_numpy() | ~(np.abs(np.nan_to_num(numbers)) <= 3e38)
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
-                kind = "true/false" if column["type"] == "boolean" else "numeric"
+                kind = "true/false" if column["type"] == "boolean" else "numeric (finite, float32 range)"
                 raise DataError(f"{path}: column {column['name']!r} is not {kind} (row {first_row + row}: "
                                 f"{values.iloc[row]!r}); expected the {column['type']} values of the transfer set")
             parts.append(np.where(np.isnan(numbers), column["fill"], numbers).astype(np.float32).reshape(-1, 1))
