@@ -1,7 +1,10 @@
 """The deploy bundle as users load it: the student, its schema and preprocessing.
 
 ``load_bundle(path).predict_proba(X)`` takes raw feature rows in the data files' column
-order (or a DataFrame with those columns) and returns (n, classes) probabilities.
+order (or a DataFrame with those columns) and returns (n, classes) probabilities. A
+bundle of a mixed-type table takes the raw values (strings, blanks, booleans) and applies
+the encoder fitted on the transfer set, stored as JSON in ``config.json``
+(``schema.encoding``); an unseen category encodes as all zeros.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from distillguard.config.deploy import AUDITED_CLASSIFIER_OUTPUT, DeployConfig
+from distillguard.data.encoding import TableEncoder
 from distillguard.errors import DataError
 from distillguard.models.artifact import Classifier, load_classifier
 
@@ -25,19 +29,36 @@ class Bundle:
     def __init__(self, classifier: Classifier, config: dict) -> None:
         self._clf = classifier
         self.classes_ = np.asarray(classifier.schema.classes)
-        self.feature_names_ = list(classifier.schema.feature_names)
+        self.feature_names_ = classifier.schema.raw_feature_names
         self.config_ = config
         self.release_: dict[str, Any] = dict(config.get("release") or _DEFAULT_RELEASE)
         self.audited_output_: dict[str, Any] = dict(config.get("audited_output") or AUDITED_CLASSIFIER_OUTPUT)
         self.serving_: dict[str, Any] = {**DeployConfig().serving_limits(), **(config.get("serving") or {})}
+        encoding = classifier.schema.encoding
+        self._encoder = TableEncoder.from_dict(encoding) if encoding is not None else None
+        #: per raw feature: "numeric", "boolean" or "categorical" (numeric tables: all "numeric")
+        self.feature_types_ = ({c["name"]: c["type"] for c in encoding["columns"]} if encoding is not None
+                               else dict.fromkeys(self.feature_names_, "numeric"))
 
-    @property
-    def feature_types_(self) -> dict[str, str]:
-        """Each feature's type as a request must give it; every feature is a ``"number"`` today."""
-        recorded = (self.config_.get("schema") or {}).get("feature_types") or {}
-        return {name: recorded.get(name, "number") for name in self.feature_names_}
+    def _encoded(self, X) -> np.ndarray:
+        import pandas as pd
+
+        if not hasattr(X, "columns"):
+            if isinstance(X, dict):
+                X = [X]
+            if isinstance(X, list) and X and isinstance(X[0], dict):
+                X = pd.DataFrame(X)
+            else:
+                rows = np.asarray(X, dtype=object)
+                if rows.ndim != 2 or rows.shape[1] != len(self.feature_names_):
+                    raise DataError(f"predict_proba: X has shape {rows.shape}; expected (n, {len(self.feature_names_)}) "
+                                    f"raw values of {self.feature_names_[:5]}…")
+                X = pd.DataFrame(rows, columns=self.feature_names_)
+        return self._encoder.transform(X, path="predict_proba")
 
     def _matrix(self, X) -> np.ndarray:
+        if self._encoder is not None:
+            return self._encoded(X)
         if hasattr(X, "columns"):  # a DataFrame: select the features by name, in order
             missing = [c for c in self.feature_names_ if c not in X.columns]
             if missing:

@@ -10,7 +10,7 @@ import pytest
 from distillguard.serve.budget import QueryBudget
 from distillguard.serve.schema import RequestError, parse_json, parse_rows, to_matrix
 
-TYPES = {"a": "number", "b": "number"}
+TYPES = {"a": "numeric", "b": "numeric"}
 
 
 def error_of(fn, *args, **kwargs) -> RequestError:

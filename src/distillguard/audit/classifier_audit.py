@@ -16,6 +16,7 @@ from distillguard.audit.exchangeability import exchangeability_check
 from distillguard.audit.membership import score_canaries_leave_one_out, score_targets
 from distillguard.audit.metrics import roc
 from distillguard.audit.placement import Shadows, train_shadows
+from distillguard.audit.record_risk import record_risk_columns, risk_summary
 from distillguard.audit.scores import ScoreRows, summarize_attack
 from distillguard.audit.selection import CRITERION, Configuration, select_configuration
 from distillguard.audit.shadow_outputs import SHADOW_OUTPUTS, shadow_arrays
@@ -34,8 +35,8 @@ EPSILON_DELTA = 1e-5
 
 
 def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None = None
-                 ) -> tuple[dict, ScoreRows, dict, dict[str, np.ndarray] | None]:
-    """Every number of the audit, the per-record scores, ROC curves and the shadow outputs, from a run folder.
+                 ) -> tuple[dict, ScoreRows, dict, dict[str, np.ndarray] | None, dict]:
+    """Every number of the audit, the per-record scores, ROC curves, the shadow outputs and per-record risk.
 
     Reads the teacher's split, the student and teacher, the data roles and (with shadows)
     the recorded label queries; trains the shadows where ``[audit].backend`` says
@@ -43,7 +44,8 @@ def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None
 
     Returns:
         (``metrics.json`` content, the rows of ``scores.parquet``, attack → {target: ROC curve},
-        the arrays of ``shadow_outputs.npz`` (audit/shadow_outputs.py), or None without shadows).
+        the arrays of ``shadow_outputs.npz`` (audit/shadow_outputs.py), or None without shadows,
+        the columns of ``record_risk.parquet``).
     """
     seed, cfg = spec.run.seed, spec.audit
     models = {name: load_classifier(run / name)[0] for name in TARGETS}
@@ -80,7 +82,21 @@ def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None
     if shadows is not None:
         outputs = shadow_arrays(pool_ids=pool.example_ids, pool_labels=pool.y, pool_is_member=pool.is_member,
                                 population_labels=test.y, shadows=shadows, targets=audit.target_signals)
-    return metrics, audit.rows, audit.curves, outputs
+    risk_columns, metrics["record_risk"] = _record_risk(schema.classes, pool, audit.pool_scores)
+    return metrics, audit.rows, audit.curves, outputs, risk_columns
+
+
+def _record_risk(classes: list, pool, pool_scores: dict) -> tuple[dict, list[dict]]:
+    """The per-record risk table and, per target, the strongest attack's counts and riskiest classes."""
+    columns = record_risk_columns(example_ids=pool.example_ids, labels=pool.y, classes=classes,
+                                  is_member=pool.is_member, scores=pool_scores)
+    summaries = []
+    for target in TARGETS:
+        attack = strongest_attack([a for t, a in pool_scores if t == target])
+        if attack is not None:
+            summaries.append(risk_summary(labels=pool.y, classes=classes, is_member=pool.is_member,
+                                          scores=pool_scores[(target, attack)], target=target, attack=attack))
+    return columns, summaries
 
 
 def _train_shadows(spec: Spec, run: RunDir, *, schema, pool, test, checkpoints) -> Shadows | None:
@@ -105,6 +121,7 @@ class _Audit:
         self.epsilons: list[dict] = []
         self.selections: dict[str, dict] = {}
         self.target_signals: dict[str, TargetSignals] = {}
+        self.pool_scores: dict[tuple[str, str], np.ndarray] = {}  # (target, attack) -> scores on the pool
 
     def attack_target(self, target: str, signals: TargetSignals) -> None:
         spec, pool, shadows = self.spec, self.pool, self.shadows
@@ -136,6 +153,8 @@ class _Audit:
             row["configuration"] = chosen.to_dict()
         self.results.append(row)
         self.rows.add(ids, target, name, scores, is_member, canary=canary)
+        if population == "all":
+            self.pool_scores[(target, name)] = scores
         key = target if population == "all" else f"{target} (canaries)"
         self.curves.setdefault(name, {})[key] = roc(scores, is_member)
 

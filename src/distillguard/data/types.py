@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -30,11 +31,25 @@ class Split:
 
 @dataclass(frozen=True)
 class Schema:
-    """What a model's inputs and outputs mean: feature columns, classes, input shape."""
+    """What a model's inputs and outputs mean: feature columns, classes, input shape.
+
+    ``feature_names`` name the model's numeric inputs. A table with categories or blanks
+    also has ``encoding``: the JSON of a :class:`~distillguard.data.encoding.TableEncoder`
+    fitted on the transfer inputs, which turns the raw columns (``raw_feature_names``)
+    into those inputs.
+    """
 
     feature_names: list[str]
     classes: list
     input_shape: tuple[int, ...]
+    encoding: dict[str, Any] | None = None
+
+    @property
+    def raw_feature_names(self) -> list[str]:
+        """The columns of a raw row: the encoder's inputs, or the feature names of a numeric table."""
+        if self.encoding is None:
+            return list(self.feature_names)
+        return [c["name"] for c in self.encoding["columns"]]
 
     @property
     def n_features(self) -> int:
@@ -45,8 +60,12 @@ class Schema:
         return len(self.classes)
 
     def to_dict(self) -> dict:
-        return {"feature_names": self.feature_names, "classes": self.classes, "input_shape": list(self.input_shape)}
+        value = {"feature_names": self.feature_names, "classes": self.classes, "input_shape": list(self.input_shape)}
+        if self.encoding is not None:
+            value["encoding"] = self.encoding
+        return value
 
     @classmethod
     def from_dict(cls, value: dict) -> Schema:
-        return cls(list(value["feature_names"]), list(value["classes"]), tuple(value["input_shape"]))
+        return cls(list(value["feature_names"]), list(value["classes"]), tuple(value["input_shape"]),
+                   value.get("encoding"))

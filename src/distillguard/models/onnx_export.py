@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from distillguard.errors import ArtifactError, DistillGuardError
+from distillguard.errors import ArtifactError, ConfigError, DistillGuardError
 from distillguard.models.artifact import Classifier
 
 INPUT, OUTPUT = "features", "probabilities"
@@ -54,7 +54,16 @@ def _importable(name: str) -> bool:
 
 
 def export_onnx(clf: Classifier, path: Path) -> None:
-    """Write ``clf`` as ``path`` and check it against PyTorch on rows around the scaler's mean."""
+    """Write ``clf`` as ``path`` and check it against PyTorch on rows around the scaler's mean.
+
+    The graph takes the raw numeric features; a table with categorical or boolean columns is
+    encoded in Python first (:class:`~distillguard.data.encoding.TableEncoder`), which the
+    graph does not hold, so such a student is refused rather than exported half-way.
+    """
+    if getattr(clf.schema, "encoding", None) is not None:
+        raise ConfigError("[deploy] onnx = true: the student's table has categorical or boolean columns, whose "
+                          "encoding is not part of the ONNX graph; export it without onnx, or encode the table "
+                          "to numeric columns first")
     _require_onnx()
     served = _Served(clf).eval().cpu()
     clf.model.cpu()

@@ -42,11 +42,16 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
                     "note": "loaded teacher: attacks that replay training use the recipe in [teacher]"
                     if teacher_stage.get("source") == "loaded" else None},
         "populations": metrics.get("populations", {}),
+        **({"data_split": {**teacher_stage["data_split"], "note": "EVALUATION SET-UP: members, nonmembers, transfer "
+                           "and test were cut from one labelled table by a seeded split; in deployment the transfer "
+                           "set is public data and the members are the private training set"}}
+           if teacher_stage.get("data_split") else {}),
         "shadows": metrics.get("shadows"),
         "exchangeability": metrics.get("exchangeability"),
         "attacks": metrics["attacks"],
         "probes": metrics.get("probes", []),
         "empirical_epsilon": metrics.get("empirical_epsilon"),
+        "record_risk": metrics.get("record_risk"),
         "warnings": metrics.get("warnings", []),
     }
     if spec.is_lm:

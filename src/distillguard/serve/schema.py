@@ -6,8 +6,8 @@ field and what was expected. Messages name fields and JSON types, never a submit
 value, so they can be logged.
 
 Feature types come from the bundle (:attr:`Bundle.feature_types_`); each type has one
-checker in :data:`CHECKERS`. Every feature is a ``"number"`` today; a new type (a
-category, a missing value) is one more checker and one more branch in :func:`to_matrix`.
+checker in :data:`CHECKERS` (numeric; for a mixed table also boolean and categorical, with
+null for a missing value); a new type is one more checker and one more branch in :func:`to_matrix`.
 """
 
 from __future__ import annotations
@@ -61,8 +61,26 @@ def _number(value: Any, where: str) -> float:
     return number
 
 
-#: One checker per feature type: (value, where) -> the value the model takes.
-CHECKERS: dict[str, Callable[[Any, str], Any]] = {"number": _number}
+def _boolean(value: Any, where: str) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise RequestError(422, f"{where}: expected true, false or null (missing), got {json_type(value)}")
+    return value
+
+
+def _category(value: Any, where: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise RequestError(422, f"{where}: expected a category as a string or null (missing), got {json_type(value)}")
+    if value is not None and len(value) > _MAX_CATEGORY_CHARS:
+        raise RequestError(422, f"{where}: a category of {len(value)} characters; at most {_MAX_CATEGORY_CHARS}")
+    return value
+
+
+_MAX_CATEGORY_CHARS = 256
+
+#: One checker per feature type (the bundle's ``feature_types_``): (value, where) -> the value the model takes.
+#: A numeric table's features are all "numeric"; a mixed table's encoder also takes "boolean" and "categorical"
+#: features, with null for a missing value (imputed as in training; an unseen category encodes as all zeros).
+CHECKERS: dict[str, Callable[[Any, str], Any]] = {"numeric": _number, "boolean": _boolean, "categorical": _category}
 
 
 def _reject_constant(name: str) -> Any:
@@ -116,9 +134,14 @@ def _row(row: Any, i: int, feature_types: dict[str, str]) -> list[Any]:
     return [CHECKERS[kind](row[name], f"rows[{i}].{name}") for name, kind in feature_types.items()]
 
 
-def to_matrix(rows: list[list[Any]], feature_types: dict[str, str]) -> np.ndarray:
-    """What the bundle's ``predict_proba`` takes: (n, d) float32 while every feature is a number."""
-    return np.asarray(rows, dtype=np.float32).reshape(len(rows), len(feature_types))
+def to_matrix(rows: list[list[Any]], feature_types: dict[str, str]):
+    """What the bundle's ``predict_proba`` takes: (n, d) float32 when every feature is numeric, else a
+    DataFrame of the raw values by feature name (the bundle's encoder turns it into the model's input)."""
+    if all(kind == "numeric" for kind in feature_types.values()):
+        return np.asarray(rows, dtype=np.float32).reshape(len(rows), len(feature_types))
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=list(feature_types), dtype=object)
 
 
 def unknown_types(feature_types: dict[str, str]) -> dict[str, str]:

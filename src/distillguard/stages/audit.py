@@ -1,7 +1,9 @@
 """Stage 4: utility and membership inference, teacher vs student, into audit/.
 
 Writes ``metrics.json`` (every number the report shows), ``scores.parquet`` (one row per
-record, target and attack, so each number can be recomputed) and ROC plots. What is
+record, target and attack, so each number can be recomputed), ``record_risk.parquet``
+(one row per audited record: class, each attack's score and percentile among the
+non-members) and ROC plots. What is
 measured, and how, lives in the audit library (audit/classifier_audit.py; where the
 shadows run: audit/placement.py); this stage fingerprints its inputs and writes files.
 """
@@ -49,8 +51,9 @@ def run_audit_stage(spec: Spec, run: RunDir) -> bool:
 
     def build(folder: Path) -> dict:
         os.chmod(folder, 0o700)  # per-record scores reveal who was a member
-        metrics, rows, curves, shadow_outputs = audit_models(spec, run, checkpoints=checkpoints)
+        metrics, rows, curves, shadow_outputs, risk = audit_models(spec, run, checkpoints=checkpoints)
         pq.write_table(pa.table(rows.columns), folder / "scores.parquet")
+        pq.write_table(pa.table(risk), folder / "record_risk.parquet")
         if shadow_outputs is not None:  # as sensitive as scores.parquet: removed by --destroy-teacher
             write_shadow_outputs(folder / SHADOW_OUTPUTS, shadow_outputs)
         for attack, by_target in curves.items():

@@ -121,7 +121,7 @@ def _count_records(spec: Spec) -> int | None:
 
 def _log_leaks(spec: Spec, leaks) -> None:
     if leaks.transfer_rows.size:
-        progress.log(f"[yellow]leak guard ({spec.data.leak_policy}): {leaks.summary()}[/yellow]")
+        progress.log(f"[yellow]leak guard ({spec.data.effective_leak_policy()}): {leaks.summary()}[/yellow]")
 
 
 def _write_meta(spec: Spec, folder: Path, *, teacher, inputs: dict, leaks, shards: list[str], n_records: int,
@@ -133,14 +133,14 @@ def _write_meta(spec: Spec, folder: Path, *, teacher, inputs: dict, leaks, shard
         "n_classes": teacher.schema.n_classes,
         "teacher_sha256": inputs["teacher/model.safetensors"], "transfer_sha256": inputs["data.transfer"],
         "schema": teacher.schema.to_dict(), "shards": shards, "leak_guard": leaks.to_dict(),
-        "leak_policy": spec.data.leak_policy,
+        "leak_policy": spec.data.effective_leak_policy(),
     })
     return {"n_records": n_records, "n_queries": n_queries, "leak_guard": _leak_record(spec, leaks)}
 
 
 def _leak_record(spec: Spec, leaks) -> dict:
-    return {"policy": spec.data.leak_policy, "flagged": int(leaks.transfer_rows.size),
-            "dropped": int(len(leaks.transfer_rows)) if spec.data.leak_policy == "drop" else 0}
+    return {"policy": spec.data.effective_leak_policy(), "flagged": int(leaks.transfer_rows.size),
+            "dropped": int(len(leaks.transfer_rows)) if spec.data.effective_leak_policy() == "drop" else 0}
 
 
 def _release(spec: Spec, teacher, transfer):
@@ -189,7 +189,7 @@ def _write_pate_labels(spec: Spec, folder: Path, *, teacher, transfer, inputs: d
         "kind": "labels", "aggregator": privacy["aggregator"], "n_records": int(answered.sum()),
         "n_queries": len(transfer), "n_classes": schema.n_classes, "teacher_sha256": inputs["teacher/model.safetensors"],
         "transfer_sha256": inputs["data.transfer"], "schema": schema.to_dict(), "shards": shards,
-        "queries": QUERIES, "privacy": privacy, "leak_guard": leaks.to_dict(), "leak_policy": spec.data.leak_policy,
+        "queries": QUERIES, "privacy": privacy, "leak_guard": leaks.to_dict(), "leak_policy": spec.data.effective_leak_policy(),
     })
     progress.log(f"label: PATE answered {privacy['answered']}/{privacy['queries']} queries, "
                  f"ε = {privacy['epsilon']:.3g} at δ = {privacy['delta']:.3g} (data-independent)")

@@ -23,15 +23,11 @@ OUTPUT = "teacher"
 
 def run_teacher_stage(spec: Spec, run: RunDir) -> bool:
     """Train or load the teacher; writes teacher/{model.safetensors, config.json, split.json, training_log.json}."""
-    inputs = {"data.members": data_fingerprint(spec.data, "members")}
-    if spec.teacher.path is not None:
-        inputs["teacher.path"] = sha256_file(_weights(spec.teacher.path))
+    inputs = _inputs(spec)
     params = {"teacher": spec.section_dict("teacher"), "data": spec.data.fingerprint_params(), "seed": spec.run.seed,
               "privacy": spec.section_dict("privacy")}
     if distributed.batch_parts() > 1:  # gradients in parts round differently from one piece
         params["batch_parts"] = distributed.batch_parts()
-    if spec.privacy.mechanism in ("dp-sgd", "pate") or spec.teacher.ensemble > 1:
-        inputs["data.transfer"] = data_fingerprint(spec.data, "transfer")  # public scaler
 
     checkpoints = checkpoint_store(spec, run, "teacher")
 
@@ -74,10 +70,30 @@ def run_teacher_stage(spec: Spec, run: RunDir) -> bool:
             "note": "val_ids were held out for checkpoint selection and never trained on",
         })
         atomic_write_json(folder / "training_log.json", log)
-        return {"source": source, "n_train": int(len(train_rows)), "n_val": int(len(val_rows)), "privacy": privacy}
+        record = {"source": source, "n_train": int(len(train_rows)), "n_val": int(len(val_rows)), "privacy": privacy}
+        if spec.data.is_table():  # the roles cut from one table: rows here (owner-only), summary in the manifest
+            from distillguard.data.sources import split_record
+
+            split = split_record(spec.data, seed=spec.run.seed)
+            atomic_write_json(folder / "data_split.json", split)
+            record["data_split"] = split["summary"]
+        return record
 
     return execute_stage(run, "teacher", params=params, inputs=inputs, output=OUTPUT, build=build,
                          checkpoints=checkpoints)
+
+
+def _inputs(spec: Spec) -> dict[str, str]:
+    """What the teacher reads: the members, a loaded teacher, and the transfer set where it
+    gives the public scaler or the encoder of a mixed-type table."""
+    inputs = {"data.members": data_fingerprint(spec.data, "members")}
+    if spec.teacher.path is not None:
+        inputs["teacher.path"] = sha256_file(_weights(spec.teacher.path))
+    if (spec.privacy.mechanism in ("dp-sgd", "pate") or spec.teacher.ensemble > 1
+            or (spec.data.builtin is None and not spec.data.is_table()
+                and spec.data.resolved_format() in ("csv", "parquet"))):
+        inputs["data.transfer"] = data_fingerprint(spec.data, "transfer")
+    return inputs
 
 
 def _train_ensemble(spec: Spec, schema, members, checkpoints, *, n_teachers: int) -> tuple:
