@@ -33,15 +33,17 @@ class DataLeakError(DistillGuardError):
 def did_you_mean(value: str, choices: list[str], *, n: int = 3) -> str:
     """``" (did you mean 'x'?)"`` for the closest of ``choices``, or ``""``.
 
-    A case-insensitive match comes first (``Diagnosis`` → ``diagnosis``), then the
-    closest spellings by edit similarity (:func:`difflib.get_close_matches`).
+    A case-insensitive match comes first (``Diagnosis`` → ``diagnosis``), then a transposition
+    (same letters: ``lable`` → ``label``), then the closest spellings by edit similarity
+    (:func:`difflib.get_close_matches`).
     """
     import difflib
 
     same_case = [c for c in choices if c.lower() == value.lower() and c != value]
     lowered = {c.lower(): c for c in choices}
+    anagrams = [lowered[c] for c in lowered if sorted(c) == sorted(value.lower()) and c != value.lower()]
     close = [lowered[c] for c in difflib.get_close_matches(value.lower(), list(lowered), n=n, cutoff=0.6)]
-    matches = list(dict.fromkeys(same_case + close))[:n]
+    matches = list(dict.fromkeys(same_case + anagrams or close))[:n]  # a sure match stands alone
     if not matches:
         return ""
     return f" (did you mean {' or '.join(repr(m) for m in matches)}?)"

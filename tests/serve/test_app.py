@@ -74,10 +74,16 @@ def test_refuses_a_release_finer_than_the_audit(deploy):
         create_app(deploy)
 
 
-def test_refuses_feature_types_it_cannot_check(deploy):
-    config = json.loads((deploy / "config.json").read_text())
-    config["schema"]["feature_types"] = {"age": "image"}
-    (deploy / "config.json").write_text(json.dumps(config))
+def test_refuses_feature_types_it_cannot_check(deploy, monkeypatch):
+    from distillguard.bundle import Bundle
+
+    original = Bundle.__init__
+
+    def with_an_image_feature(self, classifier, config):  # a bundle from a newer version, say
+        original(self, classifier, config)
+        self.feature_types_ = {**self.feature_types_, "age": "image"}
+
+    monkeypatch.setattr(Bundle, "__init__", with_an_image_feature)
     with pytest.raises(ArtifactError, match="feature 'age' has type 'image'"):
         create_app(deploy)
 
