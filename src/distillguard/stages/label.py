@@ -103,6 +103,8 @@ def _stream_logits(spec: Spec, folder: Path, *, teacher, inputs: dict) -> dict:
 def _count_records(spec: Spec) -> int | None:
     """Transfer records, for the progress bar's total: cheap for every format (None if unknown)."""
     cfg = spec.data
+    if cfg.is_table():  # one table (or a real built-in) cut into the roles: known only once it is cut
+        return None
     if cfg.builtin is not None:
         return cfg.split_sizes().transfer
     path, fmt = Path(cfg.transfer), cfg.resolved_format()
