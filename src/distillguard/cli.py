@@ -276,6 +276,10 @@ def tune(
     verdict = "within the accuracy bar" if result.met_target else "[red]no candidate met the accuracy bar[/red]"
     out.print(f"chosen: {result.chosen.name} ({verdict}); spec: {result.best_spec}; "
               f"report: {result.folder / 'report.html'} ({result.elapsed_seconds / 60:.1f} min)")
+    if result.skipped:
+        out.print(f"budget: {len(result.skipped)} evaluation(s) did not fit in {budget_minutes:g} min and were skipped "
+                  f"({', '.join(result.skipped[:3])}{', …' if len(result.skipped) > 3 else ''}); "
+                  "a larger --budget-minutes evaluates them")
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:

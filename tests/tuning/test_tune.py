@@ -234,8 +234,15 @@ def test_cli_tune_with_a_tiny_budget_exits_within_a_minute_and_leaves_no_private
     started = time.monotonic()
     result = run_cli("tune", "spec.toml", "--budget-minutes", "0.1", "--out", "t", cwd=tmp_path)
     assert time.monotonic() - started < 60
-    assert result.returncode == 2, result.stdout + result.stderr
-    line = result.stderr.strip().splitlines()[-1]
-    assert line.startswith("error: tune: the budget of 0.1 min (6 s) is shorter than one evaluation")
-    assert "--budget-minutes" in line
+    # Which of the two endings depends on the machine's speed: on a slow (or loaded) one the
+    # data preparation alone predicts an evaluation longer than 6 s; on a fast one the first
+    # candidate fits and the budget skips the rest. Either way the budget is said and kept.
+    if result.returncode == 2:
+        line = result.stderr.strip().splitlines()[-1]
+        assert line.startswith("error: tune: the budget of 0.1 min (6 s) is shorter than one evaluation")
+        assert "--budget-minutes" in line
+    else:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "did not fit in 0.1 min and were skipped" in result.stdout, result.stdout
+        assert "--budget-minutes" in result.stdout
     assert not (tmp_path / "t" / "private").exists()
