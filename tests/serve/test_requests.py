@@ -25,6 +25,28 @@ def test_valid_rows_become_a_float32_matrix_in_feature_order():
     assert X.dtype == np.float32 and X.tolist() == [[1.5, 2.0], [-3.0, 0.0]]
 
 
+MIXED = {"age": "numeric", "city": "categorical", "smoker": "boolean"}
+
+
+def test_mixed_rows_keep_categories_and_missing_values_for_the_bundle_s_encoder():
+    rows = parse_rows({"rows": [{"age": 41, "city": "Lyon", "smoker": None},
+                                {"smoker": True, "age": 7.5, "city": None}]}, MIXED, max_rows=10)
+    frame = to_matrix(rows, MIXED)
+    assert list(frame.columns) == ["age", "city", "smoker"]
+    assert frame.values.tolist() == [[41.0, "Lyon", None], [7.5, None, True]]
+
+
+@pytest.mark.parametrize("row, fragment", [
+    ({"age": 1, "city": 3, "smoker": True}, "rows[0].city: expected a category as a string or null"),
+    ({"age": 1, "city": "x", "smoker": "yes"}, "rows[0].smoker: expected true, false or null"),
+    ({"age": None, "city": "x", "smoker": True}, "rows[0].age: expected a finite number"),
+    ({"age": 1, "city": "x" * 300, "smoker": True}, "a category of 300 characters; at most 256"),
+])
+def test_mixed_rows_of_the_wrong_type_are_422_naming_the_field(row, fragment):
+    error = error_of(parse_rows, {"rows": [row]}, MIXED, max_rows=10)
+    assert error.status == 422 and fragment in error.message and "yes" not in error.message
+
+
 @pytest.mark.parametrize("body, status, fragment", [
     (b"", 400, "empty"),
     (b"{", 400, "malformed JSON at line 1"),
