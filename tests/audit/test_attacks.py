@@ -205,9 +205,30 @@ def test_rmia_offline_formula_on_a_tiny_case():
     assert np.exp(attack.log_pr_x_[0]) == pytest.approx((1 + a) / 2 * 0.4 + (1 - a) / 2)
     ratio_x = 0.8 / ((1 + a) / 2 * 0.4 + (1 - a) / 2)
     ratio_z = np.array([0.5, 0.2]) / ((1 + a) / 2 * np.array([0.5, 0.2]) + (1 - a) / 2)
-    assert attack.score(target)[0] == pytest.approx(np.mean(ratio_x / ratio_z > 1.0))
+    paper = A.make_attack("rmia", a=a, tie_break=False).fit(reference)
+    assert paper.score(target)[0] == pytest.approx(np.mean(ratio_x / ratio_z > 1.0))
+    # the default keeps the count and adds x's own ratio inside its 1/(m+1) step
+    count, within = divmod(attack.score(target)[0] * 3, 1.0)
+    assert count == np.sum(ratio_x / ratio_z > 1.0)
+    assert within == pytest.approx(ratio_x / (1 + ratio_x))  # σ(log LR_x) = LR_x / (1 + LR_x)
     online = A.make_attack("rmia", offline=False).fit(reference)
     assert np.exp(online.log_pr_x_[0]) == pytest.approx((0.9 + 0.4) / 2)
+
+
+def test_rmia_tie_break_orders_saturated_records_by_their_ratio():
+    # members far above every population record all score 1 under the paper's fraction; the
+    # tie-break ranks them by their own ratio, so a member more confident than a non-member wins
+    target, reference, _ = _world(target_memorizes=True, n=300)
+    paper = A.make_attack("rmia", tie_break=False).fit(reference).score(target)
+    ours = A.make_attack("rmia").fit(reference).score(target)
+    assert np.sum(paper == paper.max()) > 5  # the world has saturated ties to break
+    assert len(np.unique(ours)) == len(ours)
+    # every strict order of the paper's score survives
+    strict = paper[:, None] < paper[None, :]
+    assert np.all((ours[:, None] < ours[None, :])[strict])
+    assert ours.min() >= 0.0 and ours.max() < 1.0
+    with pytest.raises(ValueError, match="The 'tie_break' parameter of RMIA must be a bool"):
+        A.make_attack("rmia", tie_break=1)
 
 
 def test_rmia_requires_population():
@@ -248,5 +269,5 @@ def test_registry():
         A.make_attack("lira_online", variance="pooled")
     with pytest.raises(ValueError, match="The 'a' parameter of RMIA must be in"):
         A.make_attack("rmia", a=1.5)
-    assert A.make_attack("rmia", a=0.5).get_params() == {"offline": True, "a": 0.5, "gamma": 1.0}
+    assert A.make_attack("rmia", a=0.5).get_params() == {"offline": True, "a": 0.5, "gamma": 1.0, "tie_break": True}
     assert A.make_attack("loss").fit(None) is not None and repr(A.make_attack("loss")) == "LossAttack()"

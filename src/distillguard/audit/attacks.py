@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
-from scipy.special import logsumexp
+from scipy.special import expit, logsumexp
 from scipy.stats import norm
 
 from distillguard.audit.signals import (
@@ -302,24 +302,36 @@ class RMIA(MembershipAttack):
     uncorrected mean over all (in-)models, which overestimates ``Pr(x)`` and so can only
     lower its score. Everything is computed in log space.
 
+    Ties: against one fixed population the fraction is a non-decreasing step function of
+    ``x``'s own ratio ``Pr(x|θ)/Pr(x)``, quantised to ``1/m``. A leaky model pushes many
+    members above every population record, where the fraction saturates at 1 and they tie
+    with each other (and with the few non-members that also beat every ``z``), which blurs
+    exactly the low-FPR end that the gate reads. With ``tie_break`` (default) the score is
+    ``(count + σ(log LR_x − log γ)) / (m + 1)``: ordered by the fraction first and, within
+    one fraction, by ``x``'s own ratio, as a larger population would order them. It stays in
+    [0, 1), keeps every strict order of the paper's score, and ``tie_break=False`` gives the
+    paper's fraction exactly.
+
     Args:
         offline: use out-models only for ``Pr(x)`` (default True).
         a: offline correction in [0, 1] (ml_privacy_meter's default 0.3; tune on a
             reference model if possible).
         gamma: likelihood-ratio threshold ``γ > 0`` (default 1).
+        tie_break: order records with equal fractions by their likelihood ratio (default True).
     """
 
     name = "rmia"
     requires_reference = True
 
-    def __init__(self, *, offline: bool = True, a: float = 0.3, gamma: float = 1.0) -> None:
-        if not isinstance(offline, bool):
-            raise ValueError(f"The 'offline' parameter of RMIA must be a bool. Got {offline!r} instead.")
+    def __init__(self, *, offline: bool = True, a: float = 0.3, gamma: float = 1.0, tie_break: bool = True) -> None:
+        for flag, value in (("offline", offline), ("tie_break", tie_break)):
+            if not isinstance(value, bool):
+                raise ValueError(f"The '{flag}' parameter of RMIA must be a bool. Got {value!r} instead.")
         if not 0.0 <= a <= 1.0:
             raise ValueError(f"The 'a' parameter of RMIA must be in [0, 1]. Got {a!r} instead.")
         if not gamma > 0:
             raise ValueError(f"The 'gamma' parameter of RMIA must be > 0. Got {gamma!r} instead.")
-        self.offline, self.a, self.gamma = offline, float(a), float(gamma)
+        self.offline, self.a, self.gamma, self.tie_break = offline, float(a), float(gamma), tie_break
 
     def fit(self, reference: ReferenceSignals | None = None) -> Self:
         reference = _require_reference(self, reference)
@@ -352,8 +364,12 @@ class RMIA(MembershipAttack):
         log_ratio_x = true_class_logprob(target.logits, target.labels) - self.log_pr_x_  # (n,)
         log_ratio_z = true_class_logprob(target.population_logits, target.population_labels) - self.log_pr_z_  # (m,)
         # LR(x, z) > γ  ⇔  log_ratio_z < log_ratio_x − log γ; count such z by binary search.
-        below = np.searchsorted(np.sort(log_ratio_z), log_ratio_x - np.log(self.gamma), side="left")
-        return below / log_ratio_z.size
+        margin = log_ratio_x - np.log(self.gamma)
+        below = np.searchsorted(np.sort(log_ratio_z), margin, side="left")
+        if not self.tie_break:
+            return below / log_ratio_z.size
+        within = np.minimum(expit(margin), 1.0 - 1e-12)  # in [0, 1): never reaches the next count
+        return (below + within) / (log_ratio_z.size + 1)
 
     def _correct(self, log_pr_out: np.ndarray) -> np.ndarray:
         """``log(((1+a)/2)·Pr_out + (1−a)/2)`` from ``log Pr_out``."""
