@@ -13,6 +13,7 @@ import numpy as np
 from distillguard.attack_names import SELECTED_ATTACK, strongest_attack
 from distillguard.audit.empirical_epsilon import one_run_epsilon
 from distillguard.audit.exchangeability import exchangeability_check
+from distillguard.audit.canary_protocol import vulnerable_record_rows
 from distillguard.audit.membership import score_canaries_leave_one_out, score_targets
 from distillguard.audit.metrics import roc
 from distillguard.audit.placement import Shadows, train_shadows
@@ -72,9 +73,12 @@ def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None
                   if spec.privacy.mechanism == "pate" else "teacher training + labeling + distillation")
         metrics["shadows"] = {"count": cfg.shadows, "replay": replay,
                               "canaries": 0 if shadows.canaries is None else len(shadows.canaries),
+                              "canary_kind": spec.audit.canary_kind if shadows.canaries is not None else None,
                               "outputs": f"audit/{SHADOW_OUTPUTS}"}
     if audit.selections:
         metrics["strongest"] = audit.selections
+    if audit.canary_protocol:
+        metrics["canary_protocol"] = audit.canary_protocol
     if audit.epsilons:
         metrics["empirical_epsilon"] = {**next(e for e in audit.epsilons if e["target"] == "student"),
                                         "by_target": audit.epsilons}
@@ -107,7 +111,7 @@ def _train_shadows(spec: Spec, run: RunDir, *, schema, pool, test, checkpoints) 
     kept_ids = read_query_ids(run / "softlabels")  # every record the teacher was asked (the guard's survivors)
     transfer = transfer.subset(np.flatnonzero(np.isin(transfer.ids, kept_ids)))
     shadows = train_shadows(spec, schema=schema, pool=pool, transfer_X=transfer.X, population_X=test.X,
-                            checkpoints=checkpoints, transfer_blocks=shard_numbers(transfer.ids, spec.run.shard_rows))
+                            population_y=test.y, checkpoints=checkpoints, transfer_blocks=shard_numbers(transfer.ids, spec.run.shard_rows))
     failpoint("audit/shadows-trained")
     return shadows
 
@@ -119,6 +123,7 @@ class _Audit:
         self.spec, self.pool, self.population_labels, self.shadows = spec, pool, population_labels, shadows
         self.rows, self.results, self.curves = ScoreRows(), [], {}
         self.epsilons: list[dict] = []
+        self.canary_protocol: list[dict] = []
         self.selections: dict[str, dict] = {}
         self.target_signals: dict[str, TargetSignals] = {}
         self.pool_scores: dict[tuple[str, str], np.ndarray] = {}  # (target, attack) -> scores on the pool
@@ -170,6 +175,10 @@ class _Audit:
         for name, (scores, included) in scored.items():
             self.record(name, target, "canaries", scores, included, ids=ids, canary=True, chosen=chosen)
         attack = strongest_attack(scored, down_to="loss") or spec.audit.attacks[0]
+        self.canary_protocol += vulnerable_record_rows(scored[attack], canaries.kind, target=target, attack=attack,
+                                                       summarize=lambda sc, inc, kind: summarize_attack(
+                                                           sc, inc, spec=spec, target=target, attack=attack,
+                                                           population=f"canaries:{kind}"))
         eps = one_run_epsilon(
             attack, spec.audit, logits=logits.canaries, labels=canaries.y, included=canaries.included,
             audited_scores=scored[attack][0][:K], population_logits=logits.population,

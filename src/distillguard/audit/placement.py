@@ -32,7 +32,8 @@ class Shadows:
 
 
 def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray, population_X: np.ndarray,
-                  checkpoints: CheckpointStore | None = None, transfer_blocks: np.ndarray | None = None) -> Shadows:
+                  checkpoints: CheckpointStore | None = None, transfer_blocks: np.ndarray | None = None,
+                  population_y: np.ndarray | None = None) -> Shadows:
     """Replay teacher training, labeling and distillation ``[audit].shadows`` times.
 
     ``[audit].backend`` says where: in this process, or one Ray task per chunk of shadows
@@ -44,7 +45,9 @@ def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray
     canaries = None
     if cfg.canaries:
         canaries = plant_canaries(pool.X, n_classes=schema.n_classes, count=cfg.canaries,
-                                  duplicates=cfg.canary_duplicates, n_shadows=cfg.shadows, seed=seed)
+                                  duplicates=cfg.canary_duplicates, n_shadows=cfg.shadows, seed=seed,
+                                  kind=cfg.canary_kind if population_y is not None else "ood",
+                                  source_X=population_X, source_y=population_y)
     eval_sets = {"pool": pool.X, "population": population_X}
     if canaries is not None:
         eval_sets["canaries"] = canaries.X

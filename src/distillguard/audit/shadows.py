@@ -107,25 +107,57 @@ class CanarySet:
         return len(self.X)
 
 
-def plant_canaries(pool_X: np.ndarray, *, n_classes: int, count: int, duplicates: int, n_shadows: int, seed: int) -> CanarySet:
-    """Out-of-distribution records with random labels; every other one duplicated.
+def plant_canaries(pool_X: np.ndarray, *, n_classes: int, count: int, duplicates: int, n_shadows: int, seed: int,
+                   kind: str = "ood", source_X: np.ndarray | None = None, source_y: np.ndarray | None = None) -> CanarySet:
+    """Worst-case records for the replicas: out-of-distribution, mislabeled real records, or half of each.
 
-    Each feature is drawn independently from its marginal in the pool, which breaks
-    the correlations a class is made of, so the record is atypical and its random label
-    can only be fit by memorization: the kind of record that leaks most.
+    ``kind = "ood"``: each feature drawn independently from its marginal in the pool, which
+    breaks the correlations a class is made of, with a random label that only
+    memorization can fit. ``kind = "mislabeled"``: real records of ``source_X`` (known
+    non-members of the shipped models, e.g. the test set) with a label drawn among the
+    *other* classes: Aerni, Zhang & Tramèr (2024)'s canaries, the most vulnerable records
+    of real data. ``"both"``: the first ``count - count // 2`` slots ood, the rest
+    mislabeled. Every other canary of each kind is duplicated ``duplicates`` times.
     """
+    if kind not in ("ood", "mislabeled", "both"):
+        raise ValueError(f"canary kind must be 'ood', 'mislabeled' or 'both', got {kind!r}")
+    n_mislabeled = {"ood": 0, "mislabeled": count, "both": count // 2}[kind]
+    n_ood = count - n_mislabeled
     rng = np.random.default_rng(derive_seed(seed, "canaries"))
 
     def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
         cols = rng.integers(0, len(pool_X), size=(n, pool_X.shape[1]))
         return pool_X[cols, np.arange(pool_X.shape[1])].astype(np.float32), rng.integers(0, n_classes, size=n)
 
-    X, y = draw(count)
-    decoy_X, decoy_y = draw(count)
-    repeats = np.where(np.arange(count) % 2 == 1, duplicates, 1)
-    kind = ["ood_mislabeled" if r == 1 else f"ood_mislabeled_x{r}" for r in repeats]
+    X, y = draw(n_ood)
+    decoy_X, decoy_y = draw(n_ood)
+    repeats = np.where(np.arange(n_ood) % 2 == 1, duplicates, 1)
+    kinds = ["ood_mislabeled" if r == 1 else f"ood_mislabeled_x{r}" for r in repeats]
+    if n_mislabeled:
+        mX, my, mdX, mdy = _mislabeled(source_X, source_y, n_mislabeled, n_classes=n_classes, seed=seed)
+        X, y = np.concatenate([X, mX]), np.concatenate([y, my])
+        decoy_X, decoy_y = np.concatenate([decoy_X, mdX]), np.concatenate([decoy_y, mdy])
+        m_repeats = np.where(np.arange(n_mislabeled) % 2 == 1, duplicates, 1)
+        repeats = np.concatenate([repeats, m_repeats])
+        kinds += ["mislabeled" if r == 1 else f"mislabeled_x{r}" for r in m_repeats]
     included = rng.random((n_shadows, count)) < 0.5
-    return CanarySet(X, y, decoy_X, decoy_y, repeats, kind, included)
+    return CanarySet(X, y, decoy_X, decoy_y, repeats, kinds, included)
+
+
+def _mislabeled(source_X: np.ndarray | None, source_y: np.ndarray | None, n: int, *, n_classes: int, seed: int):
+    """``n`` canaries and ``n`` decoys: distinct real records of the source, each given a wrong label."""
+    if source_X is None or source_y is None:
+        raise ValueError("mislabeled canaries need real records to mislabel: give source_X and source_y")
+    if len(source_X) < 2 * n:
+        raise ValueError(f"mislabeled canaries: {n} canaries and {n} decoys need {2 * n} source records, "
+                         f"the source has {len(source_X)}; plant fewer canaries")
+    if n_classes < 2:
+        raise ValueError("mislabeled canaries need at least 2 classes")
+    rng = np.random.default_rng(derive_seed(seed, "canaries", "mislabeled"))
+    rows = rng.choice(len(source_X), size=2 * n, replace=False)
+    wrong = (np.asarray(source_y)[rows] + rng.integers(1, n_classes, size=2 * n)) % n_classes
+    X = np.asarray(source_X)[rows].astype(np.float32)
+    return X[:n], wrong[:n], X[n:], wrong[n:]
 
 
 @dataclass(frozen=True)

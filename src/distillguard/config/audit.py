@@ -29,6 +29,10 @@ class AuditConfig(Section):
     )
     canaries: int = Field(32, ge=0, description="Worst-case records planted in the shadow replicas only (0 = none).")
     canary_duplicates: int = Field(4, ge=1, description="Copies of every other canary in a training set.")
+    canary_kind: Literal["ood", "mislabeled", "both"] = Field(
+        "both", description='Classifier canaries: "ood" (features drawn from their marginals, random label), '
+                            '"mislabeled" (real test records with a wrong label: Aerni, Zhang & Tramèr 2024\'s most '
+                            'vulnerable records) or "both" (half of each).')
     lira_variance: Literal["auto", "global", "per_example", "fixed", "fixed_out"] = Field(
         "auto", description="LiRA's Gaussian variance for lira_online/lira_offline: one pooled within-record σ "
                             '("global"), one per record, the reference code\'s fixed σ with median centres ("fixed": '

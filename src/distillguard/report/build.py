@@ -51,6 +51,7 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
         "attacks": metrics["attacks"],
         "probes": metrics.get("probes", []),
         "empirical_epsilon": metrics.get("empirical_epsilon"),
+        "canary_protocol": metrics.get("canary_protocol"),
         "record_risk": metrics.get("record_risk"),
         "warnings": metrics.get("warnings", []),
     }
