@@ -8,7 +8,9 @@ and the planted canaries must be the most exposed records.
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 from sklearn.datasets import make_classification
+from sklearn.metrics import roc_auc_score
 
 import distillguard
 
@@ -67,3 +69,20 @@ def test_memorizing_teacher_is_caught_and_canaries_are_most_exposed(tmp_path):
         canaries, everyone = _result(report, "lira_online", target, "canaries"), _result(report, "lira_online", target)
         assert canaries["auc"] > everyone["auc"]
         assert canaries["tpr_at_fpr"]["0.01"] > everyone["tpr_at_fpr"]["0.01"]
+    _check_canary_protocol(report, tmp_path / "run")
+
+
+def _check_canary_protocol(report: dict, run) -> None:
+    """Mislabeled real records beside the ood ones; each family's row recomputes from scores.parquet."""
+    rows = {(r["target"], r["family"]): r for r in report["canary_protocol"]}
+    assert set(rows) == {(t, f) for t in ("teacher", "student") for f in ("ood_mislabeled", "mislabeled")}
+    assert rows[("teacher", "mislabeled")]["canary_ids"] == list(range(16, 32))
+    assert rows[("teacher", "mislabeled")]["auc"] > 0.8  # a plain teacher memorizes a real record's wrong label
+    scores = pd.read_parquet(run / "audit" / "scores.parquet")
+    for (target, family), row in rows.items():
+        assert row["tpr_at_fpr"]["0.001"] is None and "needs at least 1000" in row["unresolved"]["0.001"]
+        mine = scores[(scores.target == target) & (scores.attack == row["attack"]) & scores.is_canary]
+        slot = mine.example_id.str.extract(r"canary:(\d+)@")[0].astype(int)
+        mine = mine[slot.isin(row["canary_ids"])]
+        assert len(mine) == 8 * 16
+        assert roc_auc_score(mine.is_member, mine.score) == pytest.approx(row["auc"], abs=1e-6)
