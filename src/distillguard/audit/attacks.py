@@ -21,6 +21,7 @@ import numpy as np
 from scipy.special import expit, logsumexp
 from scipy.stats import norm
 
+from distillguard.audit.lira_fit import fit_gaussians, fit_medians, truncate
 from distillguard.audit.signals import (
     ReferenceSignals,
     TargetSignals,
@@ -32,7 +33,6 @@ from distillguard.audit.signals import (
 
 ATTACKS: dict[str, type[MembershipAttack]] = {}
 
-_MIN_STD = 1e-4  # floor on fitted standard deviations of φ (identical shadows give σ = 0)
 
 
 class MembershipAttack(ABC):
@@ -180,14 +180,14 @@ class _LiRA(MembershipAttack):
         self.labels_ = reference.labels.copy()
         if self.variance in ("fixed", "fixed_out"):
             in_mask = reference.in_mask
-            spread = phi[_truncate(in_mask) if self._uses_in and self.variance == "fixed" else _truncate(~in_mask)]
-            self.out_ = _fit_medians(phi, ~in_mask, spread=spread, side="out")
+            spread = phi[truncate(in_mask) if self._uses_in and self.variance == "fixed" else truncate(~in_mask)]
+            self.out_ = fit_medians(phi, ~in_mask, spread=spread, side="out")
             if self._uses_in:
-                self.in_ = _fit_medians(phi, in_mask, spread=spread, side="in")
+                self.in_ = fit_medians(phi, in_mask, spread=spread, side="in")
             return self
-        self.out_ = _fit_gaussians(phi, ~reference.in_mask, global_variance=self.global_variance_, side="out")
+        self.out_ = fit_gaussians(phi, ~reference.in_mask, global_variance=self.global_variance_, side="out")
         if self._uses_in:
-            self.in_ = _fit_gaussians(phi, reference.in_mask, global_variance=self.global_variance_, side="in")
+            self.in_ = fit_gaussians(phi, reference.in_mask, global_variance=self.global_variance_, side="in")
         return self
 
     def _target_statistic(self, target: TargetSignals) -> np.ndarray:
@@ -223,63 +223,6 @@ class LiRAOffline(_LiRA):
         phi = self._target_statistic(target)
         mu_out, sd_out = self.out_
         return -norm.logsf(phi, mu_out, sd_out)
-
-
-def _fit_gaussians(phi: np.ndarray, mask: np.ndarray, *, global_variance: bool,
-                   side: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-record mean and standard deviation of ``phi[mask]`` along the model axis.
-
-    Args:
-        phi: ``(S, n)`` statistic of each shadow on each record.
-        mask: ``(S, n)`` bool, which pairs belong to this side (in or out).
-        global_variance: use one pooled σ for all records.
-        side: "in" or "out", for messages.
-
-    Returns:
-        ``(mu, sigma)``, each ``(n,)``.
-    """
-    count = mask.sum(axis=0)  # (n,)
-    if not count.any():
-        raise ValueError(f"no shadow model has any audited record {side.upper()}; LiRA needs {side}-shadows "
-                         f"(check ReferenceSignals.in_mask)")
-    values = phi[mask]
-    global_mean, total_std = float(values.mean()), float(values.std())
-    mean = np.where(count > 0, np.sum(np.where(mask, phi, 0.0), axis=0) / np.maximum(count, 1), global_mean)
-    residual = np.where(mask, phi - mean, 0.0)
-    dof = int(count.sum() - np.count_nonzero(count))
-    pooled_std = float(np.sqrt(np.sum(residual**2) / dof)) if dof > 0 else total_std
-    if global_variance:
-        std = np.full(phi.shape[1], pooled_std)
-    else:
-        per_example = np.sqrt(np.sum(residual**2, axis=0) / np.maximum(count - 1, 1))
-        std = np.where(count >= 2, per_example, pooled_std)
-    std = np.where(count > 0, std, total_std)
-    return mean, np.maximum(std, _MIN_STD)
-
-
-def _fit_medians(phi: np.ndarray, mask: np.ndarray, *, spread: np.ndarray,
-                 side: str) -> tuple[np.ndarray, np.ndarray]:
-    """The reference code's fixed-variance fit: per-record median of ``phi[mask]``, σ = ``np.std(spread)``.
-
-    As the reference, every record keeps only its first ``k`` values in shadow order, ``k``
-    the smallest count of any record (records with none are centred on the median of all).
-    """
-    if not mask.any():
-        raise ValueError(f"no shadow model has any audited record {side.upper()}; LiRA needs {side}-shadows "
-                         f"(check ReferenceSignals.in_mask)")
-    kept = _truncate(mask)
-    has = kept.any(axis=0)
-    centre = np.full(phi.shape[1], float(np.median(phi[kept])))
-    centre[has] = np.nanmedian(np.where(kept, phi, np.nan)[:, has], axis=0)
-    return centre, np.full(phi.shape[1], max(float(np.std(spread)), _MIN_STD))
-
-
-def _truncate(mask: np.ndarray) -> np.ndarray:
-    """``mask`` keeping, per record (column), its first ``k`` entries, ``k`` the smallest non-zero count."""
-    count = mask.sum(axis=0)
-    if not count.any():
-        return mask
-    return mask & (np.cumsum(mask, axis=0) <= int(count[count > 0].min()))
 
 
 # --- RMIA (Zarifzadeh et al. 2024) -----------------------------------------------------------
