@@ -222,7 +222,7 @@ def serve(
         "--trusted-proxy", help="Address(es) of a reverse proxy whose X-Forwarded-For names the client "
                                 "(comma-separated); unset, the client is the connection's address.")] = None,
 ) -> None:
-    """Serve the deploy bundle over HTTP in its audited output form, with a per-client query budget."""
+    """Serve the deploy bundle over HTTP in its audited output form (a causal LM: its audited decoding), with a per-client query budget."""
     from distillguard.serve.server import serve as _serve
 
     limits = {"query_budget": query_budget, "budget_window_seconds": budget_window, "max_rows": max_rows}

@@ -104,6 +104,21 @@ def test_deploy_loads_with_plain_from_pretrained_and_holds_no_secret(lm_run, cor
     assert "teacher" not in {p.name for p in deploy.iterdir()}
 
 
+def test_deploy_is_served_with_the_audited_decoding(lm_run):
+    from fastapi.testclient import TestClient
+
+    from distillguard.serve.app import create_app
+
+    deploy = lm_run / "deploy"
+    manifest = json.loads((deploy / "manifest.json").read_text())
+    spec_probes = manifest["audited_generation"]
+    assert manifest["generation"]["decoding"] in ("sample", "greedy")
+    assert manifest["generation"]["max_new_tokens"] == spec_probes[f"{manifest['generation']['decoding']}_max_new_tokens"]
+    client = TestClient(create_app(deploy, allow_failed_gate=True))
+    answer = client.post("/generate", json={"prompts": ["Review: I bought the kettle"], "max_new_tokens": 4})
+    assert answer.status_code == 200 and len(answer.json()["completions"]) == 1, answer.text
+
+
 def test_student_stage_reads_no_private_file(lm_run):
     manifest = json.loads((lm_run / "manifest.json").read_text())
     inputs = manifest["stages"]["distill"]["inputs"]

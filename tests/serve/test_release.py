@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -60,12 +62,46 @@ def test_deploy_config_rejects(keys, message):
         DeployConfig(**keys)
 
 
-def test_spec_deploy_section_for_lm_is_refused(tmp_path):
+def test_spec_deploy_keys_of_the_other_track_are_refused(tmp_path):
     from distillguard.config import parse_spec
     from distillguard.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"\[deploy\]: the release policy .* apply to classifiers"):
+    with pytest.raises(ConfigError, match=r"\[deploy\]: output set a classifier's release; a causal LM's is decoding"):
         parse_spec({"data": {"builtin": "pii-corpus"}, "deploy": {"output": "label"}}, base_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"\[deploy\]: decoding apply to causal LMs' generation only"):
+        parse_spec({"data": {"builtin": "purchase-synth"}, "deploy": {"decoding": "greedy"}}, base_dir=tmp_path)
+
+
+@pytest.mark.parametrize(("deploy", "message"), [
+    ({"max_new_tokens": 65}, 'max_new_tokens = 65: the audit generated at most 64 tokens with decoding = "sample"'),
+    ({"decoding": "greedy", "max_new_tokens": 33}, "at most 32 tokens with decoding = \"greedy\""),
+    ({"generation_top_k": 50}, "generation_top_k = 50: the audit sampled with top-k unset or 40"),
+])
+def test_lm_generation_beyond_the_audit_is_refused(tmp_path, deploy, message):
+    from distillguard.config import parse_spec
+    from distillguard.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_spec({"data": {"builtin": "pii-corpus"}, "deploy": deploy}, base_dir=tmp_path)
+
+
+def test_lm_generation_policy_follows_the_probes(tmp_path):
+    from distillguard.config import parse_spec
+    from distillguard.config.deploy import audited_generation, generation_policy
+    from distillguard.errors import ConfigError
+
+    spec = parse_spec({"data": {"builtin": "pii-corpus"}, "deploy": {"decoding": "greedy"}}, base_dir=tmp_path)
+    audited = audited_generation(spec.audit.lm)
+    assert audited == {"temperature": 1.0, "greedy_max_new_tokens": 32, "sample_max_new_tokens": 64,
+                       "sample_top_k": [None, 40]}
+    assert generation_policy(spec.deploy, audited) == {"decoding": "greedy", "temperature": 1.0, "top_k": None,
+                                                       "max_new_tokens": 32}
+    off = parse_spec({"data": {"builtin": "pii-corpus"}, "audit": {"lm": {"pii_samples": 0, "extraction_samples": 0}}},
+                     base_dir=tmp_path)
+    assert generation_policy(off.deploy, audited_generation(off.audit.lm))["decoding"] == "greedy"  # unset: audited one
+    with pytest.raises(ConfigError, match='decoding = "sample": the audit generated no sample completion'):
+        parse_spec({"data": {"builtin": "pii-corpus"}, "deploy": {"decoding": "sample"},
+                    "audit": {"lm": {"pii_samples": 0, "extraction_samples": 0}}}, base_dir=tmp_path)
 
 
 def test_spec_deploy_errors_name_the_key(tmp_path):

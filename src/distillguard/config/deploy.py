@@ -16,6 +16,11 @@ from distillguard.config.base import Section
 
 #: Output forms from finest to coarsest.
 OUTPUT_FORMS = ("probabilities", "top_k", "label")
+#: [deploy] keys of a classifier's release, and of a causal LM's.
+CLASSIFIER_RELEASE_KEYS = ("output", "top_k", "decimals", "onnx")
+LM_RELEASE_KEYS = ("decoding", "generation_top_k", "max_new_tokens")
+#: The extraction probe's sampling top-k (distillguard.lm.probes.extraction).
+EXTRACTION_TOP_K = 40
 #: What the classifier audit scores: the student's full-precision probabilities.
 AUDITED_CLASSIFIER_OUTPUT: dict[str, Any] = {"output": "probabilities", "top_k": None, "decimals": None}
 
@@ -34,6 +39,17 @@ class DeployConfig(Section):
     budget_window_seconds: float = Field(3600.0, gt=0, description="Length of the query-budget window, in seconds.")
     max_rows: int = Field(1000, ge=1, le=100_000, description="Most rows in one /predict request; more is a 413.")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest /predict body in bytes; larger is a 413.")
+    decoding: Literal["sample", "greedy"] | None = Field(
+        None, description='causal-lm: how /generate decodes: "sample" (temperature 1, among generation_top_k '
+                          'tokens) or "greedy", each as the audit\'s probes generated; unset: "sample" when the '
+                          'audit sampled, else "greedy".')
+    generation_top_k: int | None = Field(
+        40, ge=1, description='causal-lm, decoding = "sample": sample among the k most likely tokens (unset: the full '
+                              "distribution); must be a top-k the audit's probes sampled with (40, or unset when the "
+                              "PII probe samples).")
+    max_new_tokens: int | None = Field(
+        None, ge=1, description="causal-lm: most tokens one /generate completion may have; at most what the audit "
+                                "generated with that decoding (unset: that audited maximum).")
 
     @model_validator(mode="after")
     def _form_fits(self) -> DeployConfig:
@@ -55,6 +71,58 @@ class DeployConfig(Section):
 
     def is_default(self) -> bool:
         return self == DeployConfig()
+
+
+def audited_generation(probes: Any) -> dict[str, Any]:
+    """What the LM audit generated with, from its ``[audit.lm]`` probe settings.
+
+    Greedy: the PII probe's greedy completions (``pii_tokens``) and k-extractability's
+    greedy suffixes (``extractable_suffix``). Sampling at temperature 1: the PII probe's
+    samples (``pii_tokens``, full distribution) and the extraction probe's (``extraction_tokens``,
+    top-40). A served completion longer than the audit's, or drawn another way, was never
+    measured.
+    """
+    greedy = max(probes.pii_tokens, probes.extractable_suffix if probes.extractable_texts else 0)
+    sample_tokens, top_ks = 0, []
+    if probes.pii_samples:
+        sample_tokens, top_ks = probes.pii_tokens, [None]
+    if probes.extraction_samples:
+        sample_tokens, top_ks = max(sample_tokens, probes.extraction_tokens), [*top_ks, EXTRACTION_TOP_K]
+    return {"temperature": 1.0, "greedy_max_new_tokens": greedy, "sample_max_new_tokens": sample_tokens,
+            "sample_top_k": top_ks}
+
+
+def generation_policy(deploy: DeployConfig, audited: dict[str, Any]) -> dict[str, Any]:
+    """The bundle's decoding from ``[deploy]``; ValueError saying why when the audit did not cover it."""
+    decoding = deploy.decoding or ("sample" if audited["sample_max_new_tokens"] else "greedy")
+    limit = audited[f"{decoding}_max_new_tokens"]
+    if not limit:
+        raise ValueError(f'decoding = "{decoding}": the audit generated no {decoding} completion '
+                         "(its probes are off); choose the other decoding or turn the probes on")
+    tokens = deploy.max_new_tokens or limit
+    if tokens > limit:
+        raise ValueError(f"max_new_tokens = {tokens}: the audit generated at most {limit} tokens with "
+                         f'decoding = "{decoding}"')
+    top_k = deploy.generation_top_k if decoding == "sample" else None
+    if decoding == "sample" and top_k not in audited["sample_top_k"]:
+        covered = " or ".join("unset" if k is None else str(k) for k in audited["sample_top_k"])
+        raise ValueError(f"generation_top_k = {top_k}: the audit sampled with top-k {covered}")
+    return {"decoding": decoding, "temperature": 1.0, "top_k": top_k, "max_new_tokens": tokens}
+
+
+def decoding_beyond(generation: dict[str, Any], audited: dict[str, Any]) -> str | None:
+    """Why a bundle's recorded decoding goes beyond what the audit generated, or None when it does not."""
+    decoding = generation.get("decoding")
+    if decoding not in ("sample", "greedy"):
+        return f"decoding {decoding!r} is not one of 'sample', 'greedy'"
+    limit = audited.get(f"{decoding}_max_new_tokens") or 0
+    if not isinstance(generation.get("max_new_tokens"), int) or not 1 <= generation["max_new_tokens"] <= limit:
+        return f"max_new_tokens {generation.get('max_new_tokens')!r} is outside the audited 1..{limit} for {decoding}"
+    if generation.get("temperature") != audited.get("temperature", 1.0):
+        return f"temperature {generation.get('temperature')!r} differs from the audited {audited.get('temperature')}"
+    if decoding == "sample" and generation.get("top_k") not in audited.get("sample_top_k", []):
+        return f"top_k {generation.get('top_k')!r} is not among the audited {audited.get('sample_top_k')}"
+    return None
 
 
 def finer_than(release: dict[str, Any], audited: dict[str, Any]) -> str | None:

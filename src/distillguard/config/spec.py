@@ -21,7 +21,8 @@ from distillguard.attack_names import (CLASSIFIER_ATTACKS, LM_ATTACKS, SELECTED_
 from distillguard.config.audit import AuditConfig
 from distillguard.config.base import Section
 from distillguard.config.data import TEXT_BUILTINS, DataConfig, is_text_data
-from distillguard.config.deploy import DeployConfig
+from distillguard.config.deploy import (CLASSIFIER_RELEASE_KEYS, LM_RELEASE_KEYS, DeployConfig, audited_generation,
+                                         generation_policy)
 from distillguard.config.distill import DistillConfig
 from distillguard.config.gate import LM_GATE_KEYS, GateConfig
 from distillguard.config.lm import with_lm_defaults
@@ -187,6 +188,9 @@ class ClassifierSpec(Spec):
         lm_gate = [key for key in LM_GATE_KEYS if getattr(self.gate, key) is not None]
         if lm_gate:
             problems.append(f"[gate]: {lm_gate} apply to causal LMs only")
+        lm_release = [k for k in LM_RELEASE_KEYS if getattr(self.deploy, k) != getattr(DeployConfig(), k)]
+        if lm_release:
+            problems.append(f"[deploy]: {', '.join(lm_release)} apply to causal LMs' generation only")
         return problems
 
 
@@ -213,9 +217,14 @@ class LMSpec(Spec):
                             'use "none"')
         if self.gate.population != "all":
             problems.append('[gate].population: a causal-LM audit has population "all" only')
-        if not self.deploy.is_default():
-            problems.append("[deploy]: the release policy and `distillguard serve` apply to classifiers; "
-                            "leave [deploy] out for causal LMs")
+        classifier_release = [k for k in CLASSIFIER_RELEASE_KEYS if getattr(self.deploy, k) != getattr(DeployConfig(), k)]
+        if classifier_release:
+            problems.append(f"[deploy]: {', '.join(classifier_release)} set a classifier's release; a causal LM's is "
+                            "decoding, generation_top_k and max_new_tokens")
+        try:
+            generation_policy(self.deploy, audited_generation(self.audit.lm))
+        except ValueError as why:
+            problems.append(f"[deploy]: {why}")
         return problems + self._classifier_knob_problems()
 
     def _classifier_knob_problems(self) -> list[str]:

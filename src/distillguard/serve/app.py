@@ -1,4 +1,4 @@
-"""The FastAPI application: GET /health, /schema, /metrics and POST /predict.
+"""The FastAPI application: GET /health, /schema, /metrics and POST /predict (a causal LM: POST /generate).
 
 :func:`create_app` loads and checks a deploy folder (the bundle's hashes, its release
 policy against the audited form, its gate) and returns the app; tests drive it in-process
@@ -22,15 +22,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from distillguard.bundle import Bundle
 from distillguard.serve.budget import QueryBudget
-from distillguard.serve.bundle_check import open_bundle
+from distillguard.serve.bundle_check import is_lm_folder, open_bundle
+from distillguard.serve.http import add_observability, error, log, log_event, read_body
 from distillguard.serve.metrics import Metrics
-from distillguard.serve.schema import RequestError, parse_json, parse_rows, to_matrix
+from distillguard.serve.schema import parse_json, parse_rows, to_matrix
 
-log = logging.getLogger("distillguard.serve")
 #: Environment variable through which ``--workers N`` hands each worker process its settings.
 SETTINGS_ENV = "DISTILLGUARD_SERVE_SETTINGS"
 ENDPOINTS = "GET /health, GET /schema, GET /metrics, POST /predict"
@@ -46,11 +45,6 @@ class _State:
     metrics: Metrics
 
 
-def log_event(event: str, **fields: Any) -> None:
-    """One structured log line; callers pass counts, codes and names only, never feature values."""
-    log.info(json.dumps({"event": event, **fields}, default=str))
-
-
 def create_app(deploy_dir: str | Path, *, allow_failed_gate: bool = False, limits: dict[str, Any] | None = None,
                clock=time.monotonic) -> FastAPI:
     """The service for ``deploy_dir``; raises a :class:`DistillGuardError` for a bundle it must not serve.
@@ -58,13 +52,17 @@ def create_app(deploy_dir: str | Path, *, allow_failed_gate: bool = False, limit
     ``limits`` overrides the bundle's serving limits (``query_budget``, ``budget_window_seconds``,
     ``max_rows``, ``max_body_bytes``).
     """
+    if is_lm_folder(Path(deploy_dir)):
+        from distillguard.serve.generate import create_lm_app
+
+        return create_lm_app(deploy_dir, allow_failed_gate=allow_failed_gate, limits=limits, clock=clock)
     bundle = open_bundle(Path(deploy_dir), allow_failed_gate=allow_failed_gate)
     merged = {**bundle.serving_, **{k: v for k, v in (limits or {}).items() if v is not None}}
     state = _State(bundle, merged, QueryBudget(merged["query_budget"], merged["budget_window_seconds"], clock=clock),
                    Metrics())
     app = FastAPI(title="distillguard serve", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.serve = state
-    _add_observability(app, state)
+    add_observability(app, state.metrics, endpoints=ENDPOINTS)
     _add_routes(app, state)
     log_event("ready", deploy=str(deploy_dir), output=bundle.release_["output"], features=len(bundle.feature_names_),
               query_budget=merged["query_budget"], budget_window_seconds=merged["budget_window_seconds"])
@@ -93,53 +91,6 @@ def app_from_environment() -> FastAPI:
                       limits=settings["limits"])
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-
-def _add_observability(app: FastAPI, state: _State) -> None:
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        start = time.perf_counter()
-        request.state.rows = 0
-        try:
-            response = await call_next(request)
-        except Exception as error:  # a bug, not a client mistake: logged by type only
-            log_event("internal_error", path=request.url.path[:100], error=type(error).__name__)
-            response = _error(500, "internal error")
-        seconds = time.perf_counter() - start
-        state.metrics.record(response.status_code, seconds, request.state.rows)
-        log_event("request", method=request.method, path=request.url.path[:100], status=response.status_code,
-                  rows=request.state.rows, ms=round(1000 * seconds, 3),
-                  client=request.client.host if request.client else None,
-                  error=getattr(request.state, "error", None))
-        return response
-
-    @app.exception_handler(RequestError)
-    async def client_mistake(request: Request, error: RequestError):
-        request.state.error = error.message
-        return _error(error.status, error.message)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException):
-        what = "no such endpoint" if error.status_code == 404 else str(error.detail)
-        return _error(error.status_code, f"{request.method} {request.url.path[:100]}: {what}; expected {ENDPOINTS}")
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise RequestError(413, f"body: {declared} bytes declared; at most {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(413, f"body: more than {limit} bytes; at most {limit}")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _add_routes(app: FastAPI, state: _State) -> None:
     bundle, limits = state.bundle, state.limits
     classes = bundle.classes_.tolist()
@@ -164,12 +115,12 @@ def _add_routes(app: FastAPI, state: _State) -> None:
         client = request.client.host if request.client else "unknown"
         wait = state.budget.retry_after(client)
         if wait is None:
-            rows = parse_rows(parse_json(await _read_body(request, limits["max_body_bytes"])), types,
+            rows = parse_rows(parse_json(await read_body(request, limits["max_body_bytes"])), types,
                               max_rows=limits["max_rows"])
             wait = state.budget.take(client, len(rows))
         if wait is not None:
             request.state.error = "query budget exhausted"
-            return _error(429, f"query budget exhausted: {limits['query_budget']} rows per "
+            return error(429, f"query budget exhausted: {limits['query_budget']} rows per "
                                f"{limits['budget_window_seconds']:g} s per client; retry after {wait} s",
                           headers={"Retry-After": str(wait)})
         X = to_matrix(rows, types)

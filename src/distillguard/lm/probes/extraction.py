@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from distillguard.config.deploy import EXTRACTION_TOP_K
 from distillguard.lm.probes.generation import generate_continuations, greedy_decode, special_ids
 from distillguard.lm.probes.ngrams import NgramIndex, char_units, private_ngram_hits
 from distillguard.lm.probes.scoring import (
@@ -149,7 +150,7 @@ def extraction_probe(model: torch.nn.Module, tokenizer: Any, private_texts: Sequ
                      n_samples: int = 256, max_new_tokens: int = 64, min_length: int = 32, unit: Unit = "tokens",
                      top_n: int | None = None, prompt: str | None = None, public_texts: Sequence[str] = (),
                      reference_model: torch.nn.Module | None = None, reference_tokenizer: Any = None,
-                     lowercase: bool = True, top_k: int | None = 40, seed: int = 0,
+                     lowercase: bool = True, top_k: int | None = EXTRACTION_TOP_K, seed: int = 0,
                      batch_size: int = 32) -> dict[str, Any]:
     """Sample generations, rank them, and count those holding verbatim private text.
 
@@ -228,7 +229,7 @@ def _ranking_metrics(model: torch.nn.Module, tokenizer: Any, prompt_ids: list[in
 def divergence_probe(model: torch.nn.Module, tokenizer: Any, private_texts: Sequence[str], *,
                      token_text: str = " poem", repeats: int = 50, n_samples: int = 64, max_new_tokens: int = 128,
                      min_length: int = 32, unit: Unit = "tokens", public_texts: Sequence[str] = (),
-                     top_k: int | None = 40, seed: int = 0, batch_size: int = 32) -> dict[str, Any]:
+                     top_k: int | None = EXTRACTION_TOP_K, seed: int = 0, batch_size: int = 32) -> dict[str, Any]:
     """Fraction of generations after a repeated-token prompt that hold verbatim private text.
 
     Nasr et al. 2023: a prompt of one token repeated many times makes models diverge and

@@ -1,5 +1,9 @@
 """LM stage 5: deploy/ as a Hugging Face folder holding the student only.
 
+Its manifest.json records the decoding `distillguard serve` may answer with (``generation``,
+from ``[deploy]``), the decodings the audit's probes covered (``audited_generation``) and
+the server's limits.
+
 Plain ``AutoModelForCausalLM.from_pretrained`` / ``AutoTokenizer.from_pretrained`` load it.
 Before the folder is published, two checks refuse the export: no tensor equals one of
 the teacher's, and no file contains a canary secret or a PII value of the canaries/PII
@@ -11,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from distillguard.config import Spec
+from distillguard.config.deploy import audited_generation, generation_policy
 from distillguard.data.text import load_canaries, load_pii
 from distillguard.errors import ArtifactError
 from distillguard.report.model_card import render_lm_model_card
@@ -49,7 +54,9 @@ def run_lm_export_stage(spec: Spec, run: RunDir) -> bool:
     inputs = model_hashes(run, "distill", "student")
     inputs["report.json"] = sha256_file(run / "report.json")
     teacher_digests = teacher_tensor_digests(run)
-    params = {"run": spec.section_dict("run")}
+    params = {"run": spec.section_dict("run"), "deploy": spec.section_dict("deploy")}
+    audited = audited_generation(spec.audit.lm)
+    generation = generation_policy(spec.deploy, audited)  # the spec check already refused an uncovered one
 
     def build(folder: Path) -> dict:
         from distillguard.lm.models import load_causal_lm, save_causal_lm
@@ -61,7 +68,8 @@ def run_lm_export_stage(spec: Spec, run: RunDir) -> bool:
         atomic_write_text(folder / "README.md", render_lm_model_card(report))
         atomic_write_json(folder / "manifest.json", {
             "run": report["run"], "student_sha256": sha256_file(folder / "model.safetensors"),
-            "gate_passed": report["gate"]["passed"], "report_sha256": inputs["report.json"]})
+            "gate_passed": report["gate"]["passed"], "report_sha256": inputs["report.json"],
+            "generation": generation, "audited_generation": audited, "serving": spec.deploy.serving_limits()})
         assert_no_private_strings(folder, private_values(spec))
         return {"teacher_tensor_sha256": teacher_digests, "checked_no_teacher_tensor": True,
                 "checked_no_private_strings": True}
