@@ -144,12 +144,12 @@ def test_logs_are_json_lines_without_feature_values(deploy, caplog):
     assert "31415" not in caplog.text and "92653" not in caplog.text
 
 
-def test_refuses_a_language_model_folder_and_a_folder_without_manifest(tmp_path):
+def test_refuses_an_incomplete_language_model_folder_and_a_folder_without_manifest(tmp_path):
     lm = tmp_path / "lm"
     lm.mkdir()
     (lm / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     (lm / "manifest.json").write_text(json.dumps({"gate_passed": True}))
-    with pytest.raises(ArtifactError, match="causal language model; distillguard serve answers classifiers only"):
+    with pytest.raises(ArtifactError, match=r"model.safetensors: missing, or its sha256 differs"):
         create_app(lm)
     with pytest.raises(ArtifactError, match="manifest.json: not found; expected a deploy folder"):
         create_app(tmp_path)
