@@ -83,6 +83,8 @@ def test_mislabeled_canaries_are_real_source_records_with_a_wrong_label():
     assert np.array_equal(again.X, c.X) and np.array_equal(again.y, c.y)
     only_ood = plant_canaries(pool_X, n_classes=3, count=8, duplicates=4, n_shadows=6, seed=7)
     assert only_ood.kind == ["ood_mislabeled", "ood_mislabeled_x4"] * 4
-    with pytest.raises(ValueError, match="need 16 source records, the source has 10"):
-        plant_canaries(pool_X, n_classes=3, count=8, duplicates=4, n_shadows=6, seed=7, kind="mislabeled",
-                       source_X=source_X[:10], source_y=source_y[:10])
+    small = plant_canaries(pool_X, n_classes=3, count=8, duplicates=4, n_shadows=6, seed=7, kind="mislabeled",
+                           source_X=source_X[:6], source_y=source_y[:6])  # room for 3 canaries + 3 decoys
+    assert [k.startswith("mislabeled") for k in small.kind] == [False] * 5 + [True] * 3
+    with pytest.raises(ValueError, match="need real records to mislabel"):
+        plant_canaries(pool_X, n_classes=3, count=8, duplicates=4, n_shadows=6, seed=7, kind="mislabeled")

@@ -117,11 +117,15 @@ def plant_canaries(pool_X: np.ndarray, *, n_classes: int, count: int, duplicates
     non-members of the shipped models, e.g. the test set) with a label drawn among the
     *other* classes: Aerni, Zhang & Tramèr (2024)'s canaries, the most vulnerable records
     of real data. ``"both"``: the first ``count - count // 2`` slots ood, the rest
-    mislabeled. Every other canary of each kind is duplicated ``duplicates`` times.
+    mislabeled. Every other canary of each kind is duplicated ``duplicates`` times. A
+    source with fewer than two records per mislabeled slot (canary and decoy) gives as many
+    mislabeled canaries as it holds and ood ones for the rest.
     """
     if kind not in ("ood", "mislabeled", "both"):
         raise ValueError(f"canary kind must be 'ood', 'mislabeled' or 'both', got {kind!r}")
     n_mislabeled = {"ood": 0, "mislabeled": count, "both": count // 2}[kind]
+    if n_mislabeled and source_X is not None:  # a small source: as many as it holds (canary + decoy each), ood for the rest
+        n_mislabeled = min(n_mislabeled, len(source_X) // 2)
     n_ood = count - n_mislabeled
     rng = np.random.default_rng(derive_seed(seed, "canaries"))
 
