@@ -20,7 +20,7 @@ from distillguard.config import ROLES, Spec, load_spec
 from distillguard.config.data import LM_FILES
 from distillguard.data import TransferGuard, iter_transfer, load_members, load_role
 from distillguard.report.build import build_report, write_report
-from distillguard.errors import DataError
+from distillguard.errors import ConfigError, DataError
 from distillguard.runs import RunDir, atomic_write_text, library_versions
 from distillguard.stages.dispatch import run_stage
 from distillguard.stages.export import destroy_teacher as _destroy_teacher
@@ -58,9 +58,18 @@ class RunResult:
         return bool(self.report["gate"]["passed"])
 
 
-def open_run(spec: SpecLike, run_dir: str | Path | None = None) -> tuple[Spec, RunDir]:
-    """Resolve the spec and run folder (default ``runs/NAME``) and record the resolved spec."""
+def open_run(spec: SpecLike, run_dir: str | Path | None = None, *, scan: bool = False) -> tuple[Spec, RunDir]:
+    """Resolve the spec and run folder (default ``runs/NAME``) and record the resolved spec.
+
+    ``scan``: the caller is ``distillguard scan``, whose spec has ``[scan]``; no other command takes one.
+    """
+    source = spec if isinstance(spec, str | Path) else "spec"
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
+    if scan and spec.scan is None:
+        raise ConfigError(f"{source}: distillguard scan needs a [scan] table with model = PATH or predictions = PATH")
+    if not scan and spec.scan is not None:
+        raise ConfigError(f"{source}: [scan] audits a model you bring: run it with distillguard scan, or drop [scan] "
+                          "to train and distill")
     run = RunDir(run_dir if run_dir is not None else Path("runs") / spec.run.name)
 
     def record() -> None:
@@ -170,6 +179,20 @@ def export(spec: SpecLike = None, *, run_dir: str | Path | None = None, destroy_
         if destroy_teacher:
             _on_main(lambda: _destroy_teacher(run))
     return run / "deploy"
+
+
+def scan(spec: SpecLike, *, run_dir: str | Path | None = None, device: str = "auto") -> RunResult:
+    """Audit the model (or predictions) ``[scan]`` names: audit/, report.json and report.html, target "model".
+
+    The gate's verdict is in the returned report, as for :func:`run`.
+    """
+    from distillguard.stages.scan import run_scan_stage
+
+    with computing_on(device):
+        spec, run = open_run(spec, run_dir, scan=True)
+        check_files_exist(spec)
+        run_scan_stage(spec, run)
+        return RunResult(run.root, report(run.root))
 
 
 def run(spec: SpecLike = None, *, run_dir: str | Path | None = None, destroy_teacher: bool = False,
