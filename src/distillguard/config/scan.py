@@ -23,14 +23,14 @@ SCAN_TARGET = "model"
 class ScanConfig(Section):
     model: Path | None = Field(
         None, description="The model to audit: a distillguard teacher or deploy folder (config.json + "
-                          "model.safetensors), a .onnx file (run with onnxruntime; input = the encoded feature rows, "
+                          "model.safetensors), a .onnx file (run with onnxruntime, from the serve extra; input = the encoded feature rows, "
                           "first output = logits or probabilities), or a local Hugging Face folder. Exactly one of "
                           "model and predictions.")
     predictions: Path | None = Field(
         None, description="A Parquet or CSV file of the model's outputs on the audited records: example_id "
                           '("members:ROW" / "nonmembers:ROW", ROW the 0-based row in that [data] file), is_member, '
-                          "and one column per class (named as the classes) of logits or probabilities. Labels come "
-                          "from [data]. Optional reference models: columns ref{j}:{class} and ref{j}_in.")
+                          "and one column per class (named as the classes) of logits or probabilities (every value in [0, 1]: "
+                          "probabilities, rows summing to 1). Labels come from [data].")
     recipe: bool = Field(
         False, description="[teacher] (and [privacy]) describe how the model was trained, so shadows replay that "
                            "recipe and LiRA/RMIA run. Unset: true when the spec has a [teacher] table.")
