@@ -93,7 +93,7 @@ def attack_models(spec: Spec, metrics: dict, *, schema, pool, population_labels:
     metrics["exchangeability"], warning = exchangeability_check(pool.X, pool.is_member, seed=seed)
     if warning:
         metrics["warnings"].append(warning)
-    audit = _Audit(spec, pool, population_labels, shadows, seed_as or {})
+    audit = _Audit(spec, pool, population_labels, shadows, seed_as)
     for target, target_signals in signals.items():
         audit.attack_target(target, target_signals)
     metrics["attacks"] = audit.results
@@ -141,9 +141,9 @@ class _Audit:
     """Attacks each target in turn and collects results, score rows, curves, selections and ε bounds."""
 
     def __init__(self, spec: Spec, pool, population_labels: np.ndarray | None, shadows: Shadows | None,
-                 seed_as: dict[str, str]) -> None:
+                 seed_as: dict[str, str] | None = None) -> None:
         self.spec, self.pool, self.population_labels, self.shadows = spec, pool, population_labels, shadows
-        self.seed_as = seed_as
+        self.seed_as = seed_as or {}
         self.rows, self.results, self.curves = ScoreRows(), [], {}
         self.epsilons: list[dict] = []
         self.selections: dict[str, dict] = {}
