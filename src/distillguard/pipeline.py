@@ -63,13 +63,7 @@ def open_run(spec: SpecLike, run_dir: str | Path | None = None, *, scan: bool = 
 
     ``scan``: the caller is ``distillguard scan``, whose spec has ``[scan]``; no other command takes one.
     """
-    source = spec if isinstance(spec, str | Path) else "spec"
-    spec = spec if isinstance(spec, Spec) else load_spec(spec)
-    if scan and spec.scan is None:
-        raise ConfigError(f"{source}: distillguard scan needs a [scan] table with model = PATH or predictions = PATH")
-    if not scan and spec.scan is not None:
-        raise ConfigError(f"{source}: [scan] audits a model you bring: run it with distillguard scan, or drop [scan] "
-                          "to train and distill")
+    spec = _for_command(spec, scan=scan)
     run = RunDir(run_dir if run_dir is not None else Path("runs") / spec.run.name)
 
     def record() -> None:
@@ -86,6 +80,18 @@ def open_run(spec: SpecLike, run_dir: str | Path | None = None, *, scan: bool = 
 
     _on_main(record)
     return spec, run
+
+
+def _for_command(spec: SpecLike, *, scan: bool) -> Spec:
+    """The loaded spec, checked to be a scan spec (``[scan]``) exactly when the command is ``scan``."""
+    source = spec if isinstance(spec, str | Path) else "spec"
+    spec = spec if isinstance(spec, Spec) else load_spec(spec)
+    if scan and spec.scan is None:
+        raise ConfigError(f"{source}: distillguard scan needs a [scan] table with model = PATH or predictions = PATH")
+    if not scan and spec.scan is not None:
+        raise ConfigError(f"{source}: [scan] audits a model you bring: run it with distillguard scan, or drop [scan] "
+                          "to train and distill")
+    return spec
 
 
 def check_data(spec: Spec) -> None:
@@ -188,9 +194,10 @@ def scan(spec: SpecLike, *, run_dir: str | Path | None = None, device: str = "au
     """
     from distillguard.stages.scan import run_scan_stage
 
+    spec = _for_command(spec, scan=True)
+    check_files_exist(spec)  # before the run folder is made
     with computing_on(device):
         spec, run = open_run(spec, run_dir, scan=True)
-        check_files_exist(spec)
         run_scan_stage(spec, run)
         return RunResult(run.root, report(run.root))
 
@@ -203,7 +210,7 @@ def run(spec: SpecLike = None, *, run_dir: str | Path | None = None, destroy_tea
     report; a failing gate is a result, not an error. ``device``: cpu, cuda or auto (CUDA
     when visible). Under ``torchrun`` every rank calls this and rank 0 writes the run.
     """
-    spec = spec if isinstance(spec, Spec) else load_spec(spec)
+    spec = _for_command(spec, scan=False)  # a scan spec fails before its data are read
     with computing_on(device):
         check_data(spec)
         check_backend(spec)
