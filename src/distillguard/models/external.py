@@ -137,10 +137,12 @@ def _load_onnx(file: Path, schema: Schema) -> ExternalModel:
     if width != schema.n_features:
         raise DataError(f"{file}: the ONNX model takes {width} features per row, the data have "
                         f"{schema.n_features} ([data] columns without the label)")
-    name = inputs[0].name
+    name, dtype = inputs[0].name, {"tensor(float)": np.float32, "tensor(double)": np.float64}.get(inputs[0].type)
+    if dtype is None:
+        raise DataError(f"{file}: the ONNX model's input is {inputs[0].type}; expected float or double feature rows")
 
     def predict(X: np.ndarray) -> np.ndarray:
-        outputs = session.run(None, {name: X})
+        outputs = session.run(None, {name: X.astype(dtype)})
         return as_logits(_class_scores(outputs, schema.classes, file), source=str(file))
 
     return _Loaded("ONNX model (onnxruntime)", predict)
