@@ -152,14 +152,16 @@ def _class_scores(outputs: list, classes: list, file: Path) -> np.ndarray:
     """The first output with one column per class, in the data's class order.
 
     A tensor's columns are taken in that order; skl2onnx's ZipMap output (a list of
-    ``{class: probability}``) is ordered by its keys when they name the classes.
+    ``{class: probability}``) is ordered by its keys, which must name the data's classes.
     """
     n_classes = len(classes)
     for out in outputs:
         if isinstance(out, list) and out and isinstance(out[0], dict):  # ZipMap: [{class: p}, ...]
             by_name = {str(k): k for k in out[0]}
-            keys = [by_name[str(c)] for c in classes] if set(by_name) == {str(c) for c in classes} else list(out[0])
-            out = np.array([[row[k] for k in keys] for row in out], dtype=np.float64)
+            if set(by_name) != {str(c) for c in classes}:
+                raise DataError(f"{file}: the model's classes {list(by_name)[:10]} differ from the data's "
+                                f"{[str(c) for c in classes][:10]}")
+            out = np.array([[row[by_name[str(c)]] for c in classes] for row in out], dtype=np.float64)
         array = np.asarray(out)
         if array.ndim == 2 and array.shape[1] == n_classes and np.issubdtype(array.dtype, np.floating):
             return array.astype(np.float64)
