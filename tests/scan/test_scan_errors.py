@@ -116,3 +116,28 @@ def test_as_logits():
     assert as_logits([[2.0, -1.0]], source="f").tolist() == [[2.0, -1.0]]  # outside [0, 1]: logits as they are
     with pytest.raises(DataError, match="f: outputs in \\[0, 1\\].*row b sums to 0.9"):
         as_logits([[0.2, 0.8], [0.4, 0.5]], source="f", row_ids=["a", "b"])
+
+
+def test_the_hook_for_hugging_face_sequence_classifiers(tmp_path, monkeypatch):
+    """Until a loader is registered, such a folder is a one-line error; a registered loader is used."""
+    import numpy as np
+
+    from distillguard.data.types import Schema
+    from distillguard.models import external
+
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"architectures": ["BertForSequenceClassification"]}))
+    schema = Schema(["f0", "f1"], ["a", "b"], (2,))
+    monkeypatch.setattr(external, "_FOLDER_LOADERS", [])
+    with pytest.raises(DataError, match="hf: .*Hugging Face sequence classifier .*BertForSequenceClassification"):
+        external.load_external_model(folder, schema)
+
+    def load(path, schema):
+        return external._Loaded(f"HF classifier {path.name}", lambda X: X[:, :2].astype(np.float64) * 2)
+
+    external.register_folder_loader(
+        lambda path, config: any(a.endswith("ForSequenceClassification") for a in config.get("architectures", [])), load)
+    model = external.load_external_model(folder, schema)
+    assert model.description == "HF classifier hf"
+    assert model.logits(np.array([[1.0, 2.0]])).tolist() == [[2.0, 4.0]]
