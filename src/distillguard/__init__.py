@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from distillguard._version import __version__
 
-__all__ = ["__version__", "audit", "distill", "export", "gate", "label", "load_bundle", "report", "run", "train_teacher", "tune"]
+__all__ = ["__version__", "audit", "distill", "export", "gate", "label", "load_bundle", "report", "run", "scan", "train_teacher", "tune"]
 
 
 def __getattr__(name: str):

@@ -12,12 +12,12 @@ from typing import Any
 from distillguard.bundle import Bundle, load_bundle
 from distillguard.config import Spec, load_spec
 from distillguard.pipeline import (RunResult, SpecLike, audit, check_backend, check_data, computing_on, distill,
-                                   export, label, open_run, report, run, train_teacher)
+                                   export, label, open_run, report, run, scan, train_teacher)
 from distillguard.report.verdict import gate_verdict
 from distillguard.runs import RunDir, read_json
 
 __all__ = ["Bundle", "RunResult", "audit", "check_backend", "check_data", "computing_on", "distill", "export", "gate",
-           "label", "load_bundle", "open_run", "report", "run", "train_teacher", "tune"]
+           "label", "load_bundle", "open_run", "report", "run", "scan", "train_teacher", "tune"]
 
 
 def tune(spec: SpecLike = None, *, out_dir: str | Path | None = None, budget_minutes: float = 20.0,

@@ -100,18 +100,21 @@ def _summary(report: dict, run_dir: Path) -> None:
             if any(a["tpr_at_fpr"].get(k) is not None for a in rows)]  # a column n/a in every row says nothing
     for col in ("model", "test ppl" if lm else "test acc", "attack", "AUC", *(h for _, h in fprs)):
         table.add_column(col, justify="left" if col in ("model", "attack") else "right")
+    fmt = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     for a in rows:
         tpr = a["tpr_at_fpr"]
-        fmt = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
-        utility = f"{u[a['target']]['test_perplexity']:.2f}" if lm else f"{100 * u[a['target']]['test_accuracy']:.1f}%"
+        utility = f"{u[a['target']]['test_perplexity']:.2f}" if lm else fmt(u[a["target"]]["test_accuracy"])
         table.add_row(a["target"], utility, a["attack"], f"{a['auc']:.3f}", *(fmt(tpr.get(k)) for k, _ in fprs))
     out.print(table)
     if lm:
         _lm_summary(report)
     gate = report["gate"]
     verdict = _VERDICTS[gate.get("verdict", "pass" if gate["passed"] else "fail")]
-    out.print(f"gate {verdict} ({gate['attack']} on {gate['target']}); report: {run_dir / 'report.html'}; "
-              f"bundle: {run_dir / 'deploy'}")
+    bundle = "" if "scan" in report else f"; bundle: {run_dir / 'deploy'}"
+    out.print(f"gate {verdict} ({gate['attack']} on {gate['target']}); report: {run_dir / 'report.html'}{bundle}")
+    if report.get("scan", {}).get("attacks_not_run"):
+        out.print(f"not run: {', '.join(report['scan']['attacks_not_run'])} (a weaker bound, never a safer model)",
+                  highlight=False, markup=False)
     _explain_verdict(gate, run_dir=run_dir)
 
 
@@ -188,6 +191,13 @@ def distill(spec: SpecArg, run_dir: RunDirOpt = None, device: DeviceOpt = "auto"
 def audit(spec: SpecArg, run_dir: RunDirOpt = None, device: DeviceOpt = "auto") -> None:
     """Audit teacher vs student and write report.json / report.html."""
     result = _guard(api.audit, spec, run_dir=run_dir, device=device)
+    _summary(result.report, result.run_dir)
+
+
+@app.command()
+def scan(spec: SpecArg, run_dir: RunDirOpt = None, device: DeviceOpt = "auto") -> None:
+    """Audit a model you bring ([scan] model = PATH) or its saved predictions ([scan] predictions = PATH)."""
+    result = _guard(api.scan, spec, run_dir=run_dir, device=device)
     _summary(result.report, result.run_dir)
 
 

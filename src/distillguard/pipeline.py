@@ -20,7 +20,7 @@ from distillguard.config import ROLES, Spec, load_spec
 from distillguard.config.data import LM_FILES
 from distillguard.data import TransferGuard, iter_transfer, load_members, load_role
 from distillguard.report.build import build_report, write_report
-from distillguard.errors import DataError
+from distillguard.errors import ConfigError, DataError
 from distillguard.runs import RunDir, atomic_write_text, library_versions
 from distillguard.stages.dispatch import run_stage
 from distillguard.stages.export import destroy_teacher as _destroy_teacher
@@ -58,9 +58,12 @@ class RunResult:
         return bool(self.report["gate"]["passed"])
 
 
-def open_run(spec: SpecLike, run_dir: str | Path | None = None) -> tuple[Spec, RunDir]:
-    """Resolve the spec and run folder (default ``runs/NAME``) and record the resolved spec."""
-    spec = spec if isinstance(spec, Spec) else load_spec(spec)
+def open_run(spec: SpecLike, run_dir: str | Path | None = None, *, scan: bool = False) -> tuple[Spec, RunDir]:
+    """Resolve the spec and run folder (default ``runs/NAME``) and record the resolved spec.
+
+    ``scan``: the caller is ``distillguard scan``, whose spec has ``[scan]``; no other command takes one.
+    """
+    spec = _for_command(spec, scan=scan)
     run = RunDir(run_dir if run_dir is not None else Path("runs") / spec.run.name)
 
     def record() -> None:
@@ -77,6 +80,18 @@ def open_run(spec: SpecLike, run_dir: str | Path | None = None) -> tuple[Spec, R
 
     _on_main(record)
     return spec, run
+
+
+def _for_command(spec: SpecLike, *, scan: bool) -> Spec:
+    """The loaded spec, checked to be a scan spec (``[scan]``) exactly when the command is ``scan``."""
+    source = spec if isinstance(spec, str | Path) else "spec"
+    spec = spec if isinstance(spec, Spec) else load_spec(spec)
+    if scan and spec.scan is None:
+        raise ConfigError(f"{source}: distillguard scan needs a [scan] table with model = PATH or predictions = PATH")
+    if not scan and spec.scan is not None:
+        raise ConfigError(f"{source}: [scan] audits a model you bring: run it with distillguard scan, or drop [scan] "
+                          "to train and distill")
+    return spec
 
 
 def check_data(spec: Spec) -> None:
@@ -172,6 +187,21 @@ def export(spec: SpecLike = None, *, run_dir: str | Path | None = None, destroy_
     return run / "deploy"
 
 
+def scan(spec: SpecLike, *, run_dir: str | Path | None = None, device: str = "auto") -> RunResult:
+    """Audit the model (or predictions) ``[scan]`` names: audit/, report.json and report.html, target "model".
+
+    The gate's verdict is in the returned report, as for :func:`run`.
+    """
+    from distillguard.stages.scan import run_scan_stage
+
+    spec = _for_command(spec, scan=True)
+    check_files_exist(spec)  # before the run folder is made
+    with computing_on(device):
+        spec, run = open_run(spec, run_dir, scan=True)
+        run_scan_stage(spec, run)
+        return RunResult(run.root, report(run.root))
+
+
 def run(spec: SpecLike = None, *, run_dir: str | Path | None = None, destroy_teacher: bool = False,
         device: str = "auto") -> RunResult:
     """The whole pipeline: teacher → label → distill → audit → report → export.
@@ -180,7 +210,7 @@ def run(spec: SpecLike = None, *, run_dir: str | Path | None = None, destroy_tea
     report; a failing gate is a result, not an error. ``device``: cpu, cuda or auto (CUDA
     when visible). Under ``torchrun`` every rank calls this and rank 0 writes the run.
     """
-    spec = spec if isinstance(spec, Spec) else load_spec(spec)
+    spec = _for_command(spec, scan=False)  # a scan spec fails before its data are read
     with computing_on(device):
         check_data(spec)
         check_backend(spec)

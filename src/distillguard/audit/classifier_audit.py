@@ -48,54 +48,79 @@ def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None
         the arrays of ``shadow_outputs.npz`` (audit/shadow_outputs.py), or None without shadows,
         the columns of ``record_risk.parquet``).
     """
-    seed, cfg = spec.run.seed, spec.audit
     models = {name: load_classifier(run / name)[0] for name in TARGETS}
-    schema, members = load_members(spec.data, seed=seed)
-    nonmembers = load_role(spec.data, "nonmembers", schema=schema, seed=seed)
-    test = load_role(spec.data, "test", schema=schema, seed=seed)
     trained = np.asarray(read_json(run / "teacher" / "split.json")["train_ids"], dtype=np.int64)
-    members = members.subset(np.flatnonzero(np.isin(members.ids, trained)))
-    pool = build_pool(members, nonmembers, seed=seed)
-
-    metrics: dict = {"utility": utility(models, test.X, test.y), "warnings": []}
-    metrics["exchangeability"], warning = exchangeability_check(pool.X, pool.is_member, seed=seed)
-    if warning:
-        metrics["warnings"].append(warning)
+    schema, pool, test = audit_data(spec, trained_ids=trained)
+    metrics: dict = {"utility": utility(models, test.X, test.y)}
     shadows = _train_shadows(spec, run, schema=schema, pool=pool, test=test, checkpoints=checkpoints)
-
-    audit = _Audit(spec, pool, test.y, shadows)
-    for target, clf in models.items():
-        audit.attack_target(target, TargetSignals(clf.logits(pool.X), pool.y, clf.logits(test.X), test.y))
-    metrics["attacks"] = audit.results
-    metrics["populations"] = {"all": {"n_members": int(pool.is_member.sum()), "n_nonmembers": int((~pool.is_member).sum())}}
     if shadows is not None:
         replay = ("PATE: teachers on partitions of each shadow's half + noisy votes + student on the noisy labels"
                   if spec.privacy.mechanism == "pate" else "teacher training + labeling + distillation")
-        metrics["shadows"] = {"count": cfg.shadows, "replay": replay,
+        metrics["shadows"] = {"count": spec.audit.shadows, "replay": replay,
                               "canaries": 0 if shadows.canaries is None else len(shadows.canaries),
                               "canary_kind": spec.audit.canary_kind if shadows.canaries is not None else None,
                               "outputs": f"audit/{SHADOW_OUTPUTS}"}
+    signals = {target: TargetSignals(clf.logits(pool.X), pool.y, clf.logits(test.X), test.y)
+               for target, clf in models.items()}
+    return attack_models(spec, metrics, schema=schema, pool=pool, population_labels=test.y, signals=signals,
+                         shadows=shadows)
+
+
+def audit_data(spec: Spec, *, trained_ids: np.ndarray | None, loaded: tuple | None = None) -> tuple:
+    """(schema, the audit pool, the test split): trained members (all when ``trained_ids`` is None) and nonmembers.
+
+    ``loaded``: the ``(schema, members)`` :func:`load_members` gave, when the caller has them.
+    """
+    seed = spec.run.seed
+    schema, members = loaded if loaded is not None else load_members(spec.data, seed=seed)
+    nonmembers = load_role(spec.data, "nonmembers", schema=schema, seed=seed)
+    test = load_role(spec.data, "test", schema=schema, seed=seed)
+    if trained_ids is not None:
+        members = members.subset(np.flatnonzero(np.isin(members.ids, trained_ids)))
+    return schema, build_pool(members, nonmembers, seed=seed), test
+
+
+def attack_models(spec: Spec, metrics: dict, *, schema, pool, population_labels: np.ndarray | None,
+                  signals: dict[str, TargetSignals], shadows: Shadows | None, seed_as: dict[str, str] | None = None
+                  ) -> tuple[dict, ScoreRows, dict, dict[str, np.ndarray] | None, dict]:
+    """Attack each target's ``signals`` on ``pool`` (shadows keyed by target), completing ``metrics``.
+
+    The part of the audit that does not care where the models come from: the pipeline's
+    teacher and student, or the one model ``distillguard scan`` brings. ``seed_as`` maps a
+    target to the name its bootstrap is seeded by (audit/scores.py). Returns what
+    :func:`audit_models` returns.
+    """
+    seed = spec.run.seed
+    metrics.setdefault("warnings", [])
+    metrics["exchangeability"], warning = exchangeability_check(pool.X, pool.is_member, seed=seed)
+    if warning:
+        metrics["warnings"].append(warning)
+    audit = _Audit(spec, pool, population_labels, shadows, seed_as)
+    for target, target_signals in signals.items():
+        audit.attack_target(target, target_signals)
+    metrics["attacks"] = audit.results
+    metrics["populations"] = {"all": {"n_members": int(pool.is_member.sum()), "n_nonmembers": int((~pool.is_member).sum())}}
     if audit.selections:
         metrics["strongest"] = audit.selections
     if audit.canary_protocol:
         metrics["canary_protocol"] = audit.canary_protocol
     if audit.epsilons:
-        metrics["empirical_epsilon"] = {**next(e for e in audit.epsilons if e["target"] == "student"),
-                                        "by_target": audit.epsilons}
+        shown = next((e for e in audit.epsilons if e["target"] == "student"), audit.epsilons[-1])
+        metrics["empirical_epsilon"] = {**shown, "by_target": audit.epsilons}
     outputs = None
     if shadows is not None:
         outputs = shadow_arrays(pool_ids=pool.example_ids, pool_labels=pool.y, pool_is_member=pool.is_member,
-                                population_labels=test.y, shadows=shadows, targets=audit.target_signals)
-    risk_columns, metrics["record_risk"] = _record_risk(schema.classes, pool, audit.pool_scores)
+                                population_labels=population_labels, shadows=shadows, targets=audit.target_signals)
+    risk_columns, metrics["record_risk"] = _record_risk(schema.classes, pool, audit.pool_scores, list(signals))
     return metrics, audit.rows, audit.curves, outputs, risk_columns
 
 
-def _record_risk(classes: list, pool, pool_scores: dict) -> tuple[dict, list[dict]]:
+def _record_risk(classes: list, pool, pool_scores: dict, targets: list[str]) -> tuple[dict, list[dict]]:
     """The per-record risk table and, per target, the strongest attack's counts and riskiest classes."""
     columns = record_risk_columns(example_ids=pool.example_ids, labels=pool.y, classes=classes,
                                   is_member=pool.is_member, scores=pool_scores)
     summaries = []
-    for target in TARGETS:
+    for target in targets:
         attack = strongest_attack([a for t, a in pool_scores if t == target])
         if attack is not None:
             summaries.append(risk_summary(labels=pool.y, classes=classes, is_member=pool.is_member,
@@ -119,8 +144,10 @@ def _train_shadows(spec: Spec, run: RunDir, *, schema, pool, test, checkpoints) 
 class _Audit:
     """Attacks each target in turn and collects results, score rows, curves, selections and ε bounds."""
 
-    def __init__(self, spec: Spec, pool, population_labels: np.ndarray, shadows: Shadows | None) -> None:
+    def __init__(self, spec: Spec, pool, population_labels: np.ndarray | None, shadows: Shadows | None,
+                 seed_as: dict[str, str] | None = None) -> None:
         self.spec, self.pool, self.population_labels, self.shadows = spec, pool, population_labels, shadows
+        self.seed_as = seed_as or {}
         self.rows, self.results, self.curves = ScoreRows(), [], {}
         self.epsilons: list[dict] = []
         self.canary_protocol: list[dict] = []
@@ -153,7 +180,8 @@ class _Audit:
 
     def record(self, name: str, target: str, population: str, scores, is_member, *, ids, canary: bool,
                chosen: Configuration | None) -> None:
-        row = summarize_attack(scores, is_member, spec=self.spec, target=target, attack=name, population=population)
+        row = summarize_attack(scores, is_member, spec=self.spec, target=target, attack=name, population=population,
+                               seed_target=self.seed_as.get(target))
         if name == SELECTED_ATTACK and chosen is not None:
             row["configuration"] = chosen.to_dict()
         self.results.append(row)

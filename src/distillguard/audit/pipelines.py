@@ -53,8 +53,8 @@ class ShadowJob:
 
     @property
     def teacher_sets(self) -> dict[str, np.ndarray]:
-        """The teachers are also read on the transfer rows: their release is built from those logits."""
-        return {**self.eval_sets, "transfer": self.transfer_X}
+        """The teachers are also read on the transfer rows (if any): their release is built from those logits."""
+        return {**self.eval_sets, "transfer": self.transfer_X} if len(self.transfer_X) else dict(self.eval_sets)
 
 
 def train_teachers(job: ShadowJob, shadow_ids: Sequence[int] | None = None, *,

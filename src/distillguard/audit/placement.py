@@ -33,12 +33,14 @@ class Shadows:
 
 def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray, population_X: np.ndarray,
                   checkpoints: CheckpointStore | None = None, transfer_blocks: np.ndarray | None = None,
-                  population_y: np.ndarray | None = None) -> Shadows:
+                  population_y: np.ndarray | None = None, teachers_only: bool = False) -> Shadows:
     """Replay teacher training, labeling and distillation ``[audit].shadows`` times.
 
     ``[audit].backend`` says where: in this process, or one Ray task per chunk of shadows
     (audit/ray_backend.py); under torchrun, each rank trains a contiguous share of the
     shadows. All give the same logits, so the rest of the audit cannot tell.
+    ``teachers_only`` (``distillguard scan``, whose model is a teacher) replays teacher
+    training alone, in this process; the shadow teachers are those a full replay trains.
     """
     cfg, seed = spec.audit, spec.run.seed
     membership = paired_membership(len(pool.X), cfg.shadows, seed=seed)
@@ -52,6 +54,9 @@ def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray
     if canaries is not None:
         eval_sets["canaries"] = canaries.X
     job = ShadowJob(spec, schema, pool, canaries, membership, transfer_X, eval_sets, transfer_blocks)
+    if teachers_only:
+        return _shadow_logits(membership, canaries, _train_teachers_locally(job, checkpoints), None,
+                              n_classes=schema.n_classes)
     if cfg.backend == "ray":
         train = _train_on_ray
     else:
@@ -158,12 +163,12 @@ def _train_on_ranks(job: ShadowJob, checkpoints: CheckpointStore | None) -> tupl
                  for k in (0, 1))
 
 
-def _shadow_logits(membership: np.ndarray, canaries: CanarySet | None, teacher_out: dict, student_out: dict, *,
-                   n_classes: int) -> Shadows:
+def _shadow_logits(membership: np.ndarray, canaries: CanarySet | None, teacher_out: dict, student_out: dict | None,
+                   *, n_classes: int) -> Shadows:
     empty = np.zeros((len(membership), 0, n_classes))
     logits = {
         kind: ShadowLogits(out["pool"], out["population"], out["canaries"] if canaries is not None else empty)
-        for kind, out in (("teacher", teacher_out), ("student", student_out))
+        for kind, out in (("teacher", teacher_out), ("student", student_out)) if out is not None
     }
     return Shadows(membership, canaries, logits)
 

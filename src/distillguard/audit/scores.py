@@ -38,7 +38,7 @@ class ScoreRows:
 
 
 def summarize_attack(scores: np.ndarray, is_member: np.ndarray, *, spec: Spec, target: str, attack: str,
-                     population: str) -> dict:
+                     population: str, seed_target: str | None = None) -> dict:
     """One row of ``metrics.json["attacks"]``: AUC, TPR at each of :data:`FPRS`, bootstrap intervals.
 
     A level that the non-members cannot resolve (FPR ≤ x needs ``1/x`` of them) is null,
@@ -51,13 +51,16 @@ def summarize_attack(scores: np.ndarray, is_member: np.ndarray, *, spec: Spec, t
         is_member: (n,) bool ground truth.
         spec: the run's spec (``[audit]`` bootstrap and confidence, ``[run]`` seed).
         target, attack, population: what was attacked, by which attack, on which records.
+        seed_target: the target name the bootstrap is seeded by (default ``target``): a scanned
+            model draws the resamples the pipeline's teacher would, so equal scores give equal intervals.
     """
     n_out = int(np.sum(~np.asarray(is_member, dtype=bool)))
     lowest = repr(1.0 / n_out) if n_out else None
     levels = FPRS + ((lowest,) if lowest is not None and lowest not in FPRS else ())
     summary = summarize(scores, is_member, fprs=levels, n_bootstrap=spec.audit.bootstrap,
                         confidence=spec.audit.confidence,
-                        seed=derive_seed(spec.run.seed, "bootstrap", target, attack, population)).to_dict()
+                        seed=derive_seed(spec.run.seed, "bootstrap", seed_target or target, attack,
+                                         population)).to_dict()
     row = {"attack": attack, "target": target, "population": population, **summary}
     if lowest is not None:
         tpr, ci = summary["tpr_at_fpr"].get(lowest), summary["tpr_at_fpr_ci"].get(lowest)

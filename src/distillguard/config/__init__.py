@@ -8,7 +8,7 @@ filled in) is what a run records in ``spec.toml``.
 One module per part of the spec: ``run``, ``data``, ``models`` (teacher and student),
 ``distill``, ``softlabels`` (with ``[transfer]``), ``privacy``, ``audit``, ``gate``,
 ``deploy`` (the release policy and the server's limits), ``lm`` (the causal-LM track's
-settings and defaults), ``spec`` (the whole spec as a union of its two tracks) and ``loading`` (TOML in, errors out). Import from here; attack
+settings and defaults), ``scan`` (``distillguard scan``), ``spec`` (the whole spec as a union of its two tracks) and ``loading`` (TOML in, errors out). Import from here; attack
 names live in :mod:`distillguard.attack_names`.
 """
 
@@ -31,6 +31,7 @@ from distillguard.config.loading import demo_spec, load_spec, parse_spec
 from distillguard.config.models import ModelConfig, StudentConfig, TeacherConfig
 from distillguard.config.privacy import DP_SGD_FIELDS, PATE_DEFAULTS, PATE_FIELDS, PrivacyConfig
 from distillguard.config.run import RunConfig
+from distillguard.config.scan import SCAN_TARGET, ScanConfig
 from distillguard.config.softlabels import SoftLabelConfig, TransferConfig
 from distillguard.config.spec import ClassifierSpec, LMSpec, Spec
 
@@ -57,6 +58,8 @@ __all__ = [
     "PiiCorpusConfig",
     "PrivacyConfig",
     "RunConfig",
+    "SCAN_TARGET",
+    "ScanConfig",
     "SoftLabelConfig",
     "SplitSizes",
     "StudentConfig",

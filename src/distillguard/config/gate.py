@@ -17,7 +17,9 @@ class GateConfig(Section):
     attack: AttackName = Field(
         "strongest", description='The attack the gate reads; unset: the strongest one the audit runs ("strongest", '
                                  "the configuration chosen on the shadows, whenever it runs).")
-    target: Literal["teacher", "student"] = Field("student", description="The model the gate judges.")
+    target: Literal["teacher", "student", "model"] = Field(
+        "student", description='The model the gate judges ("model": the one distillguard scan audits, its default '
+                               "there).")
     population: Literal["all", "canaries"] = Field(
         "all", description='"all": the audit pool; "canaries": the planted worst-case records.')
     max_auc: float | None = Field(0.60, ge=0, le=1, description="Compared with the upper end of the AUC interval.")

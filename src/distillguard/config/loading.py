@@ -108,6 +108,11 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
         for role in (*ROLES, *LM_FILES, "table"):
             if isinstance(data.get(role), str):
                 data[role] = str((base / data[role]).resolve())
+    scan = raw.get("scan")
+    if isinstance(scan, dict):
+        for key in ("model", "predictions"):
+            if isinstance(scan.get(key), str):
+                scan[key] = str((base / scan[key]).resolve())
     for section in ("teacher", "student"):
         table = raw.get(section)
         if isinstance(table, dict):

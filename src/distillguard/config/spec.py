@@ -29,6 +29,7 @@ from distillguard.config.lm import with_lm_defaults
 from distillguard.config.models import StudentConfig, TeacherConfig
 from distillguard.config.privacy import PrivacyConfig
 from distillguard.config.run import RunConfig
+from distillguard.config.scan import SCAN_TARGET, ScanConfig, with_scan_defaults
 from distillguard.config.softlabels import SoftLabelConfig, TransferConfig
 
 CLASSIFIER_TRACK = "classifier"
@@ -56,6 +57,8 @@ class Spec(Section):
     gate: GateConfig = Field(GateConfig(), description="Pass/fail thresholds on the audit's results.")
     deploy: DeployConfig = Field(DeployConfig(), description="What the served student releases, and the server's "
                                                              "limits (classifiers).")
+    scan: ScanConfig | None = Field(None, description="distillguard scan: the model (or predictions) to audit "
+                                                      "instead of a trained pipeline.")
 
     def __init__(self, /, **sections: Any) -> None:
         if type(self) is Spec:
@@ -85,6 +88,7 @@ class Spec(Section):
             return raw
         if is_text_data(raw.get("data")):
             raw = with_lm_defaults(raw)
+        raw = with_scan_defaults(raw)
         audit = dict(raw.get("audit") or {}) if isinstance(raw.get("audit", {}), dict) else raw.get("audit")
         if not isinstance(audit, dict):
             return raw
@@ -111,7 +115,7 @@ class Spec(Section):
     def _sections_fit_together(self) -> Spec:
         """Every cross-section rule, the track's first; all problems are raised as one error."""
         problems = [*self._track_problems(), *self._ensemble_problems(), *self._release_problems(),
-                    *self._gate_problems(), *self._pate_problems()]
+                    *self._gate_problems(), *self._pate_problems(), *self._scan_problems()]
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -148,6 +152,28 @@ class Spec(Section):
             return ['[teacher].path cannot be used with [privacy].mechanism = "pate": PATE trains its '
                     "ensemble on partitions of the members; drop path or the mechanism"]
         return []
+
+    def _scan_problems(self) -> list[str]:
+        if self.scan is None:
+            return [f'[gate].target = "{SCAN_TARGET}" is the model of distillguard scan; add [scan] or judge '
+                    '"teacher" / "student"'] if self.gate.target == SCAN_TARGET else []
+        problems = []
+        if self.is_lm:
+            problems.append("[scan]: scan audits classifiers; audit a causal LM with [teacher] path and distillguard run")
+        if self.gate.target != SCAN_TARGET:
+            problems.append(f'[gate].target: a scan has one model, "{SCAN_TARGET}" (got {self.gate.target!r})')
+        if self.gate.max_accuracy_gap is not None:
+            problems.append("[gate].max_accuracy_gap: a scan has no student to compare with; leave it out")
+        if self.audit.shadows and not self.scan.recipe:
+            problems.append(f"[audit].shadows = {self.audit.shadows}: shadows replay the model's training recipe; "
+                            "give it in [teacher] (or [scan] recipe = true) or set shadows = 0")
+        if self.audit.shadows and self.scan.predictions is not None:
+            problems.append(f"[audit].shadows = {self.audit.shadows}: shadows are scored on the records' features, "
+                            "and a predictions file has only outputs; set shadows = 0")
+        if self.privacy.mechanism == "pate" or self.audit.backend != "local":
+            problems.append('[privacy]/[audit]: a scan replays plain or DP-SGD teachers locally (no "pate", '
+                            'backend = "local")')
+        return problems
 
     def section_dict(self, section: str) -> dict[str, Any]:
         """One section as plain JSON-able data (what stage fingerprints hash)."""

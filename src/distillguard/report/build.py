@@ -32,7 +32,7 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
             "versions": library_versions(),
         },
         "utility": {
-            "teacher": utility["teacher"], "student": utility["student"],
+            "teacher": utility.get("teacher"), "student": utility.get("student"),
             "accuracy_gap": utility.get("accuracy_gap"), "agreement": utility.get("agreement"),
             "n_test": utility["n_test"],
             **{k: utility[k] for k in ("reference", "perplexity_ratio", "n_test_tokens") if k in utility},
@@ -55,6 +55,8 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
         "record_risk": metrics.get("record_risk"),
         "warnings": metrics.get("warnings", []),
     }
+    if spec.scan is not None:
+        _as_scan(report, metrics)
     if spec.is_lm:
         report["model_kind"] = "causal-lm"
         report["reference_model"] = metrics.get("reference_model")
@@ -66,13 +68,26 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
         report["warnings"].append(
             f"EMPIRICAL ε LOWER BOUND {lower:.3f} EXCEEDS THE ACCOUNTANT'S ε {upper:.3f}: a bug or a broken assumption "
             "(e.g. the shadows do not replay the DP recipe, or the canaries are not independent); do not trust this run")
-    if not spec.is_lm:
+    if not spec.is_lm and spec.scan is None:
         _warn_on_label_coverage(run, report["warnings"])
     # RUN stands for the run folder, so the report is the same wherever the folder is (the CLI fills it in)
     report["gate"] = gate_verdict(report, spec.gate, spec_path="RUN/spec.toml")
     report["warnings"] += [f"pool too small for the gate: {p['reason']}; {p['fix']}"
                            for p in report["gate"]["power"]["problems"] if p["kind"] == "pool"]
     return report
+
+
+def _as_scan(report: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """A scan's report: one model, what was scanned, which attacks ran; no pipeline, no formal guarantee."""
+    utility = metrics["utility"]
+    report["utility"] = {"model": utility["model"], "n_test": utility["n_test"]}
+    report["privacy"] = {"mechanism": "unknown", "epsilon": None, "delta": None,
+                         "note": "a scanned model carries no accounted guarantee"}
+    report["teacher"] = {"source": metrics["scan"]["source"], "note": None}
+    report["scan"] = metrics["scan"]
+    if metrics["scan"].get("note"):
+        report["warnings"].append(f"attacks not run: {', '.join(metrics['scan']['attacks_not_run'])}: "
+                                  f"{metrics['scan']['note']}")
 
 
 def _warn_on_label_coverage(run: RunDir, warnings: list[str]) -> None:

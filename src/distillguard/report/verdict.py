@@ -116,7 +116,7 @@ def positive_control(report: dict[str, Any], *, preferred: str | None) -> dict[s
     """
     if report.get("model_kind") == "causal-lm":
         return None
-    rows = [a for a in report.get("attacks", []) if a["target"] == "teacher" and a["population"] == "canaries"]
+    rows = [a for a in report.get("attacks", []) if a["target"] in ("teacher", "model") and a["population"] == "canaries"]
     if not rows:
         return {"detected": False, "attack": None, "auc": None, "auc_ci": None,
                 "reason": "no positive control: no canaries were planted ([audit] shadows = 0 or canaries = 0), so "
@@ -166,6 +166,8 @@ def next_steps(report: dict[str, Any], *, spec_path: str | None, verdict: str) -
     """The closest options that may pass, each with the command to run (no record values)."""
     spec = spec_path or "SPEC"
     name = report.get("run", {}).get("name") or "run"
+    if "scan" in report:
+        return _scan_next_steps(spec, verdict)
     if verdict == "inconclusive":
         return [{"what": "give the audit what it lacks (more records, shadows or canaries, as listed above) in the "
                          "spec, then run it again", "command": f"distillguard run {spec}"}]
@@ -182,3 +184,12 @@ def next_steps(report: dict[str, Any], *, spec_path: str | None, verdict: str) -
              "command": 'add [privacy] mechanism = "pate" to the spec, then distillguard run SPEC'},
         ]
     return steps
+
+
+def _scan_next_steps(spec: str, verdict: str) -> list[dict[str, str]]:
+    if verdict == "inconclusive":
+        return [{"what": "give the scan what it lacks (more records; the training recipe in [teacher] for shadows "
+                         "and canaries), then scan again", "command": f"distillguard scan {spec}"}]
+    return [{"what": "train a defended student on the same data instead of shipping this model (drop [scan], keep "
+                     "[data] and the recipe in [teacher]), then read its audit (docs/scan.md)",
+             "command": "distillguard run SPEC"}]

@@ -50,17 +50,22 @@ def run_audit_stage(spec: Spec, run: RunDir) -> bool:
     checkpoints = checkpoint_store(spec, run, "audit")
 
     def build(folder: Path) -> dict:
-        os.chmod(folder, 0o700)  # per-record scores reveal who was a member
-        metrics, rows, curves, shadow_outputs, risk = audit_models(spec, run, checkpoints=checkpoints)
-        pq.write_table(pa.table(rows.columns), folder / "scores.parquet")
-        pq.write_table(pa.table(risk), folder / "record_risk.parquet")
-        if shadow_outputs is not None:  # as sensitive as scores.parquet: removed by --destroy-teacher
-            write_shadow_outputs(folder / SHADOW_OUTPUTS, shadow_outputs)
-        for attack, by_target in curves.items():
-            save_roc_plot(by_target, folder / f"roc_{attack}.png", title=f"{attack}: teacher vs student")
-        atomic_write_json(folder / "metrics.json", metrics)
+        metrics = write_audit(folder, audit_models(spec, run, checkpoints=checkpoints), title="teacher vs student")
         return {"n_pool": metrics["populations"]["all"]["n_members"] * 2, "shadows": spec.audit.shadows}
 
     return execute_stage(run, "audit", params=params, inputs=inputs, output=OUTPUT, build=build,
                          checkpoints=checkpoints)
 
+
+def write_audit(folder: Path, results: tuple, *, title: str) -> dict:
+    """The files of audit/ from what the audit library returns; returns metrics.json's content."""
+    os.chmod(folder, 0o700)  # per-record scores reveal who was a member
+    metrics, rows, curves, shadow_outputs, risk = results
+    pq.write_table(pa.table(rows.columns), folder / "scores.parquet")
+    pq.write_table(pa.table(risk), folder / "record_risk.parquet")
+    if shadow_outputs is not None:  # as sensitive as scores.parquet: removed by --destroy-teacher
+        write_shadow_outputs(folder / SHADOW_OUTPUTS, shadow_outputs)
+    for attack, by_target in curves.items():
+        save_roc_plot(by_target, folder / f"roc_{attack}.png", title=f"{attack}: {title}")
+    atomic_write_json(folder / "metrics.json", metrics)
+    return metrics
