@@ -102,7 +102,15 @@ def test_run_refuses_a_scan_spec_and_scan_needs_one(tmp_path, csv_splits):
 def test_scan_defaults_follow_the_recipe(tmp_path):
     without = load_spec(scan_spec(tmp_path, 'model = "m.onnx"\n', name="a"))
     assert (without.scan.recipe, without.audit.shadows, without.gate.target) == (False, 0, "model")
-    assert without.gate.attack == "loss" and without.gate.max_accuracy_gap is None
+    assert without.gate.attack == "rmia" and without.gate.max_accuracy_gap is None
+    assert without.audit.reference_models == 8 and without.audit.attacks[-2:] == ["lira_offline", "rmia"]
+    resolved = tmp_path / "without.toml"
+    resolved.write_text(without.to_toml())
+    assert load_spec(resolved) == without
+    none = load_spec(scan_spec(tmp_path, 'model = "m.onnx"\n', extra="reference_models = 0\n", name="c"))
+    assert none.gate.attack == "loss" and "rmia" not in none.audit.attacks
+    with pytest.raises(ConfigError, match="reference_models = 8 calibrates a scan without a recipe; with shadows = 4"):
+        load_spec(scan_spec(tmp_path, 'model = "m.onnx"\n', extra="shadows = 4\nreference_models = 8\n", name="d"))
     recipe = load_spec(scan_spec(tmp_path, 'model = "m.onnx"\n', extra="[teacher]\nepochs = 3\n", name="b"))
     assert (recipe.scan.recipe, recipe.audit.shadows, recipe.gate.attack) == (True, 16, "strongest")
     again = tmp_path / "resolved.toml"

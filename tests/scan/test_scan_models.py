@@ -55,7 +55,18 @@ def test_scan_of_an_onnx_forest_matches_sklearn(tmp_path, csv_splits, forest, zi
     np.testing.assert_allclose(loss.score.to_numpy(), independent, atol=1e-4)
     row = next(a for a in report["attacks"] if a["attack"] == "loss")
     assert row["auc"] > 0.75  # the forest memorizes its members
-    assert report["scan"]["attacks_not_run"] == ["lira_online", "lira_offline", "rmia", "strongest"]
+    assert report["scan"]["attacks_not_run"] == ["lira_online", "strongest"]
+    # without a recipe: offline LiRA and RMIA on 8 reference models trained on half the test split
+    references = report["reference_models"]
+    assert references["count"] == 8 and references["attacks"] == ["lira_offline", "rmia"]
+    assert "150 test records" in references["trained_on"] and "150 test records" in references["population"]
+    by = {a["attack"]: a for a in report["attacks"]}
+    assert by["lira_offline"]["auc"] > 0.6 and by["rmia"]["auc"] > 0.6
+    # calibrated on out-models, RMIA names far more members at 1 % FPR than the loss threshold (26 % vs 5.5 % here)
+    assert by["rmia"]["tpr_at_fpr"]["0.01"] > 2 * by["loss"]["tpr_at_fpr"]["0.01"]
+    assert report["gate"]["attack"] == "rmia"  # the gate reads the strongest attack that ran
+    outputs = np.load(result.run_dir / "audit" / "shadow_outputs.npz")
+    assert not outputs["shadow_membership"].any()  # no reference model saw an audited record
     assert "never a safer model" in report["scan"]["note"]
     assert report["gate"]["target"] == "model" and "accuracy_gap" not in json.dumps(report["gate"]["checks"])
     html = (result.run_dir / "report.html").read_text()
@@ -71,6 +82,9 @@ def test_scan_of_a_predictions_file(tmp_path, csv_splits, forest):
     np.testing.assert_allclose(loss.score.to_numpy(), _member_loss(forest, csv_splits, loss.example_id.tolist()),
                                atol=1e-9)
     assert report["utility"]["model"]["test_accuracy"] is None
+    # no test-set outputs in the file, so no RMIA population: offline LiRA on the reference models only
+    assert report["scan"]["attacks_not_run"] == ["lira_online", "rmia", "strongest"]
+    assert report["reference_models"]["attacks"] == ["lira_offline"]
 
 
 def test_logits_and_probabilities_give_the_same_scores(tmp_path, csv_splits, forest):

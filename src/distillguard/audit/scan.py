@@ -16,12 +16,14 @@ import numpy as np
 from distillguard.attack_names import CLASSIFIER_ATTACKS
 from distillguard.audit.classifier_audit import attack_models, audit_data
 from distillguard.audit.placement import Shadows, train_shadows
+from distillguard.audit.reference_models import train_reference_models
 from distillguard.audit.shadow_outputs import SHADOW_OUTPUTS
-from distillguard.audit.shadows import AuditPool
+from distillguard.audit.shadows import AuditPool, ShadowLogits
 from distillguard.audit.signals import TargetSignals
 from distillguard.audit.utility import accuracy, mean_cross_entropy
 from distillguard.checkpoints import CheckpointStore
 from distillguard.config import SCAN_TARGET, Spec
+from distillguard.config.audit import OFFLINE_REFERENCE_ATTACKS
 from distillguard.data import load_members, load_role
 from distillguard.data.predictions import read_predictions
 from distillguard.errors import DataError
@@ -48,15 +50,26 @@ def scan_model(spec: Spec, *, checkpoints: CheckpointStore | None = None
                                                "test_loss": mean_cross_entropy(logits, test.y)},
                                  "n_test": int(len(test.y))},
                      "scan": _scan_record(spec, model.description, trained=model.trained_ids is not None)}
-    shadows = None
+    shadows, population = None, (logits, test.y)
+    if spec.audit.reference_models:
+        references = train_reference_models(spec, schema, pool_X=pool.X, test_X=test.X, test_y=test.y)
+        shadows = Shadows(references.membership, None, {SCAN_TARGET: references.logits})
+        population = (logits[references.population], test.y[references.population])
+        metrics["reference_models"] = {
+            "count": spec.audit.reference_models, "recipe": "[teacher] (the default MLP when unset)",
+            "trained_on": f"random halves of {len(references.trained_on)} test records (non-members, never audited)",
+            "population": f"the other {len(references.population)} test records",
+            "attacks": [a for a in spec.audit.attacks if a in OFFLINE_REFERENCE_ATTACKS],
+            "note": "offline attacks calibrated on out-models only; a recipe unlike the model's makes them weaker, "
+                    "never falsely stronger"}
     if spec.audit.shadows:
         shadows = _shadows(spec, schema, pool, test, checkpoints)
         metrics["shadows"] = {"count": spec.audit.shadows, "replay": "teacher training (the [teacher] recipe)",
                               "canaries": 0 if shadows.canaries is None else len(shadows.canaries),
                               "canary_kind": spec.audit.canary_kind if shadows.canaries is not None else None,
                               "outputs": f"audit/{SHADOW_OUTPUTS}"}
-    signals = {SCAN_TARGET: TargetSignals(model.logits(pool.X), pool.y, logits, test.y)}
-    return attack_models(spec, metrics, schema=schema, pool=pool, population_labels=test.y, signals=signals,
+    signals = {SCAN_TARGET: TargetSignals(model.logits(pool.X), pool.y, *population)}
+    return attack_models(spec, metrics, schema=schema, pool=pool, population_labels=population[1], signals=signals,
                          shadows=shadows, seed_as={SCAN_TARGET: "teacher"})
 
 
@@ -87,9 +100,19 @@ def _scan_predictions(spec: Spec) -> tuple:
                                                "note": "a predictions file has no test-set outputs"},
                                  "n_test": 0},
                      "scan": _scan_record(spec, "predictions file", trained=False)}
+    shadows = None
+    if spec.audit.reference_models:  # offline LiRA only: the file has no test-set outputs for RMIA's population
+        test = load_role(spec.data, "test", schema=schema, seed=seed)
+        references = train_reference_models(spec, schema, pool_X=pool.X, test_X=test.X, test_y=test.y)
+        logits = ShadowLogits(references.logits.pool, None, references.logits.canaries)
+        shadows = Shadows(references.membership, None, {SCAN_TARGET: logits})
+        metrics["reference_models"] = {
+            "count": spec.audit.reference_models, "recipe": "[teacher] (the default MLP when unset)",
+            "trained_on": f"random halves of {len(references.trained_on)} test records (non-members, never audited)",
+            "attacks": [a for a in spec.audit.attacks if a in OFFLINE_REFERENCE_ATTACKS]}
     signals = {SCAN_TARGET: TargetSignals(predictions.logits, pool.y)}
     return attack_models(spec, metrics, schema=schema, pool=pool, population_labels=None, signals=signals,
-                         shadows=None, seed_as={SCAN_TARGET: "teacher"})
+                         shadows=shadows, seed_as={SCAN_TARGET: "teacher"})
 
 
 def _scan_record(spec: Spec, description: str, *, trained: bool) -> dict:

@@ -41,20 +41,23 @@ SHADOW_OUTPUTS = "shadow_outputs.npz"
 
 
 def shadow_arrays(*, pool_ids: list[str], pool_labels: np.ndarray, pool_is_member: np.ndarray,
-                  population_labels: np.ndarray, shadows: Shadows,
+                  population_labels: np.ndarray | None, shadows: Shadows,
                   targets: dict[str, TargetSignals]) -> dict[str, np.ndarray]:
     """The arrays of :data:`SHADOW_OUTPUTS` (layout in the module docstring)."""
     out = {"pool_example_ids": np.asarray(pool_ids, dtype=str), "pool_labels": np.asarray(pool_labels, np.int64),
-           "pool_is_member": np.asarray(pool_is_member, bool), "shadow_membership": np.asarray(shadows.membership, bool),
-           "population_labels": np.asarray(population_labels, np.int64)}
+           "pool_is_member": np.asarray(pool_is_member, bool), "shadow_membership": np.asarray(shadows.membership, bool)}
+    if population_labels is not None:  # a scanned predictions file has no population
+        out["population_labels"] = np.asarray(population_labels, np.int64)
     for target, logits in shadows.logits.items():
         out[f"{target}_shadow_pool_logits"] = logits.pool
-        out[f"{target}_shadow_population_logits"] = logits.population
+        if logits.population is not None:
+            out[f"{target}_shadow_population_logits"] = logits.population
         if shadows.canaries is not None:
             out[f"{target}_shadow_canary_logits"] = logits.canaries
         if target in targets:
             out[f"{target}_pool_logits"] = targets[target].logits
-            out[f"{target}_population_logits"] = targets[target].population_logits
+            if targets[target].population_logits is not None:
+                out[f"{target}_population_logits"] = targets[target].population_logits
     if shadows.canaries is not None:
         out["canary_labels"] = np.asarray(shadows.canaries.y, np.int64)
         out["canary_included"] = np.asarray(shadows.canaries.included, bool)

@@ -18,6 +18,10 @@ from distillguard.config.lm import LMProbeConfig
 EXECUTION_KEYS = ("backend", "ray_address", "ray_shadows_per_task", "ray_cpus_per_task")
 
 
+#: The shadow attacks that out-models alone calibrate (reference models trained without any audited record).
+OFFLINE_REFERENCE_ATTACKS = ("lira_offline", "rmia")
+
+
 class AuditConfig(Section):
     attacks: list[AttackName] = Field(
         default_factory=lambda: [*THRESHOLD_ATTACKS, *SHADOW_ATTACKS, SELECTED_ATTACK],
@@ -58,6 +62,10 @@ class AuditConfig(Section):
     ray_cpus_per_task: int = Field(
         1, ge=1, description='backend = "ray": CPUs Ray reserves per task, and torch\'s thread count inside it.',
     )
+    reference_models: int = Field(
+        0, ge=0, description="distillguard scan without a recipe: models of the [teacher] recipe trained on half the "
+                             "test split (non-members, never audited) that calibrate offline LiRA and RMIA, the other "
+                             "half being RMIA's population (scan default 8; 0 = none). Not with shadows.")
     lm: LMProbeConfig = Field(LMProbeConfig(), description="causal-lm: the probes' sample counts and prompts.")
 
     @model_validator(mode="after")
@@ -67,9 +75,15 @@ class AuditConfig(Section):
         if self.ray_address is not None and self.backend != "ray":
             problems.append(f'ray_address = {self.ray_address!r} applies to backend = "ray" (got {self.backend!r}); '
                             "set backend or drop ray_address")
-        needs = [a for a in self.attacks if a in SHADOW_ATTACKS]
+        offline_ok = OFFLINE_REFERENCE_ATTACKS if self.reference_models >= 2 else ()
+        needs = [a for a in self.attacks if a in SHADOW_ATTACKS and a not in offline_ok]
         if needs and self.shadows < 2:
             problems.append(f"attacks {needs} need shadows >= 2 (got {self.shadows}); set shadows or drop them")
+        if self.reference_models and self.shadows:
+            problems.append(f"reference_models = {self.reference_models} calibrates a scan without a recipe; with "
+                            f"shadows = {self.shadows} the shadows do (set one of them to 0)")
+        if self.reference_models == 1:
+            problems.append("reference_models = 1: offline LiRA needs a spread, give at least 2 (or 0)")
         if SELECTED_ATTACK in self.attacks and self.shadows < 4:
             problems.append(f'attack "{SELECTED_ATTACK}" is chosen on held-out shadows and needs shadows >= 4 '
                             f"(got {self.shadows}); set shadows or drop it")

@@ -14,10 +14,13 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
+from distillguard.attack_names import THRESHOLD_ATTACKS
 from distillguard.config.base import Section
 
 #: The report's target name for the scanned model.
 SCAN_TARGET = "model"
+#: Reference models a scan without a recipe trains on non-member data (config/audit.py reference_models).
+DEFAULT_REFERENCE_MODELS = 8
 
 
 class ScanConfig(Section):
@@ -47,7 +50,9 @@ def with_scan_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     """A raw scan spec with the defaults ``[scan]`` implies, where the user set none.
 
     ``recipe`` defaults to whether ``[teacher]`` is there; without a recipe no shadows run
-    (``[audit] shadows = 0``); the gate judges the scanned model and has no student to compare.
+    (``[audit] shadows = 0``) and reference models trained on non-member data calibrate
+    offline LiRA and RMIA (``reference_models = 8``; a predictions file has no test-set
+    outputs, so offline LiRA only); the gate judges the scanned model and has no student.
     """
     scan = raw.get("scan")
     if not isinstance(scan, dict):
@@ -57,7 +62,13 @@ def with_scan_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     raw = {**raw, "scan": scan}
     audit = raw.get("audit", {})
     if isinstance(audit, dict) and scan["recipe"] is False:
-        raw["audit"] = {**audit, "shadows": audit.get("shadows", 0)}
+        audit = {**audit, "shadows": audit.get("shadows", 0)}
+        if audit["shadows"] == 0:
+            audit.setdefault("reference_models", DEFAULT_REFERENCE_MODELS)
+        if scan.get("predictions") is not None and "attacks" not in audit:  # no test-set outputs: no RMIA population
+            audit["attacks"] = [*THRESHOLD_ATTACKS, "lira_offline"] if audit.get("reference_models") else [
+                *THRESHOLD_ATTACKS]
+        raw["audit"] = audit
     gate = raw.get("gate", {})
     if isinstance(gate, dict):
         raw["gate"] = {"target": SCAN_TARGET, "max_accuracy_gap": None, **gate}

@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from distillguard.attack_names import (CLASSIFIER_ATTACKS, LM_ATTACKS, SELECTED_ATTACK, THRESHOLD_ATTACKS,
                                        strongest_attack)
-from distillguard.config.audit import AuditConfig
+from distillguard.config.audit import OFFLINE_REFERENCE_ATTACKS, AuditConfig
 from distillguard.config.base import Section
 from distillguard.config.data import TEXT_BUILTINS, DataConfig, is_text_data
 from distillguard.config.deploy import (CLASSIFIER_RELEASE_KEYS, LM_RELEASE_KEYS, DeployConfig, audited_generation,
@@ -94,7 +94,9 @@ class Spec(Section):
             return raw
         shadows = audit.get("shadows", AuditConfig.model_fields["shadows"].default)
         if isinstance(shadows, int) and shadows == 0:
-            audit.setdefault("attacks", list(THRESHOLD_ATTACKS))
+            references = audit.get("reference_models", 0)
+            offline = list(OFFLINE_REFERENCE_ATTACKS) if isinstance(references, int) and references >= 2 else []
+            audit.setdefault("attacks", [*THRESHOLD_ATTACKS, *offline])
             audit.setdefault("canaries", 0)
         elif isinstance(shadows, int) and shadows < 4:  # too few to hold one out for "strongest"
             audit.setdefault("attacks", [a for a in CLASSIFIER_ATTACKS if a != SELECTED_ATTACK])

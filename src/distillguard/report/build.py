@@ -85,6 +85,8 @@ def _as_scan(report: dict[str, Any], metrics: dict[str, Any]) -> None:
                          "note": "a scanned model carries no accounted guarantee"}
     report["teacher"] = {"source": metrics["scan"]["source"], "note": None}
     report["scan"] = metrics["scan"]
+    if metrics.get("reference_models"):
+        report["reference_models"] = metrics["reference_models"]
     if metrics["scan"].get("note"):
         report["warnings"].append(f"attacks not run: {', '.join(metrics['scan']['attacks_not_run'])}: "
                                   f"{metrics['scan']['note']}")
