@@ -85,11 +85,11 @@ def run_teacher_stage(spec: Spec, run: RunDir) -> bool:
 
 def _inputs(spec: Spec) -> dict[str, str]:
     """What the teacher reads: the members, a loaded teacher, and the transfer set where it
-    gives the public scaler or the encoder of a mixed-type table."""
+    gives the public scaler, the encoder of a mixed-type table or the tokenizer of labelled texts."""
     inputs = {"data.members": data_fingerprint(spec.data, "members")}
     if spec.teacher.path is not None:
         inputs["teacher.path"] = sha256_file(_weights(spec.teacher.path))
-    if (spec.privacy.mechanism in ("dp-sgd", "pate") or spec.teacher.ensemble > 1
+    if (spec.privacy.mechanism in ("dp-sgd", "pate") or spec.teacher.ensemble > 1 or spec.data.is_text_classification()
             or (spec.data.builtin is None and not spec.data.is_table()
                 and spec.data.resolved_format() in ("csv", "parquet"))):
         inputs["data.transfer"] = data_fingerprint(spec.data, "transfer")
