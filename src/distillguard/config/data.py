@@ -91,7 +91,7 @@ class TextDataConfig(Section):
     """Text classification (``kind = "hf-text"``): the text column and how texts become token-id rows."""
 
     column: str = Field("text", min_length=1, description="Files: the text column (CSV/Parquet) or key (JSONL).")
-    max_length: int = Field(128, ge=8, le=4096, description="Tokens per record (special tokens included); longer "
+    max_length: int = Field(64, ge=8, le=4096, description="Tokens per record (special tokens included); longer "
                                                             "texts are truncated, shorter ones padded.")
     vocab_size: int = Field(2048, ge=258, description="BPE vocabulary when the tokenizer is fitted (on the transfer "
                                                       "texts only).")

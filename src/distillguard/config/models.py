@@ -19,11 +19,11 @@ ModelKind = Literal["mlp", "cnn", "causal-lm", "hf-text"]
 # Defaults of text classification (labelled texts select kind = "hf-text"), sized so that the
 # built-in bbc-news runs end to end on 2 busy CPU cores (docs/tracks/text-classifiers.md).
 TEXT_CLF_DEFAULTS: dict[str, dict[str, Any]] = {
-    "teacher": {"kind": "hf-text", "epochs": 12, "batch_size": 32, "lr": 2e-3,
-                "arch": {"layers": 2, "width": 64, "heads": 2}},
-    "student": {"kind": "hf-text", "epochs": 12, "batch_size": 32, "lr": 2e-3,
-                "arch": {"layers": 1, "width": 64, "heads": 2}},
-    "audit": {"shadows": 8},
+    "teacher": {"kind": "hf-text", "epochs": 10, "batch_size": 32, "lr": 3e-3,
+                "arch": {"layers": 1, "width": 32, "heads": 2}},
+    "student": {"kind": "hf-text", "epochs": 10, "batch_size": 32, "lr": 3e-3,
+                "arch": {"layers": 1, "width": 32, "heads": 2}},
+    "audit": {"shadows": 4},
 }
 
 

@@ -111,8 +111,14 @@ def _raw_role(cfg: DataConfig, role: str, seed: int) -> tuple[list[str], pd.Seri
     return texts, labels, np.arange(len(texts), dtype=np.int64), name
 
 
+def _stamp(cfg: DataConfig) -> tuple:
+    """What the cached results below depend on besides the settings: the role files' size and time."""
+    paths = [Path(getattr(cfg, role)) for role in ("members", "nonmembers", "transfer") if getattr(cfg, role)]
+    return tuple((p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else None for p in paths)
+
+
 @functools.lru_cache(maxsize=4)
-def _guarded_transfer(cfg_json: str, seed: int) -> tuple[tuple[str, ...], tuple[int, ...], LeakReport]:
+def _guarded_transfer(cfg_json: str, seed: int, stamp: tuple) -> tuple[tuple[str, ...], tuple[int, ...], LeakReport]:
     """The transfer texts the leak guard keeps, their ids, and its report (rows: transfer ids)."""
     from distillguard.data.leakguard import apply_policy
     from distillguard.data.leakguard_text import find_text_leaks
@@ -127,19 +133,19 @@ def _guarded_transfer(cfg_json: str, seed: int) -> tuple[tuple[str, ...], tuple[
 
 def transfer_leak_report(cfg: DataConfig, *, seed: int) -> LeakReport:
     """What the text leak guard found in the transfer texts (applied when they are read)."""
-    return _guarded_transfer(cfg.model_dump_json(), seed)[2]
+    return _guarded_transfer(cfg.model_dump_json(), seed, _stamp(cfg))[2]
 
 
 def role_texts(cfg: DataConfig, role: str, *, seed: int) -> tuple[list[str], pd.Series | None, np.ndarray, str]:
     """(texts, labels or None for transfer, ids, name for messages); transfer after the leak guard."""
     if role == "transfer":
-        texts, ids, _ = _guarded_transfer(cfg.model_dump_json(), seed)
+        texts, ids, _ = _guarded_transfer(cfg.model_dump_json(), seed, _stamp(cfg))
         return list(texts), None, np.asarray(ids, dtype=np.int64), str(cfg.transfer or "builtin bbc-news (transfer)")
     return _raw_role(cfg, role, seed)
 
 
 @functools.lru_cache(maxsize=4)
-def _fitted_tokenizer(cfg_json: str, seed: int) -> str:
+def _fitted_tokenizer(cfg_json: str, seed: int, stamp: tuple) -> str:
     from tokenizers.processors import TemplateProcessing
 
     from distillguard.lm.tokenizer import EOS_TOKEN, train_bpe_tokenizer
@@ -150,7 +156,7 @@ def _fitted_tokenizer(cfg_json: str, seed: int) -> str:
     tokenizer = train_bpe_tokenizer(texts, vocab_size=settings.vocab_size, min_frequency=settings.min_frequency)
     tokenizer.backend_tokenizer.post_processor = TemplateProcessing(
         single=f"{EOS_TOKEN} $A", special_tokens=[(EOS_TOKEN, tokenizer.convert_tokens_to_ids(EOS_TOKEN))])
-    return tokenizer.backend_tokenizer.to_str()
+    return tokenizer_json(tokenizer)
 
 
 def public_tokenizer(cfg: DataConfig, *, seed: int) -> PreTrainedTokenizerBase:
@@ -165,7 +171,17 @@ def public_tokenizer(cfg: DataConfig, *, seed: int) -> PreTrainedTokenizerBase:
         if tokenizer.pad_token_id is None:
             raise DataError(f"{settings.tokenizer}: the tokenizer has no pad, eos or unk token to pad with")
         return tokenizer
-    return tokenizer_from_json(_fitted_tokenizer(cfg.model_dump_json(), seed))
+    return tokenizer_from_json(_fitted_tokenizer(cfg.model_dump_json(), seed, _stamp(cfg)))
+
+
+def tokenizer_json(tokenizer: PreTrainedTokenizerBase) -> str:
+    """The tokenizer's ``tokenizer.json`` text without the truncation and padding state of its last call."""
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_truncation()
+    backend.no_padding()
+    return backend.to_str()
 
 
 @functools.lru_cache(maxsize=8)
@@ -202,6 +218,9 @@ def text_members(cfg: DataConfig, *, seed: int) -> tuple[Schema, Split]:
     from distillguard.data.tables import class_list, encode_labels
 
     texts, labels, ids, name = role_texts(cfg, "members", seed=seed)
+    if cfg.builtin is None:  # the labelled files' columns are checked before any training
+        for role in ("nonmembers", "test"):
+            _read_file(cfg, role)
     if cfg.builtin is not None:
         classes = sorted(set(bbc_news()[1]))
     else:
@@ -212,7 +231,7 @@ def text_members(cfg: DataConfig, *, seed: int) -> tuple[Schema, Split]:
     settings = cfg.text_settings()
     encoding = {"kind": "text", "column": settings.column, "max_length": settings.max_length,
                 "pad_id": int(tokenizer.pad_token_id), "bos_id": tokenizer.bos_token_id, "vocab_size": len(tokenizer),
-                "tokenizer": tokenizer.backend_tokenizer.to_str()}
+                "tokenizer": tokenizer_json(tokenizer)}
     L = settings.max_length
     schema = Schema([f"token_{i}" for i in range(L)], classes, (L,), encoding)
     X = encode_with_schema(schema, texts)
