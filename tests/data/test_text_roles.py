@@ -116,9 +116,8 @@ def test_jsonl_files_and_leak_guard(tmp_path):
 def test_file_without_label_column_is_one_line_error(tmp_path):
     paths = write_text_files(tmp_path)
     pd.read_csv(paths["test"]).drop(columns=["y"]).to_csv(paths["test"], index=False)
-    schema, _ = load_members(files_cfg(paths), seed=0)
-    with pytest.raises(DataError) as error:
-        load_role(files_cfg(paths), "test", schema=schema, seed=0)
+    with pytest.raises(DataError) as error:  # found with the members, before any model is trained
+        load_members(files_cfg(paths), seed=0)
     assert "test.csv" in str(error.value) and "label column 'y'" in str(error.value) and "\n" not in str(error.value)
     with pytest.raises(DataError, match="text column 'body'"):
         load_members(files_cfg(paths, text={"column": "body"}), seed=0)
