@@ -69,20 +69,42 @@ def test_bbc_news_runs_and_the_bundle_loads_with_plain_transformers(tmp_path):
     assert not (run / "deploy" / "teacher").exists()
 
 
-def test_text_file_without_label_column_exits_2(tmp_path):
+def _text_files(folder, *, drop_test_label: bool = False) -> None:
     rng = np.random.default_rng(0)
     words = ["".join(rng.choice(list("abcdefghijklmnop"), size=5)) for _ in range(200)]
     for role, n in {"members": 20, "nonmembers": 20, "transfer": 30, "test": 10}.items():
-        frame = pd.DataFrame({"text": [" ".join(rng.choice(words, size=12)) for _ in range(n)],
+        frame = pd.DataFrame({"body": [" ".join(rng.choice(words, size=12)) for _ in range(n)],
                               "y": rng.choice(["a", "b"], size=n)})
-        if role in ("transfer", "test"):  # the test file lost its label column
+        if role == "transfer" or (role == "test" and drop_test_label):
             frame = frame.drop(columns=["y"])
-        frame.to_csv(tmp_path / f"{role}.csv", index=False)
-    (tmp_path / "spec.toml").write_text(
-        '[run]\nname = "txt"\n[data]\nlabel = "y"\nmembers = "members.csv"\nnonmembers = "nonmembers.csv"\n'
-        'transfer = "transfer.csv"\ntest = "test.csv"\n[data.text]\nmax_length = 16\nvocab_size = 300\n'
-        '[teacher]\nepochs = 1\n[student]\nepochs = 1\n[audit]\nshadows = 0\n')
+        frame.to_json(folder / f"{role}.jsonl", orient="records", lines=True)
+
+
+SPEC = ('[run]\nname = "txt"\n[data]\nlabel = "y"\nmembers = "members.jsonl"\nnonmembers = "nonmembers.jsonl"\n'
+        'transfer = "transfer.jsonl"\ntest = "test.jsonl"\nleak_policy = "drop"\n'
+        '[data.text]\ncolumn = "body"\nmax_length = 16\nvocab_size = 300\n'
+        '[teacher]\nepochs = 1\n[student]\nepochs = 1\n[audit]\nshadows = 0\nbootstrap = 0\n')
+
+
+def test_jsonl_texts_run_with_a_dropped_copy(tmp_path):
+    _text_files(tmp_path)
+    transfer = pd.read_json(tmp_path / "transfer.jsonl", lines=True)
+    transfer.loc[4, "body"] = pd.read_json(tmp_path / "members.jsonl", lines=True).loc[2, "body"]
+    transfer.to_json(tmp_path / "transfer.jsonl", orient="records", lines=True)
+    (tmp_path / "spec.toml").write_text(SPEC)
+    result = run_cli("run", "spec.toml", "--run-dir", "out", cwd=tmp_path)
+    assert result.returncode in (0, 1), result.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["stages"]["label"]["leak_guard"]["flagged"] == 1
+    assert manifest["stages"]["label"]["n_records"] == 29  # transfer row 4 was never labelled
+    assert load_bundle(tmp_path / "out" / "deploy").predict(["abcde fghij"]).shape == (1,)
+
+
+def test_text_file_without_label_column_exits_2(tmp_path):
+    _text_files(tmp_path, drop_test_label=True)
+    (tmp_path / "spec.toml").write_text(SPEC)
     result = run_cli("run", "spec.toml", "--run-dir", "out", cwd=tmp_path)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "test.csv" in lines[0] and "label column 'y'" in lines[0], result.stderr
+    assert len(lines) == 1 and "test.jsonl" in lines[0] and "label column 'y'" in lines[0], result.stderr
+    assert not (tmp_path / "out" / "teacher").exists()
