@@ -134,5 +134,8 @@ def _check_schema(loaded, expected, path: Path) -> None:
             f"{path}: the loaded teacher expects {loaded.n_features} features "
             f"({loaded.feature_names[:3]}…), the members file has {expected.n_features} ({expected.feature_names[:3]}…)"
         )
+    if (loaded.encoding or {}).get("kind") == "text" and loaded.encoding != expected.encoding:
+        raise DataError(f"{path}: the loaded teacher's tokenizer or max_length differs from this run's texts' "
+                        "([data.text]); a text teacher is loaded with the data settings it was trained with")
     if loaded.classes != expected.classes:
         raise DataError(f"{path}: the loaded teacher's classes {loaded.classes[:10]} differ from the members' {expected.classes[:10]}")
