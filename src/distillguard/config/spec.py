@@ -192,7 +192,6 @@ class ClassifierSpec(Spec):
             problems.append(f"[gate]: {lm_gate} apply to causal LMs only")
         return problems
 
-
     def _text_problems(self) -> list[str]:
         """hf-text models go with labelled texts, and take the plain (non-private, single-teacher) recipe."""
         text = self.data.is_text_classification()
