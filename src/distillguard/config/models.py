@@ -7,21 +7,43 @@ classifiers, ``causal-lm`` a language model (see :mod:`distillguard.config.spec`
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from distillguard.config.base import Section
 from distillguard.config.lm import LMArchConfig, TokenizerConfig
 
-ModelKind = Literal["mlp", "cnn", "causal-lm"]
+ModelKind = Literal["mlp", "cnn", "causal-lm", "hf-text"]
+
+# Defaults of text classification (labelled texts select kind = "hf-text"), sized so that the
+# built-in bbc-news runs end to end on 2 busy CPU cores (docs/tracks/text-classifiers.md).
+TEXT_CLF_DEFAULTS: dict[str, dict[str, Any]] = {
+    "teacher": {"kind": "hf-text", "epochs": 10, "batch_size": 32, "lr": 3e-3,
+                "arch": {"layers": 1, "width": 32, "heads": 2}},
+    "student": {"kind": "hf-text", "epochs": 10, "batch_size": 32, "lr": 3e-3,
+                "arch": {"layers": 1, "width": 32, "heads": 2}},
+    "audit": {"shadows": 4},
+}
+
+
+def with_text_clf_defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    """A raw spec with :data:`TEXT_CLF_DEFAULTS` where the user gave none (``arch`` as a whole)."""
+    out = dict(raw)
+    for section, defaults in TEXT_CLF_DEFAULTS.items():
+        given = out.get(section, {})
+        if isinstance(given, dict):
+            out[section] = {**defaults, **given}
+    return out
 
 
 class ModelConfig(Section):
     """Architecture and training recipe shared by teacher and student."""
 
-    kind: ModelKind = Field("mlp", description='Architecture: "mlp", "cnn" (image inputs) or "causal-lm" (text).')
-    arch: LMArchConfig = Field(LMArchConfig(), description="causal-lm: the architecture when no path is given.")
+    kind: ModelKind = Field("mlp", description='Architecture: "mlp", "cnn" (image inputs), "causal-lm" (text) or "hf-text" '
+                                                '(a Hugging Face sequence classifier of labelled texts).')
+    arch: LMArchConfig = Field(LMArchConfig(), description="causal-lm and hf-text: the architecture when no path is given "
+                                                            "(hf-text: its context is [data.text].max_length).")
     hidden: list[int] = Field(default_factory=lambda: [256, 256], description="MLP hidden widths; CNN head widths.")
     channels: list[int] = Field(default_factory=lambda: [16, 32], description="CNN conv channels (image inputs).")
     epochs: int = Field(60, ge=1, description="Training epochs (with a validation split, the best checkpoint is kept).")

@@ -20,13 +20,13 @@ from distillguard.attack_names import (CLASSIFIER_ATTACKS, LM_ATTACKS, SELECTED_
                                        strongest_attack)
 from distillguard.config.audit import OFFLINE_REFERENCE_ATTACKS, AuditConfig
 from distillguard.config.base import Section
-from distillguard.config.data import TEXT_BUILTINS, DataConfig, is_text_data
+from distillguard.config.data import TEXT_BUILTINS, DataConfig, is_text_classification_data, is_text_data
 from distillguard.config.deploy import (CLASSIFIER_RELEASE_KEYS, LM_RELEASE_KEYS, DeployConfig, audited_generation,
                                          generation_policy)
 from distillguard.config.distill import DistillConfig
 from distillguard.config.gate import LM_GATE_KEYS, GateConfig
 from distillguard.config.lm import with_lm_defaults
-from distillguard.config.models import StudentConfig, TeacherConfig
+from distillguard.config.models import StudentConfig, TeacherConfig, with_text_clf_defaults
 from distillguard.config.privacy import PrivacyConfig
 from distillguard.config.run import RunConfig
 from distillguard.config.scan import SCAN_TARGET, ScanConfig, with_scan_defaults
@@ -88,6 +88,8 @@ class Spec(Section):
             return raw
         if is_text_data(raw.get("data")):
             raw = with_lm_defaults(raw)
+        elif is_text_classification_data(raw.get("data")):
+            raw = with_text_clf_defaults(raw)
         raw = with_scan_defaults(raw)
         audit = dict(raw.get("audit") or {}) if isinstance(raw.get("audit", {}), dict) else raw.get("audit")
         if not isinstance(audit, dict):
@@ -207,6 +209,7 @@ class ClassifierSpec(Spec):
                 what = self.data.format or self.data.builtin or Path(str(self.data.members)).suffix.lstrip(".")
                 problems.append(f'[{section}].kind: "causal-lm" needs text data (format = "jsonl" or builtin = '
                                 f'"pii-corpus"), got {what!r}')
+        problems += self._text_problems()
         bad = [a for a in self.audit.attacks if a in LM_ATTACKS and a != "loss"]
         if bad:
             problems.append(f"[audit].attacks: {bad} are language-model attacks; a classifier takes "
@@ -219,6 +222,24 @@ class ClassifierSpec(Spec):
         lm_release = [k for k in LM_RELEASE_KEYS if getattr(self.deploy, k) != getattr(DeployConfig(), k)]
         if lm_release:
             problems.append(f"[deploy]: {', '.join(lm_release)} apply to causal LMs' generation only")
+        return problems
+
+    def _text_problems(self) -> list[str]:
+        """hf-text models go with labelled texts, and take the plain (non-private, single-teacher) recipe."""
+        text = self.data.is_text_classification()
+        problems = [f'[{section}].kind: labelled texts ([data.text] or builtin = "bbc-news") need kind = "hf-text" '
+                    f'(got {getattr(self, section).kind!r})' if text else
+                    f'[{section}].kind: "hf-text" needs labelled texts: builtin = "bbc-news" or [data.text] '
+                    f'with the four files' for section in ("teacher", "student")
+                    if (getattr(self, section).kind == "hf-text") != text]
+        if text and self.privacy.mechanism != "none":
+            problems.append(f'[privacy].mechanism: {self.privacy.mechanism!r} is not supported for kind = "hf-text"; '
+                            'use "none"')
+        if text and self.teacher.ensemble > 1:
+            problems.append('[teacher].ensemble: not supported for kind = "hf-text"; leave it at 1')
+        if text and self.transfer.select == "far_from_private":
+            problems.append('[transfer].select: "far_from_private" measures feature distances, which token ids do '
+                            'not have; not supported for kind = "hf-text"')
         return problems
 
 
@@ -273,8 +294,8 @@ def _track_of(raw: Any) -> str:
     data = raw.get("data") if isinstance(raw, dict) else None
     if isinstance(data, DataConfig):
         return LM_TRACK if data.is_text() else CLASSIFIER_TRACK
-    if not isinstance(data, dict):
-        return CLASSIFIER_TRACK  # the default data is purchase-synth
+    if not isinstance(data, dict) or is_text_classification_data(data):
+        return CLASSIFIER_TRACK  # the default data is purchase-synth; labelled texts are classified
     if data.get("builtin") is not None:
         text = data["builtin"] in TEXT_BUILTINS
     elif data.get("format") is not None:

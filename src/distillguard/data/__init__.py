@@ -26,6 +26,10 @@ __all__ = ["Schema", "Split", "TransferGuard", "data_fingerprint", "guard_transf
 
 def load_members(cfg: DataConfig, *, seed: int) -> tuple[Schema, Split]:
     """The members and the schema they define (feature columns, classes, the public encoder)."""
+    if cfg.is_text_classification():
+        from distillguard.data.text_roles import text_members
+
+        return text_members(cfg, seed=seed)
     if cfg.is_table():
         return encoded_members(cfg, seed=seed)
     if cfg.builtin is not None:
@@ -52,6 +56,10 @@ def load_members(cfg: DataConfig, *, seed: int) -> tuple[Schema, Split]:
 
 def load_role(cfg: DataConfig, role: str, *, schema: Schema, seed: int) -> Split:
     """Load ``nonmembers``, ``transfer`` or ``test`` against a known schema."""
+    if is_text_schema(schema):
+        from distillguard.data.text_roles import text_role
+
+        return text_role(cfg, role, schema=schema, seed=seed)
     if schema.encoding is not None:
         return encoded_role(cfg, role, schema=schema, seed=seed)
     if cfg.builtin is not None:
@@ -65,6 +73,10 @@ def load_role(cfg: DataConfig, role: str, *, schema: Schema, seed: int) -> Split
 
 def data_fingerprint(cfg: DataConfig, role: str) -> str:
     """sha256 of a role's file, of the table it is cut from, or of the built-in's parameters (it is regenerated)."""
+    if cfg.is_text_classification():
+        from distillguard.data.text_roles import text_fingerprint
+
+        return text_fingerprint(cfg, role)
     if cfg.is_table():
         from distillguard.data.sources import source_fingerprint
 
@@ -86,15 +98,15 @@ def iter_transfer(cfg: DataConfig, *, schema: Schema, seed: int, rows: int) -> I
 
     CSV and Parquet files are read chunk by chunk, so a stage that consumes the chunks
     one at a time holds at most ``rows`` records whatever the file's size. Built-in data
-    sets are generated whole and then cut.
+    sets (and labelled texts) are read whole and then cut.
     """
-    if schema.encoding is not None:
-        yield from encoded_transfer_chunks(cfg, schema=schema, seed=seed, rows=rows)
-        return
-    if cfg.builtin is not None:
-        whole = load_builtin(cfg, "transfer", seed=seed)
+    if is_text_schema(schema) or (cfg.builtin is not None and schema.encoding is None):
+        whole = load_role(cfg, "transfer", schema=schema, seed=seed)
         for start in range(0, len(whole), rows):
             yield whole.subset(np.arange(start, min(start + rows, len(whole))))
+        return
+    if schema.encoding is not None:
+        yield from encoded_transfer_chunks(cfg, schema=schema, seed=seed, rows=rows)
         return
     path = Path(cfg.transfer)
     for first, frame in iter_frames(path, fmt=cfg.resolved_format(), rows=rows, role="transfer"):
@@ -129,10 +141,13 @@ class TransferGuard:
     """
 
     def __init__(self, cfg: DataConfig, *, schema: Schema, seed: int) -> None:
+        self.cfg, self.seed = cfg, seed
+        self.text = is_text_schema(schema)
+        if self.text:  # labelled texts are guarded as texts when the transfer role is read
+            return
         _, members = load_members(cfg, seed=seed)
         nonmembers = load_role(cfg, "nonmembers", schema=schema, seed=seed)
         self.private = {"members": members.X, "nonmembers": nonmembers.X}
-        self.cfg, self.seed = cfg, seed
         self.source = str(cfg.transfer) if cfg.transfer is not None else (
             f"{cfg.table} transfer rows" if cfg.table is not None else f"builtin {cfg.builtin} transfer set")
 
@@ -141,10 +156,30 @@ class TransferGuard:
         from distillguard.data.leakguard import apply_policy, shift_rows
         from distillguard.data.leakguard_tabular import find_tabular_leaks
 
+        if self.text:
+            return self._text_check(chunk)
         report = shift_rows(find_tabular_leaks(chunk.X, self.private, relative_threshold=self.cfg.leak_threshold,
                                                seed=self.seed), first_row)
         keep = apply_policy(report, policy=self.cfg.effective_leak_policy(), n_transfer=first_row + len(chunk), source=self.source)
         return keep[keep >= first_row] - first_row, report
+
+
+    def _text_check(self, chunk: Split):
+        """Every row of ``chunk`` (the guard dropped or refused copies when reading), and the text
+        guard's report with the chunk that starts the transfer role (empty with the others)."""
+        from distillguard.data.leakguard import LeakReport
+        from distillguard.data.text_roles import role_texts, transfer_leak_report
+
+        report = transfer_leak_report(self.cfg, seed=self.seed)
+        ids = role_texts(self.cfg, "transfer", seed=self.seed)[2]
+        if not len(chunk) or not len(ids) or int(chunk.ids[0]) != int(ids[0]):
+            report = LeakReport([], [], report.threshold, report.method)
+        return np.arange(len(chunk), dtype=np.int64), report
+
+
+def is_text_schema(schema: Schema) -> bool:
+    """True for token-id rows of labelled texts (``kind = "hf-text"``)."""
+    return schema.encoding is not None and schema.encoding.get("kind") == "text"
 
 
 def guard_transfer(cfg: DataConfig, transfer: Split, *, schema: Schema, seed: int):

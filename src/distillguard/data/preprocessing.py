@@ -3,6 +3,11 @@
 The teacher's scaler is fitted on its training members; the student's on the transfer
 inputs. A model never carries statistics of data it was not allowed to see, so the
 deploy bundle holds no member statistics.
+
+Integer matrices are token ids of labelled texts (:mod:`distillguard.data.text_roles`;
+every other loader gives float32): they pass through unscaled (mean 0, scale 1), since an
+id is a vocabulary index, not a quantity, and that also keeps member statistics out of a
+text model's folder.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ class Standardizer:
 
     @classmethod
     def fit(cls, X: np.ndarray) -> Standardizer:
+        if np.issubdtype(np.asarray(X).dtype, np.integer):
+            return cls.identity(np.asarray(X).shape[1])
         mean = X.mean(axis=0, dtype=np.float64)
         scale = X.std(axis=0, dtype=np.float64)
         scale[scale < 1e-12] = 1.0
@@ -36,6 +43,8 @@ class Standardizer:
         """
         count, mean, m2, first = 0, None, None, None
         for X in blocks:
+            if np.issubdtype(np.asarray(X).dtype, np.integer):
+                return cls.identity(np.asarray(X).shape[1])
             if not len(X):
                 continue
             n_b = len(X)
@@ -57,6 +66,11 @@ class Standardizer:
         scale = np.sqrt(m2 / count)
         scale[scale < 1e-12] = 1.0
         return cls(mean.astype(np.float32), scale.astype(np.float32))
+
+    @classmethod
+    def identity(cls, n_features: int) -> Standardizer:
+        """The scaler that changes nothing (token ids)."""
+        return cls(np.zeros(n_features, dtype=np.float32), np.ones(n_features, dtype=np.float32))
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         return ((X - self.mean) / self.scale).astype(np.float32)

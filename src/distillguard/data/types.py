@@ -36,7 +36,8 @@ class Schema:
     ``feature_names`` name the model's numeric inputs. A table with categories or blanks
     also has ``encoding``: the JSON of a :class:`~distillguard.data.encoding.TableEncoder`
     fitted on the transfer inputs, which turns the raw columns (``raw_feature_names``)
-    into those inputs.
+    into those inputs; labelled texts have ``{"kind": "text", ...}``, the tokenizer that turns
+    a text into the model's token-id row (:mod:`distillguard.data.text_roles`).
     """
 
     feature_names: list[str]
@@ -49,6 +50,8 @@ class Schema:
         """The columns of a raw row: the encoder's inputs, or the feature names of a numeric table."""
         if self.encoding is None:
             return list(self.feature_names)
+        if self.encoding.get("kind") == "text":
+            return [self.encoding["column"]]
         return [c["name"] for c in self.encoding["columns"]]
 
     @property

@@ -94,10 +94,26 @@ def architecture(*, kind: str, input_shape: tuple[int, ...], n_classes: int, hid
     return {"kind": kind, "input_shape": list(input_shape), "n_classes": n_classes, "hidden": list(hidden), "channels": list(channels)}
 
 
+def model_arch(cfg: Any, schema: Any) -> dict[str, Any]:
+    """The architecture of a ``[teacher]`` / ``[student]`` section's model on ``schema``'s data."""
+    if cfg.kind == "hf-text":
+        from distillguard.models.text import text_architecture
+
+        enc = schema.encoding
+        return text_architecture(cfg.arch, max_length=enc["max_length"], n_classes=schema.n_classes,
+                                 vocab_size=enc["vocab_size"], pad_id=enc["pad_id"], bos_id=enc.get("bos_id"))
+    return architecture(kind=cfg.kind, input_shape=schema.input_shape, n_classes=schema.n_classes,
+                        hidden=cfg.hidden, channels=cfg.channels)
+
+
 def build_model(arch: dict[str, Any], *, seed: int) -> nn.Module:
     """Fresh model with parameters drawn from ``seed`` (global RNG state untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        if arch["kind"] == "hf-text":
+            from distillguard.models.text import build_text_classifier
+
+            return build_text_classifier(arch)
         if arch["kind"] == "ensemble":
             return Ensemble([build_model(arch["base"], seed=seed + t) for t in range(int(arch["members"]))])
         if arch["kind"] == "cnn":

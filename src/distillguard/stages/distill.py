@@ -79,8 +79,8 @@ def stage_blocks(spec: Spec, softlabels: Path, scratch: Path) -> tuple[StudentBl
         if not len(chunk):
             continue
         ids, targets = labels.take_through(int(chunk.ids[-1]))
-        position = ids - int(chunk.ids[0])
-        if len(ids) and (position[0] < 0 or not np.array_equal(chunk.ids[position], ids)):
+        position = np.searchsorted(chunk.ids, ids)  # ids may skip rows (texts the leak guard dropped when read)
+        if len(ids) and (position[-1] >= len(chunk) or not np.array_equal(chunk.ids[position], ids)):
             raise ArtifactError(f"{softlabels}: soft labels name records the transfer set lacks; rerun the label stage")
         if len(ids):
             write_npy_block(scratch, len(numbers), chunk.X[position], targets)

@@ -60,10 +60,11 @@ def run_export_stage(spec: Spec, run: RunDir) -> bool:
             "role": "student", "distill": config.get("distill"), "release": release,
             "audited_output": AUDITED_CLASSIFIER_OUTPUT, "serving": spec.deploy.serving_limits()})
         assert_no_teacher_tensor(folder / "model.safetensors", teacher_digests)
+        hf = _export_hf_text(student, folder, teacher_digests)
         report = read_json(run / "report.json")
         atomic_write_text(folder / "README.md", render_model_card(report, release=release))
         bundle = {"run": report["run"], "student_sha256": sha256_file(folder / "model.safetensors"),
-                  "gate_passed": report["gate"]["passed"], "report_sha256": inputs["report.json"]}
+                  "gate_passed": report["gate"]["passed"], "report_sha256": inputs["report.json"], **hf}
         if spec.deploy.onnx:
             from distillguard.models.onnx_export import export_onnx
 
@@ -73,6 +74,22 @@ def run_export_stage(spec: Spec, run: RunDir) -> bool:
         return {"teacher_tensor_sha256": teacher_digests, "checked_no_teacher_tensor": True}
 
     return execute_stage(run, "export", params=params, inputs=inputs, output=OUTPUT, build=build)
+
+
+def _export_hf_text(student, folder: Path, teacher_digests: dict[str, str]) -> dict:
+    """A text student also as a plain Hugging Face folder, ``deploy/hf/`` (model and tokenizer)."""
+    from distillguard.data import is_text_schema
+
+    if not is_text_schema(student.schema):
+        return {}
+    from distillguard.data.text_roles import schema_tokenizer
+    from distillguard.models.text import save_hf_text_classifier
+
+    save_hf_text_classifier(student.model, schema_tokenizer(student.schema), folder / "hf",
+                            classes=student.schema.classes)
+    assert_no_teacher_tensor(folder / "hf" / "model.safetensors", teacher_digests)
+    return {"hf_folder": "hf", "hf_sha256": sha256_file(folder / "hf" / "model.safetensors"),
+            "hf_max_length": student.schema.encoding["max_length"]}
 
 
 def release_policy(spec: Spec, *, n_classes: int) -> dict:

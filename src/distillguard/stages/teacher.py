@@ -85,11 +85,11 @@ def run_teacher_stage(spec: Spec, run: RunDir) -> bool:
 
 def _inputs(spec: Spec) -> dict[str, str]:
     """What the teacher reads: the members, a loaded teacher, and the transfer set where it
-    gives the public scaler or the encoder of a mixed-type table."""
+    gives the public scaler, the encoder of a mixed-type table or the tokenizer of labelled texts."""
     inputs = {"data.members": data_fingerprint(spec.data, "members")}
     if spec.teacher.path is not None:
         inputs["teacher.path"] = sha256_file(_weights(spec.teacher.path))
-    if (spec.privacy.mechanism in ("dp-sgd", "pate") or spec.teacher.ensemble > 1
+    if (spec.privacy.mechanism in ("dp-sgd", "pate") or spec.teacher.ensemble > 1 or spec.data.is_text_classification()
             or (spec.data.builtin is None and not spec.data.is_table()
                 and spec.data.resolved_format() in ("csv", "parquet"))):
         inputs["data.transfer"] = data_fingerprint(spec.data, "transfer")
@@ -134,5 +134,8 @@ def _check_schema(loaded, expected, path: Path) -> None:
             f"{path}: the loaded teacher expects {loaded.n_features} features "
             f"({loaded.feature_names[:3]}…), the members file has {expected.n_features} ({expected.feature_names[:3]}…)"
         )
+    if (loaded.encoding or {}).get("kind") == "text" and loaded.encoding != expected.encoding:
+        raise DataError(f"{path}: the loaded teacher's tokenizer or max_length differs from this run's texts' "
+                        "([data.text]); a text teacher is loaded with the data settings it was trained with")
     if loaded.classes != expected.classes:
         raise DataError(f"{path}: the loaded teacher's classes {loaded.classes[:10]} differ from the members' {expected.classes[:10]}")

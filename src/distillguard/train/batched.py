@@ -227,6 +227,12 @@ def _mark_finished(checkpoint: Checkpoint | None, states: list[dict[str, torch.T
         checkpoint.save({"states": states}, point="done")
 
 
+def stackable(arch: dict) -> bool:
+    """False for models that train one at a time whatever ``batched`` says: Hugging Face
+    text classifiers (stateful modules with integer inputs, outside ``torch.func``'s reach)."""
+    return arch.get("kind") != "hf-text"
+
+
 def _groups(arch: dict, n_models: int) -> list[slice]:
     """Consecutive, balanced groups of models to stack (see ``GROUP_SIZE``)."""
     size = GROUP_SIZE
@@ -346,7 +352,7 @@ def fit_many(
     X, targets, rows, val_rows = _to_current_device(X, targets, rows, val_rows if metric is not None else None)
     common = dict(loss_fn=loss_fn, recipe=recipe, seeds=seeds, val_rows=val_rows, metric=metric, progress=progress,
                   checkpoint=checkpoint, blocks=blocks)
-    if batched is False:
+    if batched is False or not stackable(arch):
         states = _fit_looped(arch, X, targets, rows=rows, **common)
     else:
         with quiet_vmap_fallback():
@@ -371,7 +377,7 @@ def predict_many(arch: dict, states: list[dict[str, torch.Tensor]], X: torch.Ten
     if not states or not len(X):
         return torch.empty(len(states), len(X), arch["n_classes"], dtype=X.dtype)
     X = X.to(device.current())
-    if batched is not False:
+    if batched is not False and stackable(arch):
         stack = stack_states(arch, states, X.device)
         try:
             with quiet_vmap_fallback():

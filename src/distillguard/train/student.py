@@ -17,7 +17,7 @@ from distillguard.config import DistillConfig, StudentConfig
 from distillguard.data.preprocessing import Standardizer
 from distillguard.data.types import Schema
 from distillguard.models.artifact import Classifier
-from distillguard.models.classifiers import architecture, build_model
+from distillguard.models.classifiers import build_model, model_arch
 from distillguard.seeding import derive_seed
 from distillguard.train.kd import kd_loss
 from distillguard.train.loop import Recipe, accuracy, fit
@@ -163,8 +163,7 @@ def train_student_on_blocks(
     else:
         objective = distill_objective(distill)
         metric = lambda logits, t: -float(objective(logits, t))  # noqa: E731
-    arch = architecture(kind=cfg.kind, input_shape=schema.input_shape, n_classes=schema.n_classes,
-                        hidden=cfg.hidden, channels=cfg.channels)
+    arch = model_arch(cfg, schema)
     model = build_model(arch, seed=derive_seed(seed, "student", "init"))
     model, log = fit(
         model, train, loss_fn=objective, recipe=Recipe.from_config(cfg),

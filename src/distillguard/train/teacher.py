@@ -19,7 +19,7 @@ from distillguard.config import TeacherConfig
 from distillguard.data.preprocessing import Standardizer
 from distillguard.data.types import Schema, Split
 from distillguard.models.artifact import Classifier
-from distillguard.models.classifiers import architecture, build_model
+from distillguard.models.classifiers import build_model, model_arch
 from distillguard.seeding import derive_seed
 from distillguard.train.loop import Recipe, accuracy, fit
 
@@ -40,8 +40,7 @@ def validation_rows(n: int, *, fraction: float, seed: int) -> tuple[np.ndarray, 
 
 
 def model_architecture(cfg: TeacherConfig, schema: Schema) -> dict:
-    return architecture(kind=cfg.kind, input_shape=schema.input_shape, n_classes=schema.n_classes,
-                        hidden=cfg.hidden, channels=cfg.channels)
+    return model_arch(cfg, schema)
 
 
 def teacher_loss(cfg: TeacherConfig):
