@@ -127,7 +127,7 @@ def test_as_logits():
 
 
 def test_the_hook_for_hugging_face_sequence_classifiers(tmp_path, monkeypatch):
-    """Until a loader is registered, such a folder is a one-line error; a registered loader is used."""
+    """On data that is not text, such a folder is a one-line error; a registered loader comes first."""
     import numpy as np
 
     from distillguard.data.types import Schema
@@ -138,7 +138,7 @@ def test_the_hook_for_hugging_face_sequence_classifiers(tmp_path, monkeypatch):
     (folder / "config.json").write_text(json.dumps({"architectures": ["BertForSequenceClassification"]}))
     schema = Schema(["f0", "f1"], ["a", "b"], (2,))
     monkeypatch.setattr(external, "_FOLDER_LOADERS", [])
-    with pytest.raises(DataError, match="hf: .*Hugging Face sequence classifier .*BertForSequenceClassification"):
+    with pytest.raises(DataError, match=r"hf: \[scan\].model is a text classifier; \[data\] must be labelled text"):
         external.load_external_model(folder, schema)
 
     def load(path, schema):

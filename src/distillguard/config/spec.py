@@ -86,11 +86,11 @@ class Spec(Section):
         """
         if not isinstance(raw, dict):
             return raw
+        raw = with_scan_defaults(raw)  # first: whether the user gave a recipe ([teacher]) decides the scan's shadows
         if is_text_data(raw.get("data")):
             raw = with_lm_defaults(raw)
         elif is_text_classification_data(raw.get("data")):
             raw = with_text_clf_defaults(raw)
-        raw = with_scan_defaults(raw)
         audit = dict(raw.get("audit") or {}) if isinstance(raw.get("audit", {}), dict) else raw.get("audit")
         if not isinstance(audit, dict):
             return raw

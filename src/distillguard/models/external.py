@@ -7,9 +7,10 @@
   ``split.json`` says which members it trained on;
 - a ``.onnx`` file, run with onnxruntime on the encoded feature rows; its input width is
   checked against the data's;
-- a Hugging Face folder (``config.json`` with ``architectures``): a loader registered with
-  :func:`register_folder_loader` for its architecture (the text-classifier model kind
-  registers ``…ForSequenceClassification``); none registered is a one-line error.
+- a Hugging Face sequence-classifier folder (``config.json`` with an architecture ending
+  in ``ForSequenceClassification``): run on the token-id rows of text data encoded with
+  its own tokenizer (``[data.text] tokenizer = FOLDER``; :mod:`distillguard.models.text`);
+  other architectures through :func:`register_folder_loader`, else a one-line error.
 
 Outputs that are probabilities (every value in [0, 1]) become log-probabilities, which
 are logits of the same softmax, so every attack reads one kind of number.
@@ -81,8 +82,7 @@ def load_external_model(path: Path, schema: Schema) -> ExternalModel:
         raise DataError(f"{path}: [scan].model is a causal language model ({architectures[0]}); scan audits "
                         "classifiers: audit it with [teacher] path and distillguard run on JSONL text")
     if any(a.endswith("ForSequenceClassification") for a in architectures):
-        raise DataError(f"{path}: [scan].model is a Hugging Face sequence classifier ({architectures[0]}), which this "
-                        "version of distillguard cannot load yet")
+        return _load_hf_text(path, schema)
     raise DataError(f"{path}: [scan].model is not a model: config.json has neither a distillguard schema with "
                     "model.safetensors nor a Hugging Face architecture it can load "
                     f"(architectures: {architectures or 'none'})")
@@ -168,3 +168,31 @@ def _class_scores(outputs: list, classes: list, file: Path) -> np.ndarray:
     shapes = [np.shape(o) if not isinstance(o, list) else f"list of {len(o)}" for o in outputs]
     raise DataError(f"{file}: no output has one column per class ({n_classes}, in the data's class order); "
                     f"outputs: {shapes}")
+
+
+def _load_hf_text(folder: Path, schema: Schema) -> ExternalModel:
+    """A Hugging Face sequence classifier, on the token-id rows of text data encoded with its own tokenizer."""
+    import torch
+
+    from distillguard.data.text_roles import tokenizer_json
+    from distillguard.models.text import load_hf_text_classifier
+
+    encoding = schema.encoding or {}
+    if encoding.get("kind") != "text":
+        raise DataError(f"{folder}: [scan].model is a text classifier; [data] must be labelled text (a text "
+                        'built-in, or files with [data.text]) encoded with its tokenizer: [data.text] tokenizer = '
+                        f'"{folder}"')
+    model, tokenizer = load_hf_text_classifier(folder)
+    if tokenizer_json(tokenizer) != encoding.get("tokenizer"):
+        raise DataError(f"{folder}: [data] was encoded with another tokenizer than the model's; set [data.text] "
+                        f'tokenizer = "{folder}"')
+    n_labels = int(model.hf.config.num_labels)
+    if n_labels != len(schema.classes):
+        raise DataError(f"{folder}: the model has {n_labels} labels, the data {len(schema.classes)} classes")
+
+    def predict(X: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            rows = torch.from_numpy(np.asarray(X, dtype=np.int64))
+            return torch.cat([model(rows[i:i + 64]) for i in range(0, len(rows), 64)]).double().numpy()
+
+    return _Loaded(f"Hugging Face sequence classifier {folder.name}", predict)
