@@ -14,6 +14,7 @@ from torch import nn
 
 from distillguard.models.classifiers import architecture, build_model
 from distillguard.train import batched as batched_module
+from distillguard.train import stacked as stacked_module
 from distillguard.train.batched import fit_many, predict_many
 from distillguard.train.kd import kd_loss
 from distillguard.models.inference import predict_logits
@@ -114,7 +115,7 @@ def test_groups_and_optimizer_slices_do_not_change_the_result(data, monkeypatch)
                   seeds=SEEDS, metric=accuracy)
     whole = fit_many(MLP_ARCH, data["X"], data["y"], **kwargs)
     monkeypatch.setattr(batched_module, "GROUP_SIZE", 3)  # groups of 2 and 2
-    monkeypatch.setattr(batched_module, "ADAMW_SLICE", 37)  # slices straddle tensors and models
+    monkeypatch.setattr(stacked_module, "ADAMW_SLICE", 37)  # slices straddle tensors and models
     split = fit_many(MLP_ARCH, data["X"], data["y"], **kwargs)
     # Fused AdamW runs most elements through SIMD lanes and a slice's remainder through
     # scalar code, which may round the last bit differently: equal to float rounding.

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distillguard.audit.classifier_audit import audit_models
+from distillguard.audit.shadow_cache import run_cache
 from distillguard.audit.shadow_outputs import SHADOW_OUTPUTS, write_shadow_outputs
 from distillguard.config import Spec
 from distillguard.data import data_fingerprint, shard_numbers
@@ -51,7 +52,8 @@ def run_audit_stage(spec: Spec, run: RunDir) -> bool:
 
     def build(folder: Path) -> dict:
         os.chmod(folder, 0o700)  # per-record scores reveal who was a member
-        metrics, rows, curves, shadow_outputs, risk = audit_models(spec, run, checkpoints=checkpoints)
+        with run_cache(run / "teacher"):  # a re-audit of this teacher reuses its shadow teachers
+            metrics, rows, curves, shadow_outputs, risk = audit_models(spec, run, checkpoints=checkpoints)
         pq.write_table(pa.table(rows.columns), folder / "scores.parquet")
         pq.write_table(pa.table(risk), folder / "record_risk.parquet")
         if shadow_outputs is not None:  # as sensitive as scores.parquet: removed by --destroy-teacher
