@@ -21,6 +21,7 @@ from distillguard.audit.pipelines import ShadowJob, replay_shadows, train_pate, 
 from distillguard.audit.shadows import AuditPool, CanarySet, ShadowLogits, paired_membership, plant_canaries
 from distillguard.checkpoints import CheckpointStore
 from distillguard.config import Spec
+from distillguard.train import batched
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def _teacher_cache_key(job: ShadowJob) -> str:
                 **({f"canaries.{k}": getattr(canaries, k) for k in ("X", "y", "decoy_X", "decoy_y", "repeats", "included")}
                    if canaries is not None else {})},
         params={"teacher": spec.section_dict("teacher"), "privacy": spec.section_dict("privacy"), "seed": spec.run.seed,
-                "batched": spec.audit.batched, "schema": job.schema.to_dict()})
+                "batched": spec.audit.batched, "fast": batched.FAST, "schema": job.schema.to_dict()})
 
 
 def _train_locally(job: ShadowJob, checkpoints: CheckpointStore | None) -> tuple[dict, dict]:

@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 # Elements per SlicedAdamW slice: the optimizer's ~8 elementwise passes then run on a few MB
 # that stay in cache, instead of streaming the whole stacked state from memory 8 times.
 ADAMW_SLICE = 1 << 18
+# FusedAdamW steps whole blocks of this many elements (a multiple of any SIMD width).
+FUSED_BLOCK = 64
 # Input elements (models × rows × features) per forward chunk when predicting.
 PREDICT_ELEMENTS = 1 << 22
 
@@ -300,21 +302,48 @@ class SlicedAdamW:
 
 
 class FusedAdamW:
-    """torch's fused AdamW over the stacked tensors, with :class:`SlicedAdamW`'s interface.
+    """torch's fused AdamW over the stacked tensors, every element through its SIMD path.
 
-    One kernel per stacked tensor reads and writes each element once; ``foreach`` where
-    the device has no fused kernel.
+    One kernel reads and writes each element once. But it runs a tensor's last
+    ``numel % vector width`` elements through scalar code, which rounds differently in the
+    last bit, and which model owns those elements depends on how many models are stacked
+    (a Ray chunk, a torchrun share). So each stacked tensor steps as a body of whole
+    ``FUSED_BLOCK``-element blocks (a view) plus its few remaining elements copied into a
+    zero-padded block (zeros stay zero under AdamW): every element takes the vector path,
+    and a model's update does not depend on which models share its stack.
+    ``foreach`` where the device has no fused kernel.
     """
 
     def __init__(self, params: list[torch.Tensor], recipe: Recipe) -> None:
         self.params = params
+        self.flat = [p.detach().view(-1) for p in params]
+        self.bodies = [flat.numel() - flat.numel() % FUSED_BLOCK for flat in self.flat]
+        # Views of a detached tensor are leaves that share the parameters' storage.
+        self.pieces = [flat[:body].requires_grad_() for flat, body in zip(self.flat, self.bodies) if body]
+        self.tails = {i: torch.zeros(FUSED_BLOCK, device=flat.device, dtype=flat.dtype, requires_grad=True)
+                      for i, (flat, body) in enumerate(zip(self.flat, self.bodies)) if body < flat.numel()}
         fused = params[0].device.type in ("cpu", "cuda")
-        self.optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay,
-                                           fused=fused, foreach=None if fused else True)
+        self.optimizer = torch.optim.AdamW([*self.pieces, *self.tails.values()], lr=recipe.lr,
+                                           weight_decay=recipe.weight_decay, fused=fused,
+                                           foreach=None if fused else True)
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 
     def step(self) -> None:
+        grads = [p.grad.reshape(-1) if p.grad is not None else None for p in self.params]
+        pieces = iter(self.pieces)
+        for i, body in enumerate(self.bodies):
+            if body:
+                next(pieces).grad = grads[i][:body] if grads[i] is not None else None
+        with torch.no_grad():
+            for i, tail in self.tails.items():
+                rest = self.flat[i].numel() - self.bodies[i]
+                tail[:rest].copy_(self.flat[i][self.bodies[i]:])
+                tail.grad = None if grads[i] is None else torch.nn.functional.pad(grads[i][self.bodies[i]:],
+                                                                                  (0, FUSED_BLOCK - rest))
         self.optimizer.step()
+        with torch.no_grad():
+            for i, tail in self.tails.items():
+                self.flat[i][self.bodies[i]:].copy_(tail[:self.flat[i].numel() - self.bodies[i]])
