@@ -215,7 +215,8 @@ def loss_vmappable(loss_fn: LossFn, logits: torch.Tensor, targets: torch.Tensor)
     """Whether ``vmap(loss_fn)`` runs forward and backward on these (S, B, ...) tensors."""
     try:
         z = logits.detach()[:, :2].requires_grad_()
-        torch.autograd.grad(vmap(loss_fn)(z, targets[:, :2]).sum(), z)
+        with quiet_vmap_fallback():
+            torch.autograd.grad(vmap(loss_fn)(z, targets[:, :2]).sum(), z)
     except VMAP_ERRORS as error:
         logger.info("loss cannot be vmapped (%s: %s); one loss call per model", type(error).__name__, error)
         return False
@@ -231,7 +232,8 @@ def summed_loss(loss_fn: LossFn, logits: torch.Tensor, targets: torch.Tensor, *,
     small autograd graphs cost more than the layers on small models.
     """
     if vmapped:
-        return vmap(loss_fn)(logits, targets).sum()
+        with quiet_vmap_fallback():  # e.g. kl_div: vmap loops over models in C++, still one call
+            return vmap(loss_fn)(logits, targets).sum()
     return model_losses(loss_fn, logits, targets).sum()
 
 
