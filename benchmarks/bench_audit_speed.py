@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-import distillguard
+from distillguard import pipeline
 from distillguard.train import batched
 from results_page import add_docs_flag, publish
 
@@ -40,7 +40,7 @@ def timed_audit(run_dir: Path, *, fast: bool, keep_cache: bool) -> tuple[float, 
     load = os.getloadavg()[0]
     try:
         started = time.perf_counter()
-        distillguard.audit(None, run_dir=run_dir)
+        pipeline.audit(None, run_dir=run_dir)
         seconds = time.perf_counter() - started
     finally:
         batched.FAST = True
@@ -64,7 +64,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="dg-audit-speed-"))
     if not (run_dir / "report.json").exists():
-        distillguard.run(None, run_dir=run_dir)
+        pipeline.run(None, run_dir=run_dir)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; demo run in {run_dir}")
     rows = [("exact (before: sliced AdamW, per-model loss)", *timed_audit(run_dir, fast=False, keep_cache=False)),
             ("fast (fused AdamW, vmapped loss)", *timed_audit(run_dir, fast=True, keep_cache=False)),

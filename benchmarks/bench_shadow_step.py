@@ -24,8 +24,8 @@ from bench_shadows import N_CLASSES, N_FEATURES, WORKLOADS, purchase_like, sgemm
 from distillguard.models.classifiers import architecture, build_model
 from distillguard.train import batched
 from distillguard.train.batched import _epoch_rows
-from distillguard.train.stacked import (FusedAdamW, SlicedAdamW, model_losses, predict_stacked, stack_models,
-                                        summed_loss, take)
+from distillguard.train.stacked import (FusedAdamW, SlicedAdamW, loss_vmappable, model_losses, predict_stacked,
+                                        stack_models, summed_loss, take)
 
 
 def phases(name: str, *, shadows: int, epochs: int, exact: bool) -> tuple[dict[str, float], float]:
@@ -38,6 +38,7 @@ def phases(name: str, *, shadows: int, epochs: int, exact: bool) -> tuple[dict[s
     stack = stack_models([build_model(arch, seed=s) for s in range(shadows)])
     optimizer = (SlicedAdamW if exact else FusedAdamW)(list(stack.params.values()), w.recipe)
     generators = [torch.Generator().manual_seed(s) for s in range(shadows)]
+    vmapped = not exact and loss_vmappable(w.loss_fn, stack.forward(take(X, rows[:, :2])), take(T, rows[:, :2]))
     t = dict.fromkeys(("order", "gather", "forward", "loss", "backward", "optimizer", "validation"), 0.0)
     for _ in range(epochs):
         a = time.perf_counter()
@@ -50,7 +51,7 @@ def phases(name: str, *, shadows: int, epochs: int, exact: bool) -> tuple[dict[s
             optimizer.zero_grad()
             z = stack.forward(xb)
             c = time.perf_counter()
-            loss = model_losses(w.loss_fn, z, tb).sum() if exact else summed_loss(w.loss_fn, z, tb, vmapped=True)
+            loss = model_losses(w.loss_fn, z, tb).sum() if exact else summed_loss(w.loss_fn, z, tb, vmapped=vmapped)
             d = time.perf_counter()
             loss.backward()
             e = time.perf_counter()
