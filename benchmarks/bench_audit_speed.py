@@ -11,8 +11,8 @@ stage again on that run folder:
 * re-audit: the fast audit again, as after a change of student knobs: the shadow
   teachers come from ``teacher/shadow-teachers/`` (audit/shadow_cache.py).
 
-Before each timed audit the audit folder is removed (so the stage reruns) and, for the
-first two, the shadow-teacher cache too. The load average is printed beside each time.
+Before each timed audit the audit folder and its checkpoints are removed (so the stage
+reruns from scratch) and, for the first two, the shadow-teacher cache too. The load average is printed beside each time.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from results_page import add_docs_flag, publish
 
 def timed_audit(run_dir: Path, *, fast: bool, keep_cache: bool) -> tuple[float, float, dict]:
     shutil.rmtree(run_dir / "audit", ignore_errors=True)
+    shutil.rmtree(run_dir / ".checkpoints" / "audit", ignore_errors=True)  # no resuming a killed earlier audit
     if not keep_cache:
         shutil.rmtree(run_dir / "teacher" / "shadow-teachers", ignore_errors=True)
     batched.FAST = fast
