@@ -24,18 +24,19 @@ The stacked models and their two forward paths (exact MLP GEMMs, or
 
 Two paths share all of the above and differ in two places (``FAST``):
 
-* fast (default): torch's fused AdamW, one kernel per stacked tensor
-  (:class:`stacked.FusedAdamW`), and one ``vmap(loss_fn)`` call for all models
-  (:func:`stacked.summed_loss`). The loss gives each model exactly its own gradient, but
-  the fused kernel rounds an element in a SIMD lane and one in a tensor's scalar
-  remainder differently in the last bit (which elements fall in the remainder depends on
-  how many models are stacked), and training grows that: parameters agree with the loop
-  to about 1e-5 after 30 epochs, and the audit's numbers to 3 decimals
-  (tests/train/test_batched.py, tests/audit/test_fast_shadows.py);
+* fast (default): torch's fused AdamW, one kernel per stacked tensor, every element
+  through its vector path (:class:`stacked.FusedAdamW`), and one ``vmap(loss_fn)`` call
+  for all models when every op of the loss has a batching rule
+  (:func:`stacked.summed_loss`; each model still gets exactly its own gradient). The
+  fused kernel rounds differently in the last bit from the loop's single-tensor AdamW,
+  and training grows that: parameters agree with the loop to 3e-7 after 30 epochs on
+  benchmarks/bench_shadows.py's workloads (tests: within 1e-5), the audit's numbers to 3
+  decimals (tests/e2e/test_reaudit.py). A model's update does not depend on which models
+  share its stack, so any split of the models gives the same numbers, bit for bit;
 * exact (``FAST = False``): the loop's own single-tensor AdamW
   (:func:`loop.make_optimizer`) on cache-sized slices of the stacked tensors
-  (:class:`stacked.SlicedAdamW`) and one loss call per model: bit for bit the loop's update,
-  several times slower (benchmarks/bench_shadows.py times both).
+  (:class:`stacked.SlicedAdamW`) and one loss call per model: the loop's update bit for
+  bit on the benchmark's shapes, and slower (benchmarks/bench_shadows.py times both).
 """
 
 from __future__ import annotations
