@@ -4,8 +4,9 @@
 otherwise the shadows run in this process, or, under torchrun, each rank replays a
 contiguous share of them. Every placement returns the same logits (shadows are
 independent given their index, audit/pipelines.py), so the rest of the audit cannot tell
-where they ran. The shadow teachers a tuning search already trained are reused from its
-cache (audit/shadow_cache.py).
+where they ran. Shadow teachers an earlier audit of the same teacher recipe and data
+already trained (this run's, or the tuning search's) are reused from the cache
+(audit/shadow_cache.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from distillguard.audit.pipelines import ShadowJob, replay_shadows, train_pate, 
 from distillguard.audit.shadows import AuditPool, CanarySet, ShadowLogits, paired_membership, plant_canaries
 from distillguard.checkpoints import CheckpointStore
 from distillguard.config import Spec
+from distillguard.train import batched
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ def _teacher_cache_key(job: ShadowJob) -> str:
                 **({f"canaries.{k}": getattr(canaries, k) for k in ("X", "y", "decoy_X", "decoy_y", "repeats", "included")}
                    if canaries is not None else {})},
         params={"teacher": spec.section_dict("teacher"), "privacy": spec.section_dict("privacy"), "seed": spec.run.seed,
-                "batched": spec.audit.batched, "schema": job.schema.to_dict()})
+                "batched": spec.audit.batched, "fast": batched.FAST, "schema": job.schema.to_dict()})
 
 
 def _train_locally(job: ShadowJob, checkpoints: CheckpointStore | None) -> tuple[dict, dict]:
@@ -88,7 +90,7 @@ def _train_locally(job: ShadowJob, checkpoints: CheckpointStore | None) -> tuple
         teacher_out = _train_teachers_locally(job, checkpoints)
         shadow_cache.store(key, teacher_out)
     else:
-        progress.log(f"audit: {S} shadow teachers reused from the search's cache")
+        progress.log(f"audit: {S} shadow teachers reused from the shadow-teacher cache")
     with progress.task(f"audit: {S} shadow students", spec.student.epochs) as advance:
         student_out = train_students(job, teacher_out, on_epoch=lambda e: advance(1),
                                      checkpoint=checkpoints.slot("shadow-students") if checkpoints else None)
@@ -127,14 +129,14 @@ def _train_pate_shadows(job: ShadowJob, checkpoints: CheckpointStore | None) -> 
 
 
 def _train_on_ray(job: ShadowJob, checkpoints: CheckpointStore | None) -> tuple[dict, dict]:
-    """One Ray task per chunk of shadows (audit/ray_backend.py); the tuner's teacher cache still applies."""
+    """One Ray task per chunk of shadows (audit/ray_backend.py); the shadow-teacher cache still applies."""
     from distillguard.audit.ray_backend import train_shadows_on_ray
 
     cfg, S = job.spec.audit, job.n_shadows
     key = None if job.spec.privacy.mechanism == "pate" else _teacher_cache_key(job)
     cached = shadow_cache.load(key) if key is not None else None
     if cached is not None:
-        progress.log(f"audit: {S} shadow teachers reused from the search's cache")
+        progress.log(f"audit: {S} shadow teachers reused from the shadow-teacher cache")
     tasks = -(-S // cfg.ray_shadows_per_task)
     with progress.task(f"audit: {S} shadow pipelines on Ray ({tasks} tasks)", S) as advance:
         teacher_out, student_out = train_shadows_on_ray(job, teacher_out=cached, checkpoints=checkpoints,

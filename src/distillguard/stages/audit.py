@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from distillguard.audit.classifier_audit import audit_models
+from distillguard.audit.shadow_cache import run_cache
 from distillguard.audit.shadow_outputs import SHADOW_OUTPUTS, write_shadow_outputs
 from distillguard.config import Spec
 from distillguard.data import data_fingerprint, shard_numbers
@@ -50,7 +51,9 @@ def run_audit_stage(spec: Spec, run: RunDir) -> bool:
     checkpoints = checkpoint_store(spec, run, "audit")
 
     def build(folder: Path) -> dict:
-        metrics = write_audit(folder, audit_models(spec, run, checkpoints=checkpoints), title="teacher vs student")
+        with run_cache(run / "teacher"):  # a re-audit of this teacher reuses its shadow teachers
+            audited = audit_models(spec, run, checkpoints=checkpoints)
+        metrics = write_audit(folder, audited, title="teacher vs student")
         return {"n_pool": metrics["populations"]["all"]["n_members"] * 2, "shadows": spec.audit.shadows}
 
     return execute_stage(run, "audit", params=params, inputs=inputs, output=OUTPUT, build=build,

@@ -22,10 +22,21 @@ Equivalence with the loop holds by construction:
 The stacked models and their two forward paths (exact MLP GEMMs, or
 ``vmap(functional_call)``) are in :mod:`distillguard.train.stacked`.
 
-The optimizer is the loop's AdamW (:func:`loop.make_optimizer`, single-tensor, not fused:
-fused AdamW rounds SIMD lanes and scalar remainders differently), run on cache-sized
-slices of the stacked tensors (:class:`_SlicedAdamW`): bit-for-bit the same update, with
-each pass over a slice served from cache instead of memory.
+Two paths share all of the above and differ in two places (``FAST``):
+
+* fast (default): torch's fused AdamW, one kernel per stacked tensor, every element
+  through its vector path (:class:`stacked.FusedAdamW`), and one ``vmap(loss_fn)`` call
+  for all models when every op of the loss has a batching rule
+  (:func:`stacked.summed_loss`; each model still gets exactly its own gradient). The
+  fused kernel rounds differently in the last bit from the loop's single-tensor AdamW,
+  and training grows that: parameters agree with the loop to 3e-7 after 30 epochs on
+  benchmarks/bench_shadows.py's workloads (tests: within 1e-5), the audit's numbers to 3
+  decimals (tests/e2e/test_reaudit.py). A model's update does not depend on which models
+  share its stack, so any split of the models gives the same numbers, bit for bit;
+* exact (``FAST = False``): the loop's own single-tensor AdamW
+  (:func:`loop.make_optimizer`) on cache-sized slices of the stacked tensors
+  (:class:`stacked.SlicedAdamW`) and one loss call per model: the loop's update bit for
+  bit on the benchmark's shapes, and slower (benchmarks/bench_shadows.py times both).
 """
 
 from __future__ import annotations
@@ -39,17 +50,20 @@ from distillguard import device
 from distillguard.checkpoints import Checkpoint, snapshot
 from distillguard.models.classifiers import build_model
 from distillguard.models.inference import predict_logits
-from distillguard.train.loop import LossFn, MetricFn, Recipe, batch_order, fit, make_optimizer
+from distillguard.train.loop import LossFn, MetricFn, Recipe, batch_order, fit
 from distillguard.train.rows import TensorRows
 from distillguard.train.stacked import (
     VMAP_ERRORS,
     BestStates,
+    FusedAdamW,
+    SlicedAdamW,
     Stack,
-    model_losses,
+    loss_vmappable,
     predict_stacked,
     quiet_vmap_fallback,
     stack_models,
     stack_states,
+    summed_loss,
     take,
     vmappable,
 )
@@ -63,9 +77,8 @@ logger = logging.getLogger(__name__)
 GROUP_SIZE: int | None = None
 GROUP_BYTES = 32 << 20
 MAX_GROUP = 64
-# Elements per AdamW slice: the optimizer's ~8 elementwise passes then run on a few MB
-# that stay in cache, instead of streaming the whole stacked state from memory 8 times.
-ADAMW_SLICE = 1 << 18
+# The fused optimizer and vmapped loss (see the module docstring); False: the exact path.
+FAST = True
 
 
 class _EpochProgress:
@@ -86,35 +99,6 @@ class _EpochProgress:
         while self.on_epoch is not None and self.reported < reached:
             self.reported += 1
             self.on_epoch(self.reported)
-
-
-class _SlicedAdamW:
-    """``torch.optim.AdamW`` over flat, cache-sized slices of the stacked parameters.
-
-    AdamW is elementwise, so running torch's own implementation on slices (views that
-    share storage with the stacked parameters) makes the same update as on whole tensors,
-    or on S separate models (to the last bit, see the module docstring); only the memory
-    traffic changes.
-    """
-
-    def __init__(self, params: list[torch.Tensor], recipe: Recipe, *, size: int | None = None) -> None:
-        self.params = params
-        size = size or ADAMW_SLICE
-        self.spans = [(i, a, min(a + size, p.numel())) for i, p in enumerate(params) for a in range(0, p.numel(), size)]
-        # Slices of a detached view are leaves that share the parameters' storage.
-        self.slices = [params[i].detach().view(-1)[a:b].requires_grad_() for i, a, b in self.spans]
-        self.optimizer = make_optimizer(self.slices, recipe)
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    def step(self) -> None:
-        grads = [p.grad.reshape(-1) if p.grad is not None else None for p in self.params]
-        for piece, (i, a, b) in zip(self.slices, self.spans):
-            piece.grad = grads[i][a:b] if grads[i] is not None else None
-        self.optimizer.step()
-
 
 
 def _epoch_rows(rows: torch.Tensor, generators: list[torch.Generator], recipe: Recipe,
@@ -143,7 +127,8 @@ def _train_group(
         checkpoint: periodic saves of the whole group's state, resumed exactly.
     """
     generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
-    optimizer = _SlicedAdamW(list(stack.params.values()), recipe)
+    optimizer = (FusedAdamW if FAST else SlicedAdamW)(list(stack.params.values()), recipe)
+    vmapped = FAST and loss_vmappable(loss_fn, stack.forward(take(X, rows[:, :2])), take(targets, rows[:, :2]))
     best = BestStates(stack.params) if validation is not None and metric is not None else None
     start = _restore_group(checkpoint, stack, optimizer, generators, best)
     progress.advance(stack.size * start)
@@ -152,7 +137,7 @@ def _train_group(
         for index in _epoch_rows(rows, generators, recipe, blocks).split(recipe.batch_size, dim=1):  # (S, b), one b for all
             optimizer.zero_grad()
             # The sum of per-model means: its gradient w.r.t. model s's slice is model s's own.
-            model_losses(loss_fn, stack.forward(take(X, index)), take(targets, index)).sum().backward()
+            summed_loss(loss_fn, stack.forward(take(X, index)), take(targets, index), vmapped=vmapped).backward()
             optimizer.step()
         if best is not None:
             logits = predict_stacked(stack, validation[0], shared=False)
@@ -164,7 +149,7 @@ def _train_group(
     return stack.state_dicts(best.final(stack.params) if best is not None else None)
 
 
-def _save_group(checkpoint: Checkpoint, epoch: int, stack: Stack, optimizer: _SlicedAdamW,
+def _save_group(checkpoint: Checkpoint, epoch: int, stack: Stack, optimizer: SlicedAdamW | FusedAdamW,
                 generators: list[torch.Generator], best: BestStates | None) -> None:
     state = {"epoch": epoch, "params": snapshot(stack.params), "optimizer": optimizer.optimizer.state_dict(),
              "generators": [g.get_state() for g in generators]}
@@ -173,7 +158,7 @@ def _save_group(checkpoint: Checkpoint, epoch: int, stack: Stack, optimizer: _Sl
     checkpoint.save(state, point=f"epoch{epoch}")
 
 
-def _restore_group(checkpoint: Checkpoint | None, stack: Stack, optimizer: _SlicedAdamW,
+def _restore_group(checkpoint: Checkpoint | None, stack: Stack, optimizer: SlicedAdamW | FusedAdamW,
                    generators: list[torch.Generator], best: BestStates | None) -> int:
     """Load a saved group state in place; returns the epoch to continue from (0: none)."""
     saved = checkpoint.load() if checkpoint is not None else None
@@ -320,8 +305,8 @@ def fit_many(
 
     Model s is ``fit(build_model(arch, seed=seeds[s]), X[rows[s]], targets[rows[s]],
     loss_fn=loss_fn, recipe=recipe, seed=seeds[s], validation=(X[val_rows[s]],
-    targets[val_rows[s]]), metric=metric)``, to float rounding (well within 1e-5; MLPs
-    usually bit for bit on CPU).
+    targets[val_rows[s]]), metric=metric)``, to float rounding (about 1e-5 after 30
+    epochs with the fused optimizer; bit for bit for MLPs on CPU with ``FAST = False``).
 
     Args:
         arch: architecture dict for ``build_model``.

@@ -1,4 +1,4 @@
-"""S same-architecture models as one set of stacked (S, ...) tensors: forward, losses, prediction.
+"""S same-architecture models as one set of stacked (S, ...) tensors: forward, losses, optimizers, prediction.
 
 :mod:`distillguard.train.batched` trains such stacks so that each model gets exactly the
 update ``loop.fit`` would give it; this module holds the stacked models themselves.
@@ -27,10 +27,15 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from distillguard.models.classifiers import MLP, build_model
-from distillguard.train.loop import LossFn
+from distillguard.train.loop import LossFn, Recipe, make_optimizer
 
 logger = logging.getLogger(__name__)
 
+# Elements per SlicedAdamW slice: the optimizer's ~8 elementwise passes then run on a few MB
+# that stay in cache, instead of streaming the whole stacked state from memory 8 times.
+ADAMW_SLICE = 1 << 18
+# FusedAdamW steps whole blocks of this many elements (a multiple of any SIMD width).
+FUSED_BLOCK = 64
 # Input elements (models × rows × features) per forward chunk when predicting.
 PREDICT_ELEMENTS = 1 << 22
 
@@ -206,6 +211,39 @@ def model_losses(loss_fn: LossFn, logits: torch.Tensor, targets: torch.Tensor) -
     return torch.stack([loss_fn(z, t) for z, t in zip(logits.unbind(0), targets.unbind(0))])
 
 
+def loss_vmappable(loss_fn: LossFn, logits: torch.Tensor, targets: torch.Tensor) -> bool:
+    """Whether ``vmap(loss_fn)`` runs forward and backward on these (S, B, ...) tensors with
+    batching rules for every op.
+
+    An op without a rule (``kl_div``, in the KD loss) makes vmap loop over the models
+    itself, which measured slower than :func:`model_losses`' plain calls (the student
+    workload of benchmarks/bench_shadows.py: 207 s against 125 s).
+    """
+    try:
+        z = logits.detach()[:, :2].requires_grad_()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.autograd.grad(vmap(loss_fn)(z, targets[:, :2]).sum(), z)
+    except VMAP_ERRORS as error:
+        logger.info("loss cannot be vmapped (%s: %s); one loss call per model", type(error).__name__, error)
+        return False
+    return not any("performance drop" in str(w.message) for w in caught)
+
+
+def summed_loss(loss_fn: LossFn, logits: torch.Tensor, targets: torch.Tensor, *, vmapped: bool) -> torch.Tensor:
+    """The sum over models of each model's own mean loss: its gradient w.r.t. model s is model s's own.
+
+    ``vmapped``: one ``vmap(loss_fn)`` call for all S models, whose batched kernels reduce
+    each model's rows on their own (measured: the same logit gradients, to the bit, as one
+    call per model, for cross-entropy and KD); else :func:`model_losses`' S calls, whose S
+    small autograd graphs cost more than the layers on small models.
+    """
+    if vmapped:
+        with quiet_vmap_fallback():  # e.g. kl_div: vmap loops over models in C++, still one call
+            return vmap(loss_fn)(logits, targets).sum()
+    return model_losses(loss_fn, logits, targets).sum()
+
+
 @torch.no_grad()
 def predict_stacked(stack: Stack, X: torch.Tensor, *, shared: bool) -> torch.Tensor:
     """Eval-mode logits of every model, in row chunks.
@@ -242,3 +280,79 @@ def vmappable(stack: Stack, X: torch.Tensor, targets: torch.Tensor, rows: torch.
         logger.info("model cannot be vmapped (%s: %s); training one model at a time", type(error).__name__, error)
         return False
     return True
+
+
+class SlicedAdamW:
+    """``torch.optim.AdamW`` over flat, cache-sized slices of the stacked parameters.
+
+    AdamW is elementwise, so running torch's own implementation on slices (views that
+    share storage with the stacked parameters) makes the same update as on whole tensors,
+    or on S separate models (to the last bit: each pass is one elementwise op); only the memory
+    traffic changes.
+    """
+
+    def __init__(self, params: list[torch.Tensor], recipe: Recipe, *, size: int | None = None) -> None:
+        self.params = params
+        size = size or ADAMW_SLICE
+        self.spans = [(i, a, min(a + size, p.numel())) for i, p in enumerate(params) for a in range(0, p.numel(), size)]
+        # Slices of a detached view are leaves that share the parameters' storage.
+        self.slices = [params[i].detach().view(-1)[a:b].requires_grad_() for i, a, b in self.spans]
+        self.optimizer = make_optimizer(self.slices, recipe)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        grads = [p.grad.reshape(-1) if p.grad is not None else None for p in self.params]
+        for piece, (i, a, b) in zip(self.slices, self.spans):
+            piece.grad = grads[i][a:b] if grads[i] is not None else None
+        self.optimizer.step()
+
+
+class FusedAdamW:
+    """torch's fused AdamW over the stacked tensors, every element through its SIMD path.
+
+    One kernel reads and writes each element once. But it runs a tensor's last
+    ``numel % vector width`` elements through scalar code, which rounds differently in the
+    last bit, and which model owns those elements depends on how many models are stacked
+    (a Ray chunk, a torchrun share). So each stacked tensor steps as a body of whole
+    ``FUSED_BLOCK``-element blocks (a view) plus its few remaining elements copied into a
+    zero-padded block (zeros stay zero under AdamW): every element takes the vector path,
+    and a model's update does not depend on which models share its stack.
+    ``foreach`` where the device has no fused kernel.
+    """
+
+    def __init__(self, params: list[torch.Tensor], recipe: Recipe) -> None:
+        self.params = params
+        self.flat = [p.detach().view(-1) for p in params]
+        self.bodies = [flat.numel() - flat.numel() % FUSED_BLOCK for flat in self.flat]
+        # Views of a detached tensor are leaves that share the parameters' storage.
+        self.pieces = [flat[:body].requires_grad_() for flat, body in zip(self.flat, self.bodies) if body]
+        self.tails = {i: torch.zeros(FUSED_BLOCK, device=flat.device, dtype=flat.dtype, requires_grad=True)
+                      for i, (flat, body) in enumerate(zip(self.flat, self.bodies)) if body < flat.numel()}
+        fused = params[0].device.type in ("cpu", "cuda")
+        self.optimizer = torch.optim.AdamW([*self.pieces, *self.tails.values()], lr=recipe.lr,
+                                           weight_decay=recipe.weight_decay, fused=fused,
+                                           foreach=None if fused else True)
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        grads = [p.grad.reshape(-1) if p.grad is not None else None for p in self.params]
+        pieces = iter(self.pieces)
+        for i, body in enumerate(self.bodies):
+            if body:
+                next(pieces).grad = grads[i][:body] if grads[i] is not None else None
+        with torch.no_grad():
+            for i, tail in self.tails.items():
+                rest = self.flat[i].numel() - self.bodies[i]
+                tail[:rest].copy_(self.flat[i][self.bodies[i]:])
+                tail.grad = None if grads[i] is None else torch.nn.functional.pad(grads[i][self.bodies[i]:],
+                                                                                  (0, FUSED_BLOCK - rest))
+        self.optimizer.step()
+        with torch.no_grad():
+            for i, tail in self.tails.items():
+                self.flat[i][self.bodies[i]:].copy_(tail[:self.flat[i].numel() - self.bodies[i]])
