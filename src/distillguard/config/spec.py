@@ -187,6 +187,9 @@ class ClassifierSpec(Spec):
         lm_gate = [key for key in LM_GATE_KEYS if getattr(self.gate, key) is not None]
         if lm_gate:
             problems.append(f"[gate]: {lm_gate} apply to causal LMs only")
+        lm_store = self.softlabels.lm_store_changed()
+        if lm_store:
+            problems.append(f"[softlabels]: {lm_store} set the causal-LM soft-label store; leave them out for classifiers")
         return problems
 
 

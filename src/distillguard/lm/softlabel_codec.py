@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from distillguard.config.softlabels import LM_LOGPROB_BITS
 from distillguard.errors import ArtifactError
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     import torch
 
 SCHEMA_VERSION = 2
-LOGPROB_BITS = (2, 3, 4, 5, 6, 7, 8, 16, 32)
+LOGPROB_BITS = LM_LOGPROB_BITS  # 2-8 quantized, 16 / 32 float values; the spec checks [softlabels] logprob_bits
 DEFAULT_LOGPROB_BITS = 4
 ZSTD_LEVEL = 9
 UINT16_VOCAB = 1 << 16  # ids 0 … 65,535 fit in uint16
