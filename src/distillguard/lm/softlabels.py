@@ -171,16 +171,24 @@ def write_soft_labels(
         shards.close()
     if n_blocks == 0:
         raise ValueError("write_soft_labels got no token blocks; is the transfer text empty?")
+    meta = _store_meta(layout, k=k, block_len=block_len, counts=(n_blocks, n_tokens), shards=shards.shards,
+                       extra_meta=extra_meta)
+    atomic_write_json(folder / META, meta)
+    return meta
+
+
+def _store_meta(layout: Mapping[str, int], *, k: int, block_len: int, counts: tuple[int, int],
+                shards: list[dict[str, Any]], extra_meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The contents of ``softlabels.json``: the layout, the sizes, the shards, then ``extra_meta``."""
+    version = layout["schema_version"]
     meta = {"format": FORMAT, **layout, "k": k, "block_len": block_len, "temperature": 1.0,
-            "id_dtype": "int32" if schema_version == 1 else codec.id_dtype(vocab),
-            **codec.writer_options(schema_version=schema_version, logprob_bits=logprob_bits),
-            "n_blocks": n_blocks, "n_tokens": n_tokens, "shards": shards.shards}
+            "id_dtype": "int32" if version == 1 else codec.id_dtype(layout["vocab_size"]),
+            **codec.writer_options(schema_version=version, logprob_bits=layout["logprob_bits"]),
+            "n_blocks": counts[0], "n_tokens": counts[1], "shards": shards}
     clash = sorted(set(meta) & set(extra_meta or {}))
     if clash:
         raise ValueError(f"extra_meta may not override the soft-label meta keys {clash}")
-    meta.update(extra_meta or {})
-    atomic_write_json(folder / META, meta)
-    return meta
+    return {**meta, **(extra_meta or {})}
 
 
 def _checked_vocab(teacher: PreTrainedModel, *, k: int, batch_size: int, rows_per_shard: int) -> int:
