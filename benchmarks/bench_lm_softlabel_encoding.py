@@ -19,8 +19,9 @@ of the log-probabilities the reader returns (renormalised) against the teacher's
 values (a schema-2 float32 store), over every stored entry; the mean KL divergence from the
 true k + 1 buckets (top-k + tail) to the stored ones, per position (nats); the test
 perplexity of a student distilled from the store (forward KL, T = 1, the same seed for every
-store) and its change against the first layout's student. Seeded; times on a shared
-machine are inflated.
+store) and its change against the first layout's student. ``--control-seeds`` more students
+are distilled from the first layout's store with other student seeds, to show how far the
+perplexity moves with the seed alone. Seeded; times on a shared machine are inflated.
 """
 
 from __future__ import annotations
@@ -73,12 +74,25 @@ def label_errors(folder: Path, truth: Path) -> dict[str, float]:
     return {"max_error": worst, "mean_error": total / entries, "kl": kl / positions}
 
 
+def control_rows(teacher: Any, folder: Path, first: dict[str, Any], *, recipe: Recipe, n: int) -> list[dict[str, Any]]:
+    """Students from the first layout's store with other seeds: how much perplexity moves with the seed alone."""
+    rows = []
+    for index in range(1, n + 1):
+        student = distill(teacher, folder, recipe=recipe, temperature=1.0, seed_name=f"encoding-control-{index}")
+        rows.append({**first, "store": f"{first['store']}, data-order seed {index + 1} (control)",
+                     "test_perplexity": perplexity(student, teacher.test_blocks)})
+        log(f"control {index}: ppl {rows[-1]['test_perplexity']:.3f}")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_recipe_flags(parser, Recipe())
     parser.add_argument("--quick", action="store_true", help="small corpus and models: a smoke run of ~1 minute")
     parser.add_argument("--k", type=int, default=128, help="top-k per position")
     parser.add_argument("--bits", default="16,8,6,5,4,3", help="schema-2 logprob_bits to measure (16 = float16)")
+    parser.add_argument("--control-seeds", type=int, default=2,
+                        help="extra students from the first layout's store with other seeds (the seed-to-seed spread)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     add_docs_flag(parser)
     args, recipe = parse_args(parser, QUICK)
@@ -104,6 +118,7 @@ def main() -> None:
                          "test_perplexity": perplexity(student, teacher.test_blocks)})
             log(f"{name}: {rows[-1]['bytes']:.1f} B/token, max error {rows[-1]['max_error']:.3f}, "
                 f"ppl {rows[-1]['test_perplexity']:.3f} ({time.perf_counter() - tick:.0f} s)")
+        rows += control_rows(teacher, root / "store-0", rows[0], recipe=recipe, n=args.control_seeds)
     reference = rows[0]["test_perplexity"]
     header = ["store", "bytes / token", "max abs log-prob error", "mean abs log-prob error",
               "KL(true ‖ stored) per position (nats)", "student test perplexity", "vs schema 1"]
