@@ -18,10 +18,10 @@ Columns: bytes per token position on disk (shards only); the largest and mean ab
 of the log-probabilities the reader returns (renormalised) against the teacher's float32
 values (a schema-2 float32 store), over every stored entry; the mean KL divergence from the
 true k + 1 buckets (top-k + tail) to the stored ones, per position (nats); the test
-perplexity of a student distilled from the store (forward KL, T = 1, the same seed for every
-store, the same initialisation for every student, ``--seeds`` data orders per store, seed 1
-being the same order for every store) and the change of their mean against the first
-layout's students. Seeded; times on a shared machine are inflated.
+perplexity of ``--seeds`` students distilled from each store (forward KL, T = 1, the same
+initialisation for all, data orders 1..N, the same N orders for every store) and the
+change of their mean against the first layout's students. Seeded; times on a shared
+machine are inflated.
 """
 
 from __future__ import annotations
