@@ -189,7 +189,8 @@ class ClassifierSpec(Spec):
             problems.append(f"[gate]: {lm_gate} apply to causal LMs only")
         lm_store = self.softlabels.lm_store_changed()
         if lm_store:
-            problems.append(f"[softlabels]: {lm_store} set the causal-LM soft-label store; leave them out for classifiers")
+            problems.append(f"[softlabels]: {lm_store} set the causal-LM soft-label store; "
+                            "leave them out for classifiers")
         return problems
 
 

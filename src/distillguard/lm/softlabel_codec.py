@@ -81,7 +81,8 @@ def id_dtype(vocab_size: int) -> str:
 def check_format(*, schema_version: int, logprob_bits: int) -> None:
     """Validate the writer's format choice (sklearn-style messages)."""
     if schema_version not in (1, SCHEMA_VERSION):
-        raise ValueError(f"The 'schema_version' parameter must be 1 or {SCHEMA_VERSION}. Got {schema_version!r} instead.")
+        raise ValueError(f"The 'schema_version' parameter must be 1 or {SCHEMA_VERSION}. "
+                         f"Got {schema_version!r} instead.")
     allowed = (16, 32) if schema_version == 1 else LOGPROB_BITS
     if logprob_bits not in allowed:
         raise ValueError(f"The 'logprob_bits' parameter must be one of {list(allowed)} (schema_version "

@@ -101,7 +101,8 @@ class SoftLabelReader:
             groups = []
             for shard in self.meta["shards"]:
                 named.file = shard["file"]
-                groups += [(shard["file"], g) for g in range(pq.read_metadata(self.folder / shard["file"]).num_row_groups)]
+                count = pq.read_metadata(self.folder / shard["file"]).num_row_groups
+                groups += [(shard["file"], group) for group in range(count)]
         return groups
 
     def _read_row_group(self, name: str, group: int) -> pa.Table:
@@ -198,7 +199,8 @@ class _NamingTheFile:
     def __exit__(self, kind, error, traceback) -> bool:
         import pyarrow as pa
 
-        if error is not None and isinstance(error, (pa.ArrowException, OSError)) and not isinstance(error, ArtifactError):
+        unreadable = isinstance(error, (pa.ArrowException, OSError)) and not isinstance(error, ArtifactError)
+        if unreadable:
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ArtifactError(f"{self.folder / self.file}: unreadable Parquet shard ({first}); "
                                 "rerun the label stage") from error
