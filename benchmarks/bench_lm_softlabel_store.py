@@ -8,8 +8,10 @@ Usage: python benchmarks/bench_lm_softlabel_store.py [--quick] [--ks 8,32,128]
 
 One teacher (as in ``bench_lm_transfer_leak.py``; pass the same ``--teacher-cache`` to reuse
 it) labels the built-in transfer text with the label stage's shard writer
-(:func:`distillguard.lm.softlabels.write_soft_labels`: float16 log-probabilities, int32 ids,
-float32 leftover, zstd Parquet) at each k, and a student of the same architecture is
+(:func:`distillguard.lm.softlabels.write_soft_labels` in its first layout, ``schema_version``
+1: float16 log-probabilities, int32 ids, float32 leftover, zstd Parquet, as the published
+table was measured; ``bench_lm_softlabel_encoding.py`` compares it with the compact default
+layout) at each k, and a student of the same architecture is
 distilled from each set of shards (forward KL at ``--temperature``). Columns:
 
 - bytes per token position on disk (all columns, shards only);
@@ -70,6 +72,7 @@ from distillguard.seeding import derive_seed
 QUICK = {"members_bytes": 30_000, "transfer_bytes": 30_000, "vocab_size": 512, "block_len": 64,
          "teacher_epochs": 10, "student_epochs": 3, "full_blocks": 16}
 RETEMPER_T = 2.0
+FIRST_LAYOUT = {"schema_version": 1, "logprob_bits": 16}  # the layout the published table was measured with
 
 
 def dense_float16_bytes_per_token(teacher: Any, blocks: list[list[int]], folder: Path) -> float:
@@ -158,7 +161,8 @@ def main() -> None:
         root = Path(scratch)
         for k in ks + ([vocab] if not args.no_full_student and vocab not in ks else []):
             tick = time.perf_counter()
-            meta = label(teacher, teacher.corpus.transfer, folder=root / f"k{k}", k=k, block_len=recipe.block_len)
+            meta = label(teacher, teacher.corpus.transfer, folder=root / f"k{k}", k=k, block_len=recipe.block_len,
+                         **FIRST_LAYOUT)
             size = bytes_per_token(root / f"k{k}")
             student = distill(teacher, root / f"k{k}", recipe=recipe, temperature=args.temperature,
                               seed_name=f"store-{k}")
@@ -170,7 +174,7 @@ def main() -> None:
                 f"re-tempering {error} ({time.perf_counter() - tick:.0f} s)")
             for name in list((root / f"k{k}").glob("*.parquet")):
                 name.unlink()  # the k=V shards are large; keep the scratch disk small
-        write_soft_labels(teacher.model, sample, folder=root / "full-sample", k=vocab, batch_size=16)
+        write_soft_labels(teacher.model, sample, folder=root / "full-sample", k=vocab, batch_size=16, **FIRST_LAYOUT)
         full_sample = bytes_per_token(root / "full-sample")
         dense = dense_float16_bytes_per_token(teacher.model, sample, root / "dense")
     rows.append({"labels": f"full-vocabulary shards (k = V), first {len(sample)} blocks", "k": vocab,

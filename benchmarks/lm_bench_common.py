@@ -149,10 +149,12 @@ def train_teacher(recipe: Recipe, *, cache: Path | None = None) -> Teacher:
     return Teacher(corpus, tokenizer, model, test_blocks, seconds)
 
 
-def label(teacher: Teacher, texts: Iterable[str], *, folder: Path, k: int, block_len: int) -> dict[str, Any]:
-    """The label stage's core over ``texts`` (streamed top-k shards at T=1)."""
+def label(teacher: Teacher, texts: Iterable[str], *, folder: Path, k: int, block_len: int,
+          **layout: int) -> dict[str, Any]:
+    """The label stage's core over ``texts`` (streamed top-k shards at T=1); ``layout``: the
+    store's ``schema_version`` / ``logprob_bits`` (the label stage's default when empty)."""
     blocks = iter_token_blocks(teacher.tokenizer, texts, block_len=block_len)
-    return write_soft_labels(teacher.model, blocks, folder=folder, k=k, batch_size=16)
+    return write_soft_labels(teacher.model, blocks, folder=folder, k=k, batch_size=16, **layout)
 
 
 def distill(teacher: Teacher, folder: Path, *, recipe: Recipe, temperature: float, seed_name: str) -> Any:

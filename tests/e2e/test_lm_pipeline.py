@@ -129,6 +129,15 @@ def test_student_stage_reads_no_private_file(lm_run):
     assert (lm_run / "teacher").stat().st_mode & 0o077 == 0  # owner-only
 
 
+def test_label_stage_writes_the_compact_store(lm_run):
+    """[softlabels] logprob_bits at its default (4): the store is schema 2, ids uint16 (V = 512)."""
+    meta = json.loads((lm_run / "softlabels" / "softlabels.json").read_text())
+    assert (meta["schema_version"], meta["logprob_bits"], meta["id_dtype"], meta["k"]) == (2, 4, "uint16", 16)
+    assert json.loads((lm_run / "manifest.json").read_text())["stages"]["label"]["params"]["logprob_bits"] == 4
+    shard = pq.read_schema(lm_run / "softlabels" / meta["shards"][0]["file"])
+    assert str(shard.field("topk_logprobs").type.value_type) == "uint8"
+
+
 def test_rerun_skips_every_stage(lm_run):
     before = json.loads((lm_run / "manifest.json").read_text())["stages"]
     done = cli("run", "spec.toml", "--run-dir", "run", cwd=lm_run.parent)

@@ -222,6 +222,10 @@ class ClassifierSpec(Spec):
         lm_release = [k for k in LM_RELEASE_KEYS if getattr(self.deploy, k) != getattr(DeployConfig(), k)]
         if lm_release:
             problems.append(f"[deploy]: {', '.join(lm_release)} apply to causal LMs' generation only")
+        lm_store = self.softlabels.lm_store_changed()
+        if lm_store:
+            problems.append(f"[softlabels]: {lm_store} set the causal-LM soft-label store; "
+                            "leave them out for classifiers")
         return problems
 
     def _text_problems(self) -> list[str]:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from distillguard.errors import ArtifactError
+from distillguard.lm import softlabel_codec as codec
 from distillguard.lm.softlabels import FORMAT, META
 from distillguard.runs import read_json, sha256_file
 
@@ -38,7 +39,8 @@ class SoftLabelBatch:
         input_ids: (B, L) int64, right-padded with 0.
         mask: (B, L) bool, True at real positions.
         topk_ids: (B, L, k) int64.
-        topk_logprobs: (B, L, k) float32 log p at T=1.
+        topk_logprobs: (B, L, k) float32 log p at T=1 (a quantized store's values,
+            renormalised so that the head and the leftover hold mass 1).
         leftover: (B, L) float32 ``log(1 − Σ_topk p)``.
     """
 
@@ -69,6 +71,10 @@ class SoftLabelReader:
         if self.meta.get("format") != FORMAT:
             raise ArtifactError(f"{self.folder / META}: not a distillguard LM soft-label meta file "
                                 f"(format {self.meta.get('format')!r}, expected {FORMAT!r})")
+        version = self.meta.get("schema_version", 1)
+        if version not in (1, codec.SCHEMA_VERSION):
+            raise ArtifactError(f"{self.folder / META}: schema_version {version!r} is not one this distillguard reads "
+                                f"(1 or {codec.SCHEMA_VERSION}); upgrade distillguard or rerun the label stage")
         for shard in self.meta["shards"]:
             path = self.folder / shard["file"]
             if not path.is_file():
@@ -91,8 +97,29 @@ class SoftLabelReader:
     def _row_groups(self) -> list[tuple[str, int]]:
         import pyarrow.parquet as pq
 
-        return [(shard["file"], group) for shard in self.meta["shards"]
-                for group in range(pq.read_metadata(self.folder / shard["file"]).num_row_groups)]
+        with self._naming_the_file(self.meta["shards"][0]["file"]) as named:
+            groups = []
+            for shard in self.meta["shards"]:
+                named.file = shard["file"]
+                count = pq.read_metadata(self.folder / shard["file"]).num_row_groups
+                groups += [(shard["file"], group) for group in range(count)]
+        return groups
+
+    def _read_row_group(self, name: str, group: int) -> pa.Table:
+        import pyarrow.parquet as pq
+
+        with self._naming_the_file(name), pq.ParquetFile(self.folder / name) as shard:  # one open file at a time
+            return shard.read_row_group(group)
+
+    def _naming_the_file(self, name: str) -> _NamingTheFile:
+        return _NamingTheFile(self.folder, name)
+
+    def _files_of(self, blocks: np.ndarray) -> str:
+        """The shard file(s) holding ``blocks`` (shards hold consecutive blocks, in order)."""
+        ends = np.cumsum([s["rows"] for s in self.meta["shards"]])
+        files = sorted({self.meta["shards"][min(int(i), len(ends) - 1)]["file"]
+                        for i in np.searchsorted(ends, blocks, side="right")})
+        return ", ".join(str(self.folder / f) for f in files)
 
     def batches(
         self, *, batch_size: int, seed: int | None = None, shuffle_rows: int = 1024
@@ -116,8 +143,7 @@ class SoftLabelReader:
         window: list[pa.Table] = []
         carry: pa.Table | None = None
         for index, (name, group) in enumerate(groups):
-            with pq.ParquetFile(self.folder / name) as shard:  # one open file at a time
-                window.append(shard.read_row_group(group))
+            window.append(self._read_row_group(name, group))
             if sum(t.num_rows for t in window) < shuffle_rows and index + 1 < len(groups):
                 continue
             table = pa.concat_tables(([carry] if carry is not None else []) + window)
@@ -134,6 +160,7 @@ class SoftLabelReader:
         import pyarrow.compute as pc
 
         k = self.k
+        block = table.column("block").to_numpy().astype(np.int64)  # (B,)
         lengths = pc.list_value_length(table.column("input_ids")).to_numpy().astype(np.int64)  # (B,)
         length = int(lengths.max())
         mask = torch.from_numpy(np.arange(length)[None, :] < lengths[:, None])  # (B, L)
@@ -145,10 +172,36 @@ class SoftLabelReader:
         def flat(name: str) -> np.ndarray:
             return table.column(name).combine_chunks().flatten().to_numpy(zero_copy_only=False)
 
-        input_ids[mask] = torch.from_numpy(flat("input_ids").astype(np.int64))
-        topk_ids[mask] = torch.from_numpy(flat("topk_ids").astype(np.int64).reshape(-1, k))
-        topk_logprobs[mask] = torch.from_numpy(flat("topk_logprobs").astype(np.float32).reshape(-1, k))
-        leftover[mask] = torch.from_numpy(flat("leftover").astype(np.float32))
-        block = torch.from_numpy(table.column("block").to_numpy().astype(np.int64))
-        return SoftLabelBatch(block, input_ids, mask, topk_ids, topk_logprobs, leftover)
+        flats = {name: flat(name) for name in table.column_names if name != "block"}
+        if flats["leftover"].size != int(lengths.sum()):
+            raise ArtifactError(f"{self._files_of(block)}: {flats['leftover'].size} leftover values for "
+                                f"{int(lengths.sum())} tokens; the shard is corrupted, rerun the label stage")
+        ids, logprobs = codec.decode_labels(flats, meta=self.meta, path=self._files_of(block))  # (N, k), (N, k)
+        input_ids[mask] = torch.from_numpy(flats["input_ids"].astype(np.int64))
+        topk_ids[mask] = torch.from_numpy(ids)
+        leftover[mask] = torch.from_numpy(flats["leftover"].astype(np.float32))
+        head = torch.from_numpy(logprobs)
+        if self.meta.get("schema_version", 1) >= 2 and self.meta.get("logprob_bits", 16) <= 8:
+            head = codec.renormalise_head(head, leftover[mask])
+        topk_logprobs[mask] = head
+        return SoftLabelBatch(torch.from_numpy(block), input_ids, mask, topk_ids, topk_logprobs, leftover)
 
+
+class _NamingTheFile:
+    """Turns pyarrow's read errors into one-line ArtifactErrors naming the shard file being read."""
+
+    def __init__(self, folder: Path, file: str) -> None:
+        self.folder, self.file = folder, file
+
+    def __enter__(self) -> _NamingTheFile:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        import pyarrow as pa
+
+        unreadable = isinstance(error, (pa.ArrowException, OSError)) and not isinstance(error, ArtifactError)
+        if unreadable:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ArtifactError(f"{self.folder / self.file}: unreadable Parquet shard ({first}); "
+                                "rerun the label stage") from error
+        return False

@@ -9,10 +9,14 @@ and list columns, because the student consumes whole blocks:
 column             type                content (n = real tokens in the block)
 =================  ==================  ==========================================
 ``block``          int64               0-based index of the block in input order
-``input_ids``      list<int32>         the n token ids
-``topk_ids``       list<int32>         n·k teacher top-k ids, position-major
-``topk_logprobs``  list<float16|32>    n·k log-probabilities at T=1, same order
+``input_ids``      list<uint16|32>     the n token ids
+``topk_ids``       list<uint16|32>     n·k teacher top-k ids, position-major, sorted
+                                       and delta-coded per position
+``topk_logprobs``  list<uint8>         n·k log-probabilities at T=1, same order,
+                                       quantized (or float16/32 values)
 ``leftover``       list<float32>       n values ``log(1 − Σ_topk p)`` (−inf if k=V)
+``logprob_top``,   list<float16>       n values each: the quantization's top and
+``logprob_step``                       step per position (quantized stores only)
 =================  ==================  ==========================================
 
 Position t holds the teacher's distribution of token t+1 given tokens ≤ t, the same
@@ -26,24 +30,13 @@ peak memory is one batch's (B, L, V) logits, whatever the corpus length.
 :class:`~distillguard.lm.softlabel_reader.SoftLabelReader` reads row groups one window at a
 time, shuffled by seed.
 
-**Size**, measured (bytes on disk per token position, all columns, zstd), on a
-2-layer d=64 GPT-2 teacher with the default 2048-token BPE, labeling 124 blocks (15,853
-tokens) of the built-in transfer text; the full-vocabulary baseline stores every
-log-probability without ids, same codec:
-
-=================  =======  =======  =======  =================
-logprob dtype      k=8      k=32     k=128    full (V = 2048)
-=================  =======  =======  =======  =================
-float16 (default)  29       93       349      3208
-float32            57       216      878      7171
-=================  =======  =======  =======  =================
-
-(``tests/lm/test_lm_softlabels.py::test_bytes_per_token`` repeats this at V=512 and prints
-it: 32 / 89 / 342 vs 736 for the full float16 vocabulary.) k=128 in float16 matches
-DistillKit's ~300 B/token. float16 log-probabilities (the default) hold about 3 significant
-digits; on the same data the sparse forward KL from float16 labels differs from float32
-labels by ~1e-6 relative at T = 1, 2 and 4, for 2–2.5× fewer bytes (float32 mantissas
-barely compress). The leftover column is always float32 (one value per position).
+**Size.** The bytes of each column (uint16 sorted, delta-coded ids; log-probabilities
+quantized to ``logprob_bits`` bits; zstd) are chosen in
+:mod:`distillguard.lm.softlabel_codec`, which also reads the first layout (int32 ids in
+rank order, float16 log-probabilities: ``schema_version`` 1 in the meta). At k = 128 on the
+LM benchmark's teacher (V = 2048): 144 B per token at 4 bits, 393 in the first layout
+(``benchmarks/bench_lm_softlabel_encoding.py``, table and student perplexities in
+``docs/results/lm-benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -56,6 +49,7 @@ import numpy as np
 import torch
 
 from distillguard import distributed
+from distillguard.lm import softlabel_codec as codec
 from distillguard.lm.losses import sparse_from_logits
 from distillguard.lm.models import context_length
 from distillguard.runs import atomic_write_json, sha256_file
@@ -66,15 +60,6 @@ if TYPE_CHECKING:
 
 META = "softlabels.json"
 FORMAT = "distillguard-lm-softlabels"
-_DTYPES = ("float16", "float32")
-
-
-def _schema(logprob_dtype: str) -> pa.Schema:
-    import pyarrow as pa
-
-    value = pa.float16() if logprob_dtype == "float16" else pa.float32()
-    return pa.schema([("block", pa.int64()), ("input_ids", pa.list_(pa.int32())), ("topk_ids", pa.list_(pa.int32())),
-                      ("topk_logprobs", pa.list_(value)), ("leftover", pa.list_(pa.float32()))])
 
 
 def _list_column(values: np.ndarray, lengths: np.ndarray, value_type: pa.DataType) -> pa.Array:
@@ -107,21 +92,30 @@ def label_batch(teacher: PreTrainedModel, blocks: Sequence[Sequence[int]], *, k:
             "leftover": leftover.cpu()}
 
 
-def _batch_table(labels: Mapping[str, torch.Tensor], *, first_block: int, k: int, logprob_dtype: str) -> pa.Table:
+def _batch_table(labels: Mapping[str, torch.Tensor], *, first_block: int, k: int, vocab_size: int,
+                 logprob_bits: int = codec.DEFAULT_LOGPROB_BITS, schema_version: int = codec.SCHEMA_VERSION) -> pa.Table:
+    """One batch of labels as a row group of the store's layout (one row per block)."""
     import pyarrow as pa
 
-    schema = _schema(logprob_dtype)
+    schema = codec.schema(schema_version=schema_version, vocab_size=vocab_size, logprob_bits=logprob_bits)
     mask = labels["mask"]
     lengths = mask.sum(dim=1).numpy()  # (B,)
     real = mask.numpy()
-    columns = [
-        pa.array(np.arange(first_block, first_block + len(lengths), dtype=np.int64)),
-        _list_column(labels["ids"].numpy()[real].astype(np.int32), lengths, pa.int32()),
-        _list_column(labels["topk_ids"].numpy()[real].reshape(-1).astype(np.int32), lengths * k, pa.int32()),
-        _list_column(labels["topk_logprobs"].clamp_min(-6.0e4).numpy()[real].reshape(-1).astype(logprob_dtype),
-                     lengths * k, schema.field("topk_logprobs").type.value_type),
-        _list_column(labels["leftover"].numpy()[real].astype(np.float32), lengths, pa.float32()),
-    ]
+    rows = {"input_ids": labels["ids"].numpy()[real],  # (N,)
+            "topk_ids": labels["topk_ids"].numpy()[real],  # (N, k)
+            "topk_logprobs": labels["topk_logprobs"].clamp_min(-6.0e4).numpy()[real].astype(np.float32),  # (N, k)
+            "leftover": labels["leftover"].numpy()[real].astype(np.float32)}  # (N,)
+    if schema_version == 1:
+        values = {"topk_ids": rows["topk_ids"].reshape(-1), "leftover": rows["leftover"],
+                  "topk_logprobs": rows["topk_logprobs"].reshape(-1).astype(f"float{logprob_bits}")}
+    else:
+        values = codec.encode_labels(rows, k=k, logprob_bits=logprob_bits)
+    values["input_ids"] = rows["input_ids"]
+    per_position = {"topk_ids": k, "topk_logprobs": k}
+    columns = [pa.array(np.arange(first_block, first_block + len(lengths), dtype=np.int64))]
+    for field in list(schema)[1:]:
+        columns.append(_list_column(values[field.name].astype(field.type.value_type.to_pandas_dtype()),
+                                    lengths * per_position.get(field.name, 1), field.type.value_type))
     return pa.Table.from_arrays(columns, schema=schema)
 
 
@@ -133,8 +127,8 @@ def write_soft_labels(
     k: int,
     batch_size: int = 16,
     rows_per_shard: int = 4096,
-    logprob_dtype: str = "float16",
-    compression: str = "zstd",
+    logprob_bits: int = codec.DEFAULT_LOGPROB_BITS,
+    schema_version: int = codec.SCHEMA_VERSION,
     extra_meta: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Label token blocks with the teacher and stream them to Parquet shards in ``folder``.
@@ -149,52 +143,60 @@ def write_soft_labels(
         batch_size: blocks per teacher forward pass = rows per Parquet row group.
         rows_per_shard: a shard is closed (and hashed) once it holds at least this many
             blocks; the next batch opens a new one.
-        logprob_dtype: ``"float16"`` (default; see the module docstring) or ``"float32"``.
+        logprob_bits: 2–8: log-probabilities quantized to that many bits per value
+            (default 4; :mod:`distillguard.lm.softlabel_codec`); 16 or 32: float16 /
+            float32 values.
+        schema_version: 2 (default, the compact layout) or 1 (the first layout: int32
+            ids, ``logprob_bits`` 16 or 32), kept for comparisons and tests.
         extra_meta: JSON-able facts to record (teacher hash, tokenizer hash, ...).
 
     Returns:
         The meta dict, also written to ``folder/softlabels.json``.
     """
-    vocab = _checked_vocab(teacher, k=k, logprob_dtype=logprob_dtype, batch_size=batch_size,
-                           rows_per_shard=rows_per_shard)
+    vocab = _checked_vocab(teacher, k=k, batch_size=batch_size, rows_per_shard=rows_per_shard)
+    codec.check_format(schema_version=schema_version, logprob_bits=logprob_bits)
+    layout = {"schema_version": schema_version, "vocab_size": vocab, "logprob_bits": logprob_bits}
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     teacher.eval()
-    shards = _ShardWriter(folder, rows_per_shard=rows_per_shard, logprob_dtype=logprob_dtype, compression=compression)
+    shards = _ShardWriter(folder, rows_per_shard=rows_per_shard, layout=layout)
     block_len = n_blocks = n_tokens = 0
     context = context_length(teacher)
     try:
         for batch, labels in _labelled_batches(teacher, _batches(blocks, batch_size), k=k, context=context):
-            longest = max(map(len, batch))
             tokens = sum(len(b) for b in batch)
-            shards.write(_batch_table(labels, first_block=n_blocks, k=k, logprob_dtype=logprob_dtype),
-                         rows=len(batch), tokens=tokens)
+            shards.write(_batch_table(labels, first_block=n_blocks, k=k, **layout), rows=len(batch), tokens=tokens)
             n_blocks, n_tokens = n_blocks + len(batch), n_tokens + tokens
-            block_len = max(block_len, longest)
+            block_len = max(block_len, max(map(len, batch)))
     finally:
         shards.close()
     if n_blocks == 0:
         raise ValueError("write_soft_labels got no token blocks; is the transfer text empty?")
-    meta = {"format": FORMAT, "schema_version": 1, "k": k, "vocab_size": vocab, "block_len": block_len,
-            "temperature": 1.0, "logprob_dtype": logprob_dtype, "compression": compression,
-            "n_blocks": n_blocks, "n_tokens": n_tokens, "shards": shards.shards}
-    clash = sorted(set(meta) & set(extra_meta or {}))
-    if clash:
-        raise ValueError(f"extra_meta may not override the soft-label meta keys {clash}")
-    meta.update(extra_meta or {})
+    meta = _store_meta(layout, k=k, block_len=block_len, counts=(n_blocks, n_tokens), shards=shards.shards,
+                       extra_meta=extra_meta)
     atomic_write_json(folder / META, meta)
     return meta
 
 
-def _checked_vocab(teacher: PreTrainedModel, *, k: int, logprob_dtype: str, batch_size: int,
-                   rows_per_shard: int) -> int:
+def _store_meta(layout: Mapping[str, int], *, k: int, block_len: int, counts: tuple[int, int],
+                shards: list[dict[str, Any]], extra_meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The contents of ``softlabels.json``: the layout, the sizes, the shards, then ``extra_meta``."""
+    version = layout["schema_version"]
+    meta = {"format": FORMAT, **layout, "k": k, "block_len": block_len, "temperature": 1.0,
+            "id_dtype": "int32" if version == 1 else codec.id_dtype(layout["vocab_size"]),
+            **codec.writer_options(schema_version=version, logprob_bits=layout["logprob_bits"]),
+            "n_blocks": counts[0], "n_tokens": counts[1], "shards": shards}
+    clash = sorted(set(meta) & set(extra_meta or {}))
+    if clash:
+        raise ValueError(f"extra_meta may not override the soft-label meta keys {clash}")
+    return {**meta, **(extra_meta or {})}
+
+
+def _checked_vocab(teacher: PreTrainedModel, *, k: int, batch_size: int, rows_per_shard: int) -> int:
     """The teacher's vocabulary size, once the writer's parameters are checked against it."""
     vocab = int(teacher.get_output_embeddings().weight.shape[0])
     if not 1 <= k <= vocab:
         raise ValueError(f"The 'k' parameter of write_soft_labels must be in [1, {vocab}]. Got {k!r} instead.")
-    if logprob_dtype not in _DTYPES:
-        raise ValueError(f"The 'logprob_dtype' parameter must be one of {list(_DTYPES)}. "
-                         f"Got {logprob_dtype!r} instead.")
     if batch_size < 1 or rows_per_shard < batch_size:
         raise ValueError("batch_size must be >= 1 and rows_per_shard >= batch_size. "
                          f"Got {batch_size!r}, {rows_per_shard!r} instead.")
@@ -207,9 +209,8 @@ class _ShardWriter:
     ``shards`` is the meta's list: file, rows (blocks), tokens and, once closed, sha256.
     """
 
-    def __init__(self, folder: Path, *, rows_per_shard: int, logprob_dtype: str, compression: str) -> None:
-        self.folder, self.rows_per_shard = folder, rows_per_shard
-        self.logprob_dtype, self.compression = logprob_dtype, compression
+    def __init__(self, folder: Path, *, rows_per_shard: int, layout: Mapping[str, int]) -> None:
+        self.folder, self.rows_per_shard, self.layout = folder, rows_per_shard, dict(layout)
         self.shards: list[dict[str, Any]] = []
         self.writer = None
 
@@ -220,8 +221,9 @@ class _ShardWriter:
         if self.writer is None or self.shards[-1]["rows"] >= self.rows_per_shard:
             self.close()
             self.shards.append({"file": f"softlabels-{len(self.shards):05d}.parquet", "rows": 0, "tokens": 0})
-            self.writer = pq.ParquetWriter(self.folder / self.shards[-1]["file"], _schema(self.logprob_dtype),
-                                           compression=self.compression)
+            options = codec.writer_options(schema_version=self.layout["schema_version"],
+                                           logprob_bits=self.layout["logprob_bits"])
+            self.writer = pq.ParquetWriter(self.folder / self.shards[-1]["file"], codec.schema(**self.layout), **options)
         self.writer.write_table(table)
         self.shards[-1]["rows"] += rows
         self.shards[-1]["tokens"] += tokens

@@ -83,7 +83,8 @@ def run_lm_label_stage(spec: Spec, run: RunDir) -> bool:
     inputs = {f"data.{role}": text_fingerprint(spec.data, role, seed=seed)
               for role in ("members", "nonmembers", "transfer", "canaries")}
     inputs.update(model_hashes(run, "teacher", "teacher"))
-    params = {"data": spec.data.fingerprint_params(), "seed": seed, "temperature": 1.0, "top_k": spec.distill.top_k}
+    params = {"data": spec.data.fingerprint_params(), "seed": seed, "temperature": 1.0, "top_k": spec.distill.top_k,
+              "logprob_bits": spec.softlabels.logprob_bits}
     # The guard compares the transfer text with the private text, so this stage reads
     # members and nonmembers (the teacher's side of the wall); the distill stage does not.
 
@@ -103,11 +104,12 @@ def run_lm_label_stage(spec: Spec, run: RunDir) -> bool:
         vocab = int(teacher.get_output_embeddings().weight.shape[0])
         k = min(spec.distill.top_k, vocab)
         blocks = iter_token_blocks(tokenizer, kept, block_len=context_length(teacher))
+        facts = {"teacher_sha256": inputs["teacher/model.safetensors"], "transfer_sha256": inputs["data.transfer"],
+                 "kept_documents": [int(i) for i in keep], "leak_policy": spec.data.leak_policy,
+                 "leak_guard": leaks.to_dict(), "prefix_guard": contexts}
         with progress.task("label: teacher top-k on transfer text", len(kept)) as advance:
-            meta = write_soft_labels(teacher, blocks, folder=folder, k=k, extra_meta={
-                "teacher_sha256": inputs["teacher/model.safetensors"], "transfer_sha256": inputs["data.transfer"],
-                "kept_documents": [int(i) for i in keep], "leak_policy": spec.data.leak_policy,
-                "leak_guard": leaks.to_dict(), "prefix_guard": contexts})
+            meta = write_soft_labels(teacher, blocks, folder=folder, k=k, logprob_bits=spec.softlabels.logprob_bits,
+                                     extra_meta=facts)
             advance(len(kept))
         save_tokenizer(tokenizer, folder / TOKENIZER_DIR)
         flagged = int(leaks.transfer_rows.size)
