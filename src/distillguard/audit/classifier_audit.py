@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from distillguard.attack_names import SELECTED_ATTACK, strongest_attack
+from distillguard.attack_names import LABEL_ONLY_ATTACKS, SELECTED_ATTACK, strongest_attack
 from distillguard.audit.empirical_epsilon import one_run_epsilon
 from distillguard.audit.exchangeability import exchangeability_check
+from distillguard.audit.label_only import NoisePlan, label_only_scores, noise_setting, predicted_labels
 from distillguard.audit.membership import score_canaries_leave_one_out, score_targets
 from distillguard.audit.metrics import roc
 from distillguard.audit.placement import Shadows, train_shadows
@@ -60,11 +61,15 @@ def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None
     metrics["exchangeability"], warning = exchangeability_check(pool.X, pool.is_member, seed=seed)
     if warning:
         metrics["warnings"].append(warning)
-    shadows = _train_shadows(spec, run, schema=schema, pool=pool, test=test, checkpoints=checkpoints)
+    plan = (NoisePlan.build(pool.X, test.X, copies=cfg.label_only_queries, seed=seed)
+            if "label_noise" in cfg.attacks else None)
+    shadows = _train_shadows(spec, run, schema=schema, pool=pool, test=test, checkpoints=checkpoints,
+                             extra_sets=plan.shadow_sets(pool.X) if plan is not None else None)
 
-    audit = _Audit(spec, pool, test.y, shadows)
+    audit = _Audit(spec, pool, test.y, shadows, plan)
     for target, clf in models.items():
         audit.attack_target(target, TargetSignals(clf.logits(pool.X), pool.y, clf.logits(test.X), test.y))
+        audit.label_only(target, clf)
     metrics["attacks"] = audit.results
     metrics["populations"] = {"all": {"n_members": int(pool.is_member.sum()), "n_nonmembers": int((~pool.is_member).sum())}}
     if shadows is not None:
@@ -99,7 +104,7 @@ def _record_risk(classes: list, pool, pool_scores: dict) -> tuple[dict, list[dic
     return columns, summaries
 
 
-def _train_shadows(spec: Spec, run: RunDir, *, schema, pool, test, checkpoints) -> Shadows | None:
+def _train_shadows(spec: Spec, run: RunDir, *, schema, pool, test, checkpoints, extra_sets) -> Shadows | None:
     """The shadow pipelines, replaying the release from the recorded label queries; None without shadows."""
     if not spec.audit.shadows:
         return None
@@ -107,7 +112,8 @@ def _train_shadows(spec: Spec, run: RunDir, *, schema, pool, test, checkpoints) 
     kept_ids = read_query_ids(run / "softlabels")  # every record the teacher was asked (the guard's survivors)
     transfer = transfer.subset(np.flatnonzero(np.isin(transfer.ids, kept_ids)))
     shadows = train_shadows(spec, schema=schema, pool=pool, transfer_X=transfer.X, population_X=test.X,
-                            checkpoints=checkpoints, transfer_blocks=shard_numbers(transfer.ids, spec.run.shard_rows))
+                            checkpoints=checkpoints, transfer_blocks=shard_numbers(transfer.ids, spec.run.shard_rows),
+                            extra_sets=extra_sets)
     failpoint("audit/shadows-trained")
     return shadows
 
@@ -115,8 +121,11 @@ def _train_shadows(spec: Spec, run: RunDir, *, schema, pool, test, checkpoints) 
 class _Audit:
     """Attacks each target in turn and collects results, score rows, curves, selections and ε bounds."""
 
-    def __init__(self, spec: Spec, pool, population_labels: np.ndarray, shadows: Shadows | None) -> None:
+    def __init__(self, spec: Spec, pool, population_labels: np.ndarray, shadows: Shadows | None,
+                 plan: NoisePlan | None = None) -> None:
         self.spec, self.pool, self.population_labels, self.shadows = spec, pool, population_labels, shadows
+        self.plan = plan  # label_noise's noisy copies of the pool, or None
+        self.attacks = [a for a in spec.audit.attacks if a not in LABEL_ONLY_ATTACKS]  # those that read logits
         self.rows, self.results, self.curves = ScoreRows(), [], {}
         self.epsilons: list[dict] = []
         self.selections: dict[str, dict] = {}
@@ -131,10 +140,28 @@ class _Audit:
             reference = ReferenceSignals(shadows.logits[target].pool, shadows.membership, pool.y,
                                          shadows.logits[target].population, self.population_labels)
         chosen = self.choose(target, reference)
-        for name, scores in score_targets(spec.audit.attacks, spec.audit, signals, reference, chosen).items():
+        for name, scores in score_targets(self.attacks, spec.audit, signals, reference, chosen).items():
             self.record(name, target, "all", scores, pool.is_member, ids=pool.example_ids, canary=False, chosen=chosen)
-        if shadows is not None and shadows.canaries is not None:
+        if shadows is not None and shadows.canaries is not None and self.attacks:
             self.epsilons.append(self.canaries(target, chosen))
+
+    def label_only(self, target: str, clf: Classifier) -> None:
+        """The label-only attacks (audit/label_only.py) on the pool: they query ``clf`` for classes only."""
+        names = [a for a in self.spec.audit.attacks if a in LABEL_ONLY_ATTACKS]
+        if not names:
+            return
+        setting = None
+        if self.plan is not None:
+            logits = self.shadows.logits[target] if self.shadows is not None else None
+            setting = noise_setting(self.plan, target=target, shadow_pool_logits=None if logits is None else logits.pool,
+                                    shadow_extra=None if logits is None else logits.extra,
+                                    membership=None if logits is None else self.shadows.membership, labels=self.pool.y)
+        scored = label_only_scores(names, self.plan, predict=lambda X: predicted_labels(clf.logits(X)), X=self.pool.X,
+                                   labels=self.pool.y, sigma=setting["sigma"] if setting else 0.0)
+        for name, (scores, queries) in scored.items():
+            extra = {"queries_per_record": queries, **({"noise": setting} if name == "label_noise" else {})}
+            self.record(name, target, "all", scores, self.pool.is_member, ids=self.pool.example_ids, canary=False,
+                        chosen=None, extra=extra)
 
     def choose(self, target: str, reference: ReferenceSignals | None) -> Configuration | None:
         """The "strongest" configuration, chosen leave-one-out on this target's shadows only."""
@@ -147,8 +174,9 @@ class _Audit:
         return chosen
 
     def record(self, name: str, target: str, population: str, scores, is_member, *, ids, canary: bool,
-               chosen: Configuration | None) -> None:
+               chosen: Configuration | None, extra: dict | None = None) -> None:
         row = summarize_attack(scores, is_member, spec=self.spec, target=target, attack=name, population=population)
+        row.update(extra or {})
         if name == SELECTED_ATTACK and chosen is not None:
             row["configuration"] = chosen.to_dict()
         self.results.append(row)
@@ -163,13 +191,13 @@ class _Audit:
         spec, canaries, logits = self.spec, self.shadows.canaries, self.shadows.logits[target]
         S, K = canaries.included.shape
         scored = score_canaries_leave_one_out(
-            spec.audit.attacks, spec.audit, logits=logits.canaries, labels=canaries.y, included=canaries.included,
+            self.attacks, spec.audit, logits=logits.canaries, labels=canaries.y, included=canaries.included,
             population_logits=logits.population, population_labels=self.population_labels, chosen=chosen,
         )
         ids = [f"canary:{k}@replica{s}" for s in range(S) for k in range(K)]
         for name, (scores, included) in scored.items():
             self.record(name, target, "canaries", scores, included, ids=ids, canary=True, chosen=chosen)
-        attack = strongest_attack(scored, down_to="loss") or spec.audit.attacks[0]
+        attack = strongest_attack(scored, down_to="loss") or self.attacks[0]
         eps = one_run_epsilon(
             attack, spec.audit, logits=logits.canaries, labels=canaries.y, included=canaries.included,
             audited_scores=scored[attack][0][:K], population_logits=logits.population,

@@ -32,8 +32,12 @@ class Shadows:
 
 
 def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray, population_X: np.ndarray,
-                  checkpoints: CheckpointStore | None = None, transfer_blocks: np.ndarray | None = None) -> Shadows:
+                  checkpoints: CheckpointStore | None = None, transfer_blocks: np.ndarray | None = None,
+                  extra_sets: dict[str, np.ndarray] | None = None) -> Shadows:
     """Replay teacher training, labeling and distillation ``[audit].shadows`` times.
+
+    ``extra_sets`` (name -> raw rows) are more rows every shadow is read on, beside the pool,
+    the population and the canaries; their logits are in ``ShadowLogits.extra``.
 
     ``[audit].backend`` says where: in this process, or one Ray task per chunk of shadows
     (audit/ray_backend.py); under torchrun, each rank trains a contiguous share of the
@@ -48,13 +52,15 @@ def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray
     eval_sets = {"pool": pool.X, "population": population_X}
     if canaries is not None:
         eval_sets["canaries"] = canaries.X
+    eval_sets.update(extra_sets or {})
     job = ShadowJob(spec, schema, pool, canaries, membership, transfer_X, eval_sets, transfer_blocks)
     if cfg.backend == "ray":
         train = _train_on_ray
     else:
         train = _train_on_ranks if distributed.world().size > 1 else _train_locally
     teacher_out, student_out = train(job, checkpoints)
-    return _shadow_logits(membership, canaries, teacher_out, student_out, n_classes=schema.n_classes)
+    return _shadow_logits(membership, canaries, teacher_out, student_out, n_classes=schema.n_classes,
+                          extra=list(extra_sets or {}))
 
 
 def _teacher_cache_key(job: ShadowJob) -> str:
@@ -156,10 +162,11 @@ def _train_on_ranks(job: ShadowJob, checkpoints: CheckpointStore | None) -> tupl
 
 
 def _shadow_logits(membership: np.ndarray, canaries: CanarySet | None, teacher_out: dict, student_out: dict, *,
-                   n_classes: int) -> Shadows:
+                   n_classes: int, extra: list[str]) -> Shadows:
     empty = np.zeros((len(membership), 0, n_classes))
     logits = {
-        kind: ShadowLogits(out["pool"], out["population"], out["canaries"] if canaries is not None else empty)
+        kind: ShadowLogits(out["pool"], out["population"], out["canaries"] if canaries is not None else empty,
+                           {name: out[name] for name in extra})
         for kind, out in (("teacher", teacher_out), ("student", student_out))
     }
     return Shadows(membership, canaries, logits)
