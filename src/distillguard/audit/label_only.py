@@ -188,12 +188,12 @@ def noise_setting(plan: NoisePlan, *, target: str, shadow_pool_logits: np.ndarra
     :func:`choose_sigma`, reading only their predicted classes; without, it is :data:`DEFAULT_SIGMA`.
     """
     setting = {"sigma": DEFAULT_SIGMA, "copies": plan.copies, "scale": SCALE_NOTE,
-               "chosen_on": "no shadows to choose on: the default σ"}
+               "chosen_on": "by default (no shadows to choose it on)"}
     if shadow_pool_logits is None:
         return setting
     sigma, table = choose_sigma(plan, clean_predicted=predicted_labels(shadow_pool_logits),
                                 noisy_predicted={k: predicted_labels(v) for k, v in shadow_extra.items()},
                                 membership=membership, labels=labels)
     return {**setting, "sigma": sigma, "candidates": table,
-            "chosen_on": f"the {len(shadow_pool_logits)} shadow {target}s (AUC pooled over them, "
-                         f"{len(plan.selection)} pool records, their own membership)"}
+            "chosen_on": f"chosen on the {len(shadow_pool_logits)} shadow {target}s (highest AUC pooled over "
+                         f"them on {len(plan.selection)} pool records)"}

@@ -142,6 +142,9 @@ class Spec(Section):
             problems.append(f"[gate].attack = {self.gate.attack!r} is not among [audit].attacks {self.audit.attacks}")
         if self.gate.population == "canaries" and self.audit.canaries == 0:
             problems.append('[gate].population = "canaries" needs [audit].canaries > 0')
+        if self.gate.population == "canaries" and self.gate.attack in LABEL_ONLY_ATTACKS:
+            problems.append(f'[gate].attack = {self.gate.attack!r} queries the model and is scored on the audit pool only; '
+                            'use population = "all" or another attack')
         return problems
 
     def _pate_problems(self) -> list[str]:
