@@ -86,7 +86,7 @@ def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None
     outputs = None
     if shadows is not None:
         outputs = shadow_arrays(pool_ids=pool.example_ids, pool_labels=pool.y, pool_is_member=pool.is_member,
-                                population_labels=test.y, shadows=shadows, targets=audit.target_signals)
+                                population_labels=test.y, shadows=shadows, targets=audit.target_signals, label_noise=plan)
     risk_columns, metrics["record_risk"] = _record_risk(schema.classes, pool, audit.pool_scores)
     return metrics, audit.rows, audit.curves, outputs, risk_columns
 
