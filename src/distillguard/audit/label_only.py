@@ -35,7 +35,7 @@ from distillguard.audit.metrics import auc
 from distillguard.seeding import derive_seed
 
 #: Noise scales searched, in units of each feature's standard deviation on the population.
-SIGMAS: tuple[float, ...] = (0.1, 0.3, 1.0)
+SIGMAS: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0)
 #: The scale used when there are no shadows to choose on.
 DEFAULT_SIGMA = 0.3
 #: Pool records (a seeded subset) the shadows score with each σ to choose it.
