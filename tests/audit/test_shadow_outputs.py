@@ -44,3 +44,29 @@ def test_layout_round_trip_and_determinism(tmp_path):
     assert back["pool_example_ids"].dtype.kind == "U" and back["pool_example_ids"][2] == "members:2"
     with np.load(tmp_path / "a.npz", allow_pickle=False) as plain:  # what the docs tell an auditor to run
         assert plain["canary_included"].shape == (4, 3) and plain["canary_included"].dtype == bool
+
+
+def test_label_noise_predictions_are_kept_to_recompute_the_choice_of_sigma():
+    from distillguard.audit.label_only import SHADOW_SET, SIGMAS, NoisePlan, choose_sigma
+
+    rng = np.random.default_rng(1)
+    S, n, m, C, N = 4, 6, 5, 3, 2
+    plan = NoisePlan.build(rng.normal(size=(n, 2)), rng.normal(size=(9, 2)), copies=N, seed=0)
+    extra = {f"{SHADOW_SET}{g}": rng.normal(size=(S, N * n, C)) for g in range(len(SIGMAS))}  # selection = all 6
+    logits = {t: ShadowLogits(rng.normal(size=(S, n, C)), rng.normal(size=(S, m, C)), np.zeros((S, 0, C)), extra)
+              for t in ("teacher", "student")}
+    membership, labels = rng.random((S, n)) < 0.5, rng.integers(0, C, n)
+    arrays = shadow_arrays(pool_ids=[f"members:{i}" for i in range(n)], pool_labels=labels,
+                           pool_is_member=np.arange(n) < 3, population_labels=rng.integers(0, C, m),
+                           shadows=Shadows(membership, None, logits), targets={}, label_noise=plan)
+    assert arrays["label_noise_selection"].tolist() == list(range(n)) and arrays["label_noise_sigmas"].tolist() == list(SIGMAS)
+    kept = arrays["teacher_shadow_label_noise_predictions"]
+    assert kept.shape == (S, len(SIGMAS), N, n) and kept.dtype == np.int32
+    assert np.array_equal(kept[:, 1].reshape(S, N * n), extra[f"{SHADOW_SET}1"].argmax(-1))
+    # the σ the audit chose can be recomputed from the file alone
+    again = choose_sigma(plan, clean_predicted=logits["teacher"].pool.argmax(-1),
+                         noisy_predicted={f"{SHADOW_SET}{g}": kept[:, g].reshape(S, -1) for g in range(len(SIGMAS))},
+                         membership=arrays["shadow_membership"], labels=arrays["pool_labels"])
+    direct = choose_sigma(plan, clean_predicted=logits["teacher"].pool.argmax(-1),
+                          noisy_predicted={k: v.argmax(-1) for k, v in extra.items()}, membership=membership, labels=labels)
+    assert again == direct

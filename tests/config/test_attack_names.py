@@ -17,7 +17,9 @@ EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.toml"))
 
 
 def test_the_registry_and_the_schema_hold_the_catalogue():
-    assert (*ATTACKS, names.SELECTED_ATTACK) == names.CLASSIFIER_ATTACKS  # "strongest" is a chosen registered one
+    # "strongest" is a chosen registered one; the label-only attacks query the model (audit/label_only.py)
+    assert (*ATTACKS, names.SELECTED_ATTACK, *names.LABEL_ONLY_ATTACKS) == names.CLASSIFIER_ATTACKS
+    assert not set(names.LABEL_ONLY_ATTACKS) & set(ATTACKS)
     assert set(get_args(names.AttackName)) == set(names.CLASSIFIER_ATTACKS) | set(names.LM_ATTACKS)
     assert names.ALL_ATTACKS == get_args(names.AttackName)
     assert sorted(names.STRONGEST) == sorted(names.ALL_ATTACKS)
@@ -26,7 +28,8 @@ def test_the_registry_and_the_schema_hold_the_catalogue():
 
 def _old_gate_default(attacks):
     return next((a for a in ("strongest", "lira_online", "rmia", "lira_offline", "reference", "min_k_pp",
-                             *names.THRESHOLD_ATTACKS, "zlib", "min_k") if a in attacks), None)
+                             *names.THRESHOLD_ATTACKS, "label_noise", "label_gap", "zlib", "min_k") if a in attacks),
+                None)  # the label-only attacks, added later, come after every attack that reads probabilities
 
 
 def _old_canary_attack(scored, attacks):

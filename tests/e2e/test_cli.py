@@ -66,7 +66,8 @@ def test_scores_parquet_reproduces_reported_auc(finished_run):
     report = json.loads((finished_run / "report.json").read_text())
     assert {(a["attack"], a["target"], a["population"]) for a in report["attacks"]} == {
         (attack, target, population) for attack in ATTACKS for target in ("teacher", "student")
-        for population in ("all", "canaries")}
+        for population in ("all", "canaries")} | {  # the label-only attacks query the model: pool only
+        (attack, target, "all") for attack in ("label_gap", "label_noise") for target in ("teacher", "student")}
     for a in report["attacks"]:
         rows = scores[(scores.target == a["target"]) & (scores.attack == a["attack"])
                       & (scores.is_canary == (a["population"] == "canaries"))]

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from distillguard.attack_names import SELECTED_ATTACK, strongest_attack
+from distillguard.attack_names import LABEL_ONLY_ATTACKS, SELECTED_ATTACK, strongest_attack
 from distillguard.audit.empirical_epsilon import one_run_epsilon
 from distillguard.audit.exchangeability import exchangeability_check
 from distillguard.audit.canary_protocol import vulnerable_record_rows
+from distillguard.audit.label_only import NoisePlan, label_only_scores, noise_setting, predicted_labels
 from distillguard.audit.membership import score_canaries_leave_one_out, score_targets
 from distillguard.audit.metrics import roc
 from distillguard.audit.placement import Shadows, train_shadows
@@ -52,7 +53,9 @@ def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None
     trained = np.asarray(read_json(run / "teacher" / "split.json")["train_ids"], dtype=np.int64)
     schema, pool, test = audit_data(spec, trained_ids=trained)
     metrics: dict = {"utility": utility(models, test.X, test.y)}
-    shadows = _train_shadows(spec, run, schema=schema, pool=pool, test=test, checkpoints=checkpoints)
+    plan = label_noise_plan(spec, pool.X, test.X)
+    shadows = _train_shadows(spec, run, schema=schema, pool=pool, test=test, checkpoints=checkpoints,
+                             extra_sets=plan.shadow_sets(pool.X) if plan is not None else None)
     if shadows is not None:
         replay = ("PATE: teachers on partitions of each shadow's half + noisy votes + student on the noisy labels"
                   if spec.privacy.mechanism == "pate" else "teacher training + labeling + distillation")
@@ -63,7 +66,14 @@ def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None
     signals = {target: TargetSignals(clf.logits(pool.X), pool.y, clf.logits(test.X), test.y)
                for target, clf in models.items()}
     return attack_models(spec, metrics, schema=schema, pool=pool, population_labels=test.y, signals=signals,
-                         shadows=shadows)
+                         shadows=shadows, models=models, plan=plan)
+
+
+def label_noise_plan(spec: Spec, pool_X: np.ndarray, test_X: np.ndarray) -> NoisePlan | None:
+    """label_noise's noisy copies of the pool (audit/label_only.py), when the audit runs it."""
+    cfg = spec.audit
+    return (NoisePlan.build(pool_X, test_X, copies=cfg.label_only_queries, seed=spec.run.seed)
+            if "label_noise" in cfg.attacks else None)
 
 
 def audit_data(spec: Spec, *, trained_ids: np.ndarray | None, loaded: tuple | None = None) -> tuple:
@@ -81,13 +91,16 @@ def audit_data(spec: Spec, *, trained_ids: np.ndarray | None, loaded: tuple | No
 
 
 def attack_models(spec: Spec, metrics: dict, *, schema, pool, population_labels: np.ndarray | None,
-                  signals: dict[str, TargetSignals], shadows: Shadows | None, seed_as: dict[str, str] | None = None
+                  signals: dict[str, TargetSignals], shadows: Shadows | None, seed_as: dict[str, str] | None = None,
+                  models: dict | None = None, plan: NoisePlan | None = None
                   ) -> tuple[dict, ScoreRows, dict, dict[str, np.ndarray] | None, dict]:
     """Attack each target's ``signals`` on ``pool`` (shadows keyed by target), completing ``metrics``.
 
     The part of the audit that does not care where the models come from: the pipeline's
     teacher and student, or the one model ``distillguard scan`` brings. ``seed_as`` maps a
-    target to the name its bootstrap is seeded by (audit/scores.py). Returns what
+    target to the name its bootstrap is seeded by (audit/scores.py). ``models`` (target ->
+    anything with ``logits(X)``) are queried by the label-only attacks, with ``plan``
+    their noisy copies; without them those attacks do not run. Returns what
     :func:`audit_models` returns.
     """
     seed = spec.run.seed
@@ -95,9 +108,11 @@ def attack_models(spec: Spec, metrics: dict, *, schema, pool, population_labels:
     metrics["exchangeability"], warning = exchangeability_check(pool.X, pool.is_member, seed=seed)
     if warning:
         metrics["warnings"].append(warning)
-    audit = _Audit(spec, pool, population_labels, shadows, seed_as)
+    audit = _Audit(spec, pool, population_labels, shadows, seed_as, plan)
     for target, target_signals in signals.items():
         audit.attack_target(target, target_signals)
+        if models is not None and target in models:
+            audit.label_only(target, models[target])
     metrics["attacks"] = audit.results
     metrics["populations"] = {"all": {"n_members": int(pool.is_member.sum()), "n_nonmembers": int((~pool.is_member).sum())}}
     if audit.selections:
@@ -110,7 +125,8 @@ def attack_models(spec: Spec, metrics: dict, *, schema, pool, population_labels:
     outputs = None
     if shadows is not None:
         outputs = shadow_arrays(pool_ids=pool.example_ids, pool_labels=pool.y, pool_is_member=pool.is_member,
-                                population_labels=population_labels, shadows=shadows, targets=audit.target_signals)
+                                population_labels=population_labels, shadows=shadows, targets=audit.target_signals,
+                                label_noise=plan)
     risk_columns, metrics["record_risk"] = _record_risk(schema.classes, pool, audit.pool_scores, list(signals))
     return metrics, audit.rows, audit.curves, outputs, risk_columns
 
@@ -128,7 +144,7 @@ def _record_risk(classes: list, pool, pool_scores: dict, targets: list[str]) -> 
     return columns, summaries
 
 
-def _train_shadows(spec: Spec, run: RunDir, *, schema, pool, test, checkpoints) -> Shadows | None:
+def _train_shadows(spec: Spec, run: RunDir, *, schema, pool, test, checkpoints, extra_sets) -> Shadows | None:
     """The shadow pipelines, replaying the release from the recorded label queries; None without shadows."""
     if not spec.audit.shadows:
         return None
@@ -136,7 +152,8 @@ def _train_shadows(spec: Spec, run: RunDir, *, schema, pool, test, checkpoints) 
     kept_ids = read_query_ids(run / "softlabels")  # every record the teacher was asked (the guard's survivors)
     transfer = transfer.subset(np.flatnonzero(np.isin(transfer.ids, kept_ids)))
     shadows = train_shadows(spec, schema=schema, pool=pool, transfer_X=transfer.X, population_X=test.X,
-                            population_y=test.y, checkpoints=checkpoints, transfer_blocks=shard_numbers(transfer.ids, spec.run.shard_rows))
+                            population_y=test.y, checkpoints=checkpoints,
+                            transfer_blocks=shard_numbers(transfer.ids, spec.run.shard_rows), extra_sets=extra_sets)
     failpoint("audit/shadows-trained")
     return shadows
 
@@ -145,9 +162,11 @@ class _Audit:
     """Attacks each target in turn and collects results, score rows, curves, selections and ε bounds."""
 
     def __init__(self, spec: Spec, pool, population_labels: np.ndarray | None, shadows: Shadows | None,
-                 seed_as: dict[str, str] | None = None) -> None:
+                 seed_as: dict[str, str] | None = None, plan: NoisePlan | None = None) -> None:
         self.spec, self.pool, self.population_labels, self.shadows = spec, pool, population_labels, shadows
         self.seed_as = seed_as or {}
+        self.plan = plan  # label_noise's noisy copies of the pool, or None
+        self.attacks = [a for a in spec.audit.attacks if a not in LABEL_ONLY_ATTACKS]  # those that read logits
         self.rows, self.results, self.curves = ScoreRows(), [], {}
         self.epsilons: list[dict] = []
         self.canary_protocol: list[dict] = []
@@ -163,10 +182,29 @@ class _Audit:
             reference = ReferenceSignals(shadows.logits[target].pool, shadows.membership, pool.y,
                                          shadows.logits[target].population, self.population_labels)
         chosen = self.choose(target, reference)
-        for name, scores in score_targets(spec.audit.attacks, spec.audit, signals, reference, chosen).items():
+        for name, scores in score_targets(self.attacks, spec.audit, signals, reference, chosen).items():
             self.record(name, target, "all", scores, pool.is_member, ids=pool.example_ids, canary=False, chosen=chosen)
-        if shadows is not None and shadows.canaries is not None:
+        if shadows is not None and shadows.canaries is not None and self.attacks:
             self.epsilons.append(self.canaries(target, chosen))
+
+    def label_only(self, target: str, model) -> None:
+        """The label-only attacks (audit/label_only.py) on the pool: they query ``model`` for classes only."""
+        names = [a for a in self.spec.audit.attacks if a in LABEL_ONLY_ATTACKS]
+        if not names:
+            return
+        setting = None
+        if self.plan is not None:
+            calibrated = self.shadows is not None and self.shadows.membership.any()  # reference models: all out
+            logits = self.shadows.logits[target] if calibrated else None
+            setting = noise_setting(self.plan, target=target, shadow_pool_logits=None if logits is None else logits.pool,
+                                    shadow_extra=None if logits is None else logits.extra,
+                                    membership=None if logits is None else self.shadows.membership, labels=self.pool.y)
+        scored = label_only_scores(names, self.plan, predict=lambda X: predicted_labels(model.logits(X)), X=self.pool.X,
+                                   labels=self.pool.y, sigma=setting["sigma"] if setting else 0.0)
+        for name, (scores, queries) in scored.items():
+            extra = {"queries_per_record": queries, **({"noise": setting} if name == "label_noise" else {})}
+            self.record(name, target, "all", scores, self.pool.is_member, ids=self.pool.example_ids, canary=False,
+                        chosen=None, extra=extra)
 
     def choose(self, target: str, reference: ReferenceSignals | None) -> Configuration | None:
         """The "strongest" configuration, chosen leave-one-out on this target's shadows only."""
@@ -179,9 +217,10 @@ class _Audit:
         return chosen
 
     def record(self, name: str, target: str, population: str, scores, is_member, *, ids, canary: bool,
-               chosen: Configuration | None) -> None:
+               chosen: Configuration | None, extra: dict | None = None) -> None:
         row = summarize_attack(scores, is_member, spec=self.spec, target=target, attack=name, population=population,
                                seed_target=self.seed_as.get(target))
+        row.update(extra or {})
         if name == SELECTED_ATTACK and chosen is not None:
             row["configuration"] = chosen.to_dict()
         self.results.append(row)
@@ -196,17 +235,18 @@ class _Audit:
         spec, canaries, logits = self.spec, self.shadows.canaries, self.shadows.logits[target]
         S, K = canaries.included.shape
         scored = score_canaries_leave_one_out(
-            spec.audit.attacks, spec.audit, logits=logits.canaries, labels=canaries.y, included=canaries.included,
+            self.attacks, spec.audit, logits=logits.canaries, labels=canaries.y, included=canaries.included,
             population_logits=logits.population, population_labels=self.population_labels, chosen=chosen,
         )
         ids = [f"canary:{k}@replica{s}" for s in range(S) for k in range(K)]
         for name, (scores, included) in scored.items():
             self.record(name, target, "canaries", scores, included, ids=ids, canary=True, chosen=chosen)
-        attack = strongest_attack(scored, down_to="loss") or spec.audit.attacks[0]
+        attack = strongest_attack(scored, down_to="loss") or self.attacks[0]
         self.canary_protocol += vulnerable_record_rows(scored[attack], canaries.kind, target=target, attack=attack,
                                                        summarize=lambda sc, inc, kind: summarize_attack(
                                                            sc, inc, spec=spec, target=target, attack=attack,
-                                                           population=f"canaries:{kind}"))
+                                                           population=f"canaries:{kind}",
+                                                           seed_target=self.seed_as.get(target)))
         eps = one_run_epsilon(
             attack, spec.audit, logits=logits.canaries, labels=canaries.y, included=canaries.included,
             audited_scores=scored[attack][0][:K], population_logits=logits.population,

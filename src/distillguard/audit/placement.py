@@ -35,8 +35,12 @@ class Shadows:
 
 def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray, population_X: np.ndarray,
                   checkpoints: CheckpointStore | None = None, transfer_blocks: np.ndarray | None = None,
-                  population_y: np.ndarray | None = None, teachers_only: bool = False) -> Shadows:
+                  population_y: np.ndarray | None = None, teachers_only: bool = False,
+                  extra_sets: dict[str, np.ndarray] | None = None) -> Shadows:
     """Replay teacher training, labeling and distillation ``[audit].shadows`` times.
+
+    ``extra_sets`` (name -> raw rows) are more rows every shadow is read on, beside the pool,
+    the population and the canaries; their logits are in ``ShadowLogits.extra``.
 
     ``[audit].backend`` says where: in this process, or one Ray task per chunk of shadows
     (audit/ray_backend.py); under torchrun, each rank trains a contiguous share of the
@@ -55,16 +59,18 @@ def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray
     eval_sets = {"pool": pool.X, "population": population_X}
     if canaries is not None:
         eval_sets["canaries"] = canaries.X
+    eval_sets.update(extra_sets or {})
     job = ShadowJob(spec, schema, pool, canaries, membership, transfer_X, eval_sets, transfer_blocks)
     if teachers_only:
         return _shadow_logits(membership, canaries, _train_teachers_locally(job, checkpoints), None,
-                              n_classes=schema.n_classes)
+                              n_classes=schema.n_classes, extra=list(extra_sets or {}))
     if cfg.backend == "ray":
         train = _train_on_ray
     else:
         train = _train_on_ranks if distributed.world().size > 1 else _train_locally
     teacher_out, student_out = train(job, checkpoints)
-    return _shadow_logits(membership, canaries, teacher_out, student_out, n_classes=schema.n_classes)
+    return _shadow_logits(membership, canaries, teacher_out, student_out, n_classes=schema.n_classes,
+                          extra=list(extra_sets or {}))
 
 
 def _teacher_cache_key(job: ShadowJob) -> str:
@@ -166,10 +172,11 @@ def _train_on_ranks(job: ShadowJob, checkpoints: CheckpointStore | None) -> tupl
 
 
 def _shadow_logits(membership: np.ndarray, canaries: CanarySet | None, teacher_out: dict, student_out: dict | None,
-                   *, n_classes: int) -> Shadows:
+                   *, n_classes: int, extra: list[str]) -> Shadows:
     empty = np.zeros((len(membership), 0, n_classes))
     logits = {
-        kind: ShadowLogits(out["pool"], out["population"], out["canaries"] if canaries is not None else empty)
+        kind: ShadowLogits(out["pool"], out["population"], out["canaries"] if canaries is not None else empty,
+                           {name: out[name] for name in extra})
         for kind, out in (("teacher", teacher_out), ("student", student_out)) if out is not None
     }
     return Shadows(membership, canaries, logits)

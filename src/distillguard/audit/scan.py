@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from distillguard.attack_names import CLASSIFIER_ATTACKS
-from distillguard.audit.classifier_audit import attack_models, audit_data
+from distillguard.audit.classifier_audit import attack_models, audit_data, label_noise_plan
 from distillguard.audit.placement import Shadows, train_shadows
 from distillguard.audit.reference_models import train_reference_models
 from distillguard.audit.shadow_outputs import SHADOW_OUTPUTS
@@ -62,21 +62,23 @@ def scan_model(spec: Spec, *, checkpoints: CheckpointStore | None = None
             "attacks": [a for a in spec.audit.attacks if a in OFFLINE_REFERENCE_ATTACKS],
             "note": "offline attacks calibrated on out-models only; a recipe unlike the model's makes them weaker, "
                     "never falsely stronger"}
+    plan = label_noise_plan(spec, pool.X, test.X)
     if spec.audit.shadows:
-        shadows = _shadows(spec, schema, pool, test, checkpoints)
+        shadows = _shadows(spec, schema, pool, test, checkpoints, plan)
         metrics["shadows"] = {"count": spec.audit.shadows, "replay": "teacher training (the [teacher] recipe)",
                               "canaries": 0 if shadows.canaries is None else len(shadows.canaries),
                               "canary_kind": spec.audit.canary_kind if shadows.canaries is not None else None,
                               "outputs": f"audit/{SHADOW_OUTPUTS}"}
     signals = {SCAN_TARGET: TargetSignals(model.logits(pool.X), pool.y, *population)}
     return attack_models(spec, metrics, schema=schema, pool=pool, population_labels=population[1], signals=signals,
-                         shadows=shadows, seed_as={SCAN_TARGET: "teacher"})
+                         shadows=shadows, seed_as={SCAN_TARGET: "teacher"}, models={SCAN_TARGET: model}, plan=plan)
 
 
-def _shadows(spec: Spec, schema, pool: AuditPool, test, checkpoints) -> Shadows:
+def _shadows(spec: Spec, schema, pool: AuditPool, test, checkpoints, plan) -> Shadows:
     """Shadow teachers only (the scanned model is the teacher), keyed by the scan's target; the run's canaries."""
     shadows = train_shadows(spec, schema=schema, pool=pool, transfer_X=pool.X[:0], population_X=test.X,
-                            population_y=test.y, checkpoints=checkpoints, teachers_only=True)
+                            population_y=test.y, checkpoints=checkpoints, teachers_only=True,
+                            extra_sets=plan.shadow_sets(pool.X) if plan is not None else None)
     return Shadows(shadows.membership, shadows.canaries, {SCAN_TARGET: shadows.logits["teacher"]})
 
 

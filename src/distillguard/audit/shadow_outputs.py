@@ -20,6 +20,12 @@ key                                 shape       what
 ``canary_labels``                   (K,) int    the canaries' (random) labels; absent without canaries
 ``canary_included``                 (S, K) bool canary k planted in shadow s
 ``{target}_shadow_canary_logits``   (S, K, C)   shadows on the canaries
+``label_noise_selection``           (r,) int    with label_noise: the pool records (row numbers) the
+                                                shadows scored to choose σ (audit/label_only.py)
+``label_noise_sigmas``              (G,) float  the σ candidates
+``{target}_shadow_label_noise_      (S, G, N, r) each shadow's predicted class on each noisy copy
+predictions``                       int         (σ, copy, record); its class on the record itself is
+                                                the arg-max of ``{target}_shadow_pool_logits``
 =================================== =========== =====================================================
 
 It reveals who was a member of the real teacher, so it lives beside ``scores.parquet``
@@ -34,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from distillguard.audit.label_only import SHADOW_SET, SIGMAS, NoisePlan, predicted_labels
 from distillguard.audit.placement import Shadows
 from distillguard.audit.signals import TargetSignals
 
@@ -42,8 +49,8 @@ SHADOW_OUTPUTS = "shadow_outputs.npz"
 
 def shadow_arrays(*, pool_ids: list[str], pool_labels: np.ndarray, pool_is_member: np.ndarray,
                   population_labels: np.ndarray | None, shadows: Shadows,
-                  targets: dict[str, TargetSignals]) -> dict[str, np.ndarray]:
-    """The arrays of :data:`SHADOW_OUTPUTS` (layout in the module docstring)."""
+                  targets: dict[str, TargetSignals], label_noise: NoisePlan | None = None) -> dict[str, np.ndarray]:
+    """The arrays of :data:`SHADOW_OUTPUTS` (layout in the module docstring); ``label_noise``: its plan, if it ran."""
     out = {"pool_example_ids": np.asarray(pool_ids, dtype=str), "pool_labels": np.asarray(pool_labels, np.int64),
            "pool_is_member": np.asarray(pool_is_member, bool), "shadow_membership": np.asarray(shadows.membership, bool)}
     if population_labels is not None:  # a scanned predictions file has no population
@@ -58,6 +65,14 @@ def shadow_arrays(*, pool_ids: list[str], pool_labels: np.ndarray, pool_is_membe
             out[f"{target}_pool_logits"] = targets[target].logits
             if targets[target].population_logits is not None:
                 out[f"{target}_population_logits"] = targets[target].population_logits
+    if label_noise is not None:
+        out["label_noise_selection"] = np.asarray(label_noise.selection, np.int64)
+        out["label_noise_sigmas"] = np.asarray(SIGMAS, np.float64)
+        shape = (len(SIGMAS), label_noise.copies, len(label_noise.selection))
+        for target, logits in shadows.logits.items():
+            out[f"{target}_shadow_label_noise_predictions"] = np.stack(
+                [predicted_labels(logits.extra[f"{SHADOW_SET}{g}"]) for g in range(len(SIGMAS))], axis=1
+            ).reshape(len(shadows.membership), *shape).astype(np.int32)
     if shadows.canaries is not None:
         out["canary_labels"] = np.asarray(shadows.canaries.y, np.int64)
         out["canary_included"] = np.asarray(shadows.canaries.included, bool)

@@ -23,7 +23,7 @@ student never see a canary.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -170,12 +170,14 @@ class ShadowLogits:
 
     Attributes:
         pool: (S, n, C) on the audit pool; population: (S, m, C) on the population set;
-        canaries: (S, K, C) on the canaries.
+        canaries: (S, K, C) on the canaries; extra: name -> (S, r, C) on any other rows the
+        audit asked for (the label-only attack's noisy copies, audit/label_only.py).
     """
 
     pool: np.ndarray
     population: np.ndarray
     canaries: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def shadow_range(membership: np.ndarray, shadow_ids: Sequence[int] | None) -> list[int]:

@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from distillguard.attack_names import SELECTED_ATTACK, SHADOW_ATTACKS, THRESHOLD_ATTACKS, AttackName
+from distillguard.attack_names import (LABEL_ONLY_ATTACKS, SELECTED_ATTACK, SHADOW_ATTACKS, THRESHOLD_ATTACKS,
+                                       AttackName)
 from distillguard.config.base import Section
 from distillguard.config.lm import LMProbeConfig
 
@@ -24,10 +25,12 @@ OFFLINE_REFERENCE_ATTACKS = ("lira_offline", "rmia")
 
 class AuditConfig(Section):
     attacks: list[AttackName] = Field(
-        default_factory=lambda: [*THRESHOLD_ATTACKS, *SHADOW_ATTACKS, SELECTED_ATTACK],
+        default_factory=lambda: [*THRESHOLD_ATTACKS, *SHADOW_ATTACKS, SELECTED_ATTACK, *LABEL_ONLY_ATTACKS],
         description="Membership attacks to run; the shadow attacks (lira_online, lira_offline, rmia) need shadows; "
-                    '"strongest" (the LiRA/RMIA configuration chosen leave-one-out on the shadows) needs shadows >= 4. '
-                    "Default: all of them that the shadow count allows.")
+                    '"strongest" (the LiRA/RMIA configuration chosen leave-one-out on the shadows) needs shadows >= 4; '
+                    "the label-only attacks (label_gap, label_noise) see only the predicted class. "
+                    "Default: all of them that the shadow count allows (shadows = 0: the threshold attacks; "
+                    "label_only_queries = 0: no label-only attacks).")
     shadows: int = Field(
         16, ge=0, description="Shadow pipelines (teacher + labels + student) for LiRA/RMIA; even; 0 = threshold attacks only.",
     )
@@ -44,6 +47,11 @@ class AuditConfig(Section):
                             "or auto (global below 64 shadows).")
     rmia_offline: bool = Field(
         True, description="RMIA's offline variant: only shadows trained without a record estimate Pr(x).")
+    label_only_queries: int = Field(
+        16, ge=0, le=1024,
+        description="label_noise: noisy copies of each audited record whose predicted class it reads (Gaussian noise, "
+                    "σ × each feature's spread, σ chosen on the shadows); its query budget is this + 1 per record, "
+                    "label_gap's is 1. 0 = leave the label-only attacks out of the default attacks.")
     bootstrap: int = Field(200, ge=0, description="Bootstrap resamples for confidence intervals (0: none).")
     confidence: float = Field(0.95, gt=0, lt=1, description="Level of the bootstrap confidence intervals.")
     batched: bool = Field(True, description="Train shadow models many-at-once with torch.func (falls back to a loop).")
@@ -87,6 +95,8 @@ class AuditConfig(Section):
         if SELECTED_ATTACK in self.attacks and self.shadows < 4:
             problems.append(f'attack "{SELECTED_ATTACK}" is chosen on held-out shadows and needs shadows >= 4 '
                             f"(got {self.shadows}); set shadows or drop it")
+        if "label_noise" in self.attacks and self.label_only_queries < 1:
+            problems.append("attack label_noise needs label_only_queries >= 1 (got 0); set it or drop label_noise")
         if self.shadows % 2:
             problems.append(f"shadows must be even (complementary pairs), got {self.shadows}")
         if self.canaries and self.shadows < 4:

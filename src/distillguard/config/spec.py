@@ -16,7 +16,7 @@ import tomli_w
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from distillguard.attack_names import (CLASSIFIER_ATTACKS, LM_ATTACKS, SELECTED_ATTACK, THRESHOLD_ATTACKS,
+from distillguard.attack_names import (CLASSIFIER_ATTACKS, LABEL_ONLY_ATTACKS, LM_ATTACKS, SELECTED_ATTACK, THRESHOLD_ATTACKS,
                                        strongest_attack)
 from distillguard.config.audit import OFFLINE_REFERENCE_ATTACKS, AuditConfig
 from distillguard.config.base import Section
@@ -102,6 +102,8 @@ class Spec(Section):
             audit.setdefault("canaries", 0)
         elif isinstance(shadows, int) and shadows < 4:  # too few to hold one out for "strongest"
             audit.setdefault("attacks", [a for a in CLASSIFIER_ATTACKS if a != SELECTED_ATTACK])
+        if audit.get("label_only_queries") == 0 and "attacks" not in audit:  # 0 turns the label-only attacks off
+            audit["attacks"] = [a for a in CLASSIFIER_ATTACKS if a not in LABEL_ONLY_ATTACKS]
         gate = raw.get("gate", {})
         attacks = audit.get("attacks", list(CLASSIFIER_ATTACKS))
         if isinstance(gate, dict) and "attack" not in gate and isinstance(attacks, list):
@@ -149,6 +151,9 @@ class Spec(Section):
             problems.append(f"[gate].attack = {self.gate.attack!r} is not among [audit].attacks {self.audit.attacks}")
         if self.gate.population == "canaries" and self.audit.canaries == 0:
             problems.append('[gate].population = "canaries" needs [audit].canaries > 0')
+        if self.gate.population == "canaries" and self.gate.attack in LABEL_ONLY_ATTACKS:
+            problems.append(f'[gate].attack = {self.gate.attack!r} queries the model and is scored on the audit pool only; '
+                            'use population = "all" or another attack')
         return problems
 
     def _pate_problems(self) -> list[str]:
