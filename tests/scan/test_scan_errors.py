@@ -103,7 +103,7 @@ def test_scan_defaults_follow_the_recipe(tmp_path):
     without = load_spec(scan_spec(tmp_path, 'model = "m.onnx"\n', name="a"))
     assert (without.scan.recipe, without.audit.shadows, without.gate.target) == (False, 0, "model")
     assert without.gate.attack == "rmia" and without.gate.max_accuracy_gap is None
-    assert without.audit.reference_models == 8 and without.audit.attacks[-2:] == ["lira_offline", "rmia"]
+    assert without.audit.reference_models == 8 and without.audit.attacks[-4:] == ["lira_offline", "rmia", "label_gap", "label_noise"]
     resolved = tmp_path / "without.toml"
     resolved.write_text(without.to_toml())
     assert load_spec(resolved) == without

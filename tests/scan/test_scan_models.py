@@ -56,6 +56,8 @@ def test_scan_of_an_onnx_forest_matches_sklearn(tmp_path, csv_splits, forest, zi
     row = next(a for a in report["attacks"] if a["attack"] == "loss")
     assert row["auc"] > 0.75  # the forest memorizes its members
     assert report["scan"]["attacks_not_run"] == ["lira_online", "strongest"]
+    assert {a["attack"]: a.get("queries_per_record") for a in report["attacks"] if a.get("queries_per_record")} == {
+        "label_gap": 1, "label_noise": 17}  # the label-only attacks query the model itself
     # without a recipe: offline LiRA and RMIA on 8 reference models trained on half the test split
     references = report["reference_models"]
     assert references["count"] == 8 and references["attacks"] == ["lira_offline", "rmia"]
@@ -83,7 +85,7 @@ def test_scan_of_a_predictions_file(tmp_path, csv_splits, forest):
                                atol=1e-9)
     assert report["utility"]["model"]["test_accuracy"] is None
     # no test-set outputs in the file, so no RMIA population: offline LiRA on the reference models only
-    assert report["scan"]["attacks_not_run"] == ["lira_online", "rmia", "strongest"]
+    assert report["scan"]["attacks_not_run"] == ["lira_online", "rmia", "strongest", "label_gap", "label_noise"]
     assert report["reference_models"]["attacks"] == ["lira_offline"]
 
 

@@ -65,7 +65,7 @@ def shadow_arrays(*, pool_ids: list[str], pool_labels: np.ndarray, pool_is_membe
             out[f"{target}_pool_logits"] = targets[target].logits
             if targets[target].population_logits is not None:
                 out[f"{target}_population_logits"] = targets[target].population_logits
-    if label_noise is not None:
+    if label_noise is not None and all(f"{SHADOW_SET}0" in logits.extra for logits in shadows.logits.values()):
         out["label_noise_selection"] = np.asarray(label_noise.selection, np.int64)
         out["label_noise_sigmas"] = np.asarray(SIGMAS, np.float64)
         shape = (len(SIGMAS), label_noise.copies, len(label_noise.selection))

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from distillguard.attack_names import THRESHOLD_ATTACKS
+from distillguard.attack_names import LABEL_ONLY_ATTACKS, THRESHOLD_ATTACKS
 from distillguard.config.base import Section
 
 #: The report's target name for the scanned model.
@@ -65,9 +65,13 @@ def with_scan_defaults(raw: dict[str, Any]) -> dict[str, Any]:
         audit = {**audit, "shadows": audit.get("shadows", 0)}
         if audit["shadows"] == 0:
             audit.setdefault("reference_models", DEFAULT_REFERENCE_MODELS)
-        if scan.get("predictions") is not None and "attacks" not in audit:  # no test-set outputs: no RMIA population
-            audit["attacks"] = [*THRESHOLD_ATTACKS, "lira_offline"] if audit.get("reference_models") else [
-                *THRESHOLD_ATTACKS]
+        if "attacks" not in audit:
+            references = ["lira_offline", "rmia"] if audit.get("reference_models") else []
+            if scan.get("predictions") is not None:  # no test-set outputs: no RMIA population, no model to query
+                audit["attacks"] = [*THRESHOLD_ATTACKS, *references[:1]]
+            else:  # a model answers queries: the label-only attacks (σ at its default, no shadows to choose it)
+                label_only = list(LABEL_ONLY_ATTACKS) if audit.get("label_only_queries") != 0 else []
+                audit["attacks"] = [*THRESHOLD_ATTACKS, *references, *label_only]
         raw["audit"] = audit
     gate = raw.get("gate", {})
     if isinstance(gate, dict):

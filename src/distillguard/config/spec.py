@@ -86,6 +86,7 @@ class Spec(Section):
         """
         if not isinstance(raw, dict):
             return raw
+        user_attacks = isinstance(raw.get("audit"), dict) and "attacks" in raw["audit"]
         raw = with_scan_defaults(raw)  # first: whether the user gave a recipe ([teacher]) decides the scan's shadows
         if is_text_data(raw.get("data")):
             raw = with_lm_defaults(raw)
@@ -104,6 +105,8 @@ class Spec(Section):
             audit.setdefault("attacks", [a for a in CLASSIFIER_ATTACKS if a != SELECTED_ATTACK])
         if audit.get("label_only_queries") == 0 and "attacks" not in audit:  # 0 turns the label-only attacks off
             audit["attacks"] = [a for a in CLASSIFIER_ATTACKS if a not in LABEL_ONLY_ATTACKS]
+        if is_text_classification_data(raw.get("data")) and not user_attacks:  # Gaussian noise means nothing on ids
+            audit["attacks"] = [a for a in audit.get("attacks", CLASSIFIER_ATTACKS) if a != "label_noise"]
         gate = raw.get("gate", {})
         attacks = audit.get("attacks", list(CLASSIFIER_ATTACKS))
         if isinstance(gate, dict) and "attack" not in gate and isinstance(attacks, list):
@@ -246,6 +249,9 @@ class ClassifierSpec(Spec):
                             'use "none"')
         if text and self.teacher.ensemble > 1:
             problems.append('[teacher].ensemble: not supported for kind = "hf-text"; leave it at 1')
+        if text and "label_noise" in self.audit.attacks:
+            problems.append('[audit].attacks: "label_noise" adds Gaussian noise to numeric features, which token ids '
+                            'are not; not supported for kind = "hf-text" (label_gap is)')
         if text and self.transfer.select == "far_from_private":
             problems.append('[transfer].select: "far_from_private" measures feature distances, which token ids do '
                             'not have; not supported for kind = "hf-text"')
