@@ -48,7 +48,7 @@ def test_model_that_never_saw_the_records_is_at_chance(tmp_path):
     report = distillguard.run(tmp_path / "b.toml", run_dir=tmp_path / "b").report
     assert report["teacher"]["source"] == "loaded"
     aucs = {(a["attack"], a["target"]): a["auc"] for a in report["attacks"] if a["population"] == "all"}
-    assert len(aucs) == 16  # 8 attacks ("strongest" included) × teacher, student
+    assert len(aucs) == 20  # 10 attacks ("strongest" and the two label-only ones included) × teacher, student
     for key, value in aucs.items():
         assert 0.45 <= value <= 0.55, (key, value)
 
