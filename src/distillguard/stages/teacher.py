@@ -55,6 +55,10 @@ def run_teacher_stage(spec: Spec, run: RunDir) -> bool:
         elif spec.privacy.mechanism == "pate":
             clf, log = _train_ensemble(spec, schema, members, checkpoints, n_teachers=spec.privacy.teachers)
             train_rows, val_rows, source = np.arange(len(members)), np.array([], dtype=np.int64), "trained (pate ensemble)"
+        elif spec.teacher.split_ai is not None:
+            clf, log = _train_split_ai(spec, schema, members, checkpoints)
+            train_rows, val_rows = np.arange(len(members)), np.array([], dtype=np.int64)
+            source = f"trained (split-ai, k = {spec.teacher.split_ai.k}, l = {spec.teacher.split_ai.l})"
         elif spec.teacher.ensemble > 1:
             clf, log = _train_ensemble(spec, schema, members, checkpoints, n_teachers=spec.teacher.ensemble)
             train_rows, val_rows = np.arange(len(members)), np.array([], dtype=np.int64)
@@ -89,7 +93,7 @@ def _inputs(spec: Spec) -> dict[str, str]:
     inputs = {"data.members": data_fingerprint(spec.data, "members")}
     if spec.teacher.path is not None:
         inputs["teacher.path"] = sha256_file(_weights(spec.teacher.path))
-    if (spec.privacy.mechanism in ("dp-sgd", "pate") or spec.teacher.ensemble > 1
+    if (spec.privacy.mechanism in ("dp-sgd", "pate") or spec.teacher.ensemble > 1 or spec.teacher.split_ai is not None
             or (spec.data.builtin is None and not spec.data.is_table()
                 and spec.data.resolved_format() in ("csv", "parquet"))):
         inputs["data.transfer"] = data_fingerprint(spec.data, "transfer")
@@ -119,6 +123,27 @@ def _train_ensemble(spec: Spec, schema, members, checkpoints, *, n_teachers: int
             sorted({int(len(members) // n_teachers), int(-(-len(members) // n_teachers))}),
             "checkpoint": "last epoch (no selection on private data)"}]
     return as_ensemble(teachers), log
+
+
+def _train_split_ai(spec: Spec, schema, members, checkpoints) -> tuple:
+    """SELENA's Split-AI: k sub-teachers, every member left out of l of them (train/split_ai.py).
+
+    The scaler is fitted on the public transfer inputs, as for the partition ensembles, and
+    the sub-teachers keep their last epoch. Every member is trained on (by k - l of them),
+    so all are audit members.
+    """
+    from distillguard.train.split_ai import train_split_ai
+
+    split = spec.teacher.split_ai
+    transfer = load_role(spec.data, "transfer", schema=schema, seed=spec.run.seed)
+    with progress.task(f"teacher: Split-AI, {split.k} sub-teachers", spec.teacher.epochs * 2) as advance:
+        clf = train_split_ai(members, schema=schema, cfg=spec.teacher, seed=spec.run.seed,
+                             scaler=Standardizer.fit(transfer.X), batched=None if spec.audit.batched else False,
+                             on_epoch=lambda e: advance(1), checkpoint=checkpoints.slot("teacher"))
+    log = [{"split_ai": {"k": split.k, "l": split.l}, "epochs": spec.teacher.epochs,
+            "members_per_sub_teacher": round(len(members) * (split.k - split.l) / split.k),
+            "checkpoint": "last epoch (no selection on private data)"}]
+    return clf, log
 
 
 def _weights(path: Path) -> Path:
