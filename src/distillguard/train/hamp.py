@@ -54,17 +54,17 @@ def top_probability(n_classes: int, gamma: float) -> float:
             high = mid
 
 
-def hamp_targets(y: torch.Tensor, n_classes: int, gamma: float) -> torch.Tensor:
-    """(B,) class indices -> (B, C) HAMP soft targets (float32)."""
+def hamp_targets(y: torch.Tensor, n_classes: int, gamma: float, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(B,) class indices -> (B, C) HAMP soft targets."""
     p = top_probability(n_classes, gamma)
-    targets = torch.full((len(y), n_classes), (1.0 - p) / (n_classes - 1), dtype=torch.float32, device=y.device)
+    targets = torch.full((len(y), n_classes), (1.0 - p) / (n_classes - 1), dtype=dtype, device=y.device)
     return targets.scatter_(1, y.long()[:, None], p)
 
 
 def hamp_loss(logits: torch.Tensor, y: torch.Tensor, *, gamma: float, alpha: float) -> torch.Tensor:
     """``KL(target ‖ softmax(z))`` (batch mean) ``− alpha ·`` mean entropy of ``softmax(z)``; (B, C), (B,) -> scalar."""
     log_p = F.log_softmax(logits, dim=-1)
-    targets = hamp_targets(y, logits.shape[-1], gamma).to(log_p.dtype)
+    targets = hamp_targets(y, logits.shape[-1], gamma, dtype=log_p.dtype)
     kl = F.kl_div(log_p, targets, reduction="batchmean")
     entropy = -(log_p.exp() * log_p).sum(-1).mean()
     return kl - alpha * entropy
