@@ -55,14 +55,9 @@ def run_teacher_stage(spec: Spec, run: RunDir) -> bool:
         elif spec.privacy.mechanism == "pate":
             clf, log = _train_ensemble(spec, schema, members, checkpoints, n_teachers=spec.privacy.teachers)
             train_rows, val_rows, source = np.arange(len(members)), np.array([], dtype=np.int64), "trained (pate ensemble)"
-        elif spec.teacher.split_ai is not None:
-            clf, log = _train_split_ai(spec, schema, members, checkpoints)
+        elif spec.teacher.split_ai is not None or spec.teacher.ensemble > 1:  # every member is trained on
+            clf, log, source = _train_sub_teachers(spec, schema, members, checkpoints)
             train_rows, val_rows = np.arange(len(members)), np.array([], dtype=np.int64)
-            source = f"trained (split-ai, k = {spec.teacher.split_ai.k}, l = {spec.teacher.split_ai.l})"
-        elif spec.teacher.ensemble > 1:
-            clf, log = _train_ensemble(spec, schema, members, checkpoints, n_teachers=spec.teacher.ensemble)
-            train_rows, val_rows = np.arange(len(members)), np.array([], dtype=np.int64)
-            source = f"trained (ensemble of {spec.teacher.ensemble})"
         else:
             with progress.task("teacher: training on members", spec.teacher.epochs) as advance:
                 result = train_teacher(members, schema=schema, cfg=spec.teacher, seed=spec.run.seed,
@@ -123,6 +118,15 @@ def _train_ensemble(spec: Spec, schema, members, checkpoints, *, n_teachers: int
             sorted({int(len(members) // n_teachers), int(-(-len(members) // n_teachers))}),
             "checkpoint": "last epoch (no selection on private data)"}]
     return as_ensemble(teachers), log
+
+
+def _train_sub_teachers(spec: Spec, schema, members, checkpoints) -> tuple:
+    """(classifier, log, source) of a Split-AI teacher or a ``[teacher] ensemble``."""
+    split = spec.teacher.split_ai
+    if split is not None:
+        return (*_train_split_ai(spec, schema, members, checkpoints), f"trained (split-ai, k = {split.k}, l = {split.l})")
+    clf, log = _train_ensemble(spec, schema, members, checkpoints, n_teachers=spec.teacher.ensemble)
+    return clf, log, f"trained (ensemble of {spec.teacher.ensemble})"
 
 
 def _train_split_ai(spec: Spec, schema, members, checkpoints) -> tuple:
