@@ -140,7 +140,7 @@ def _train_split_ai(spec: Spec, schema, members, checkpoints) -> tuple:
 
     split = spec.teacher.split_ai
     transfer = load_role(spec.data, "transfer", schema=schema, seed=spec.run.seed)
-    with progress.task(f"teacher: Split-AI, {split.k} sub-teachers", spec.teacher.epochs * 2) as advance:
+    with progress.task(f"teacher: Split-AI, {split.k} sub-teachers", None) as advance:  # 1-2 groups of sizes
         clf = train_split_ai(members, schema=schema, cfg=spec.teacher, seed=spec.run.seed,
                              scaler=Standardizer.fit(transfer.X), batched=None if spec.audit.batched else False,
                              on_epoch=lambda e: advance(1), checkpoint=checkpoints.slot("teacher"))
