@@ -71,10 +71,10 @@ class TeacherConfig(ModelConfig):
                              "soft labels (subsample-and-aggregate: one record moves them by at most 1/n).")
     split_ai: SplitAIConfig | None = Field(
         None, description="Split-AI teacher (SELENA): k sub-teachers, each member left out of l of them and answered "
-                          "only by those; other inputs by l sub-teachers chosen by a hash of the input.")
+                          "only by those; other inputs by l sub-teachers chosen by a hash of the input. Unset (default): off.")
     hamp: HampConfig | None = Field(
         None, description="High-entropy teacher training (HAMP, training part): soft targets at an entropy "
-                          "threshold plus an entropy regulariser. Applies to every teacher the recipe trains.")
+                          "threshold plus an entropy regulariser. Applies to every teacher the recipe trains. Unset (default): off.")
     val_fraction: float = Field(
         0.1, ge=0.0, lt=0.5,
         description="Members held out for checkpoint selection; never trained on, so left out of the audit's members.",
