@@ -38,6 +38,8 @@ KINDS = {
     "knobs": {"softlabels": {"logit_noise": 0.5, "top_k": 2},
               "transfer": {"select": "far_from_private", "keep_fraction": 0.5}},
     "ensemble": {"teacher": {**TINY["teacher"], "ensemble": 3}},
+    "split-ai": {"teacher": {**TINY["teacher"], "split_ai": {"k": 3, "l": 1}}},
+    "hamp": {"teacher": {**TINY["teacher"], "hamp": {"gamma": 0.9, "alpha": 0.1}}},
     "pate": {"privacy": {"mechanism": "pate", "teachers": 3, "sigma": 1.0}},
     "dp-sgd": {"privacy": {"mechanism": "dp-sgd", "noise_multiplier": 1.0, "delta": 1e-3},
                "teacher": {**TINY["teacher"], "epochs": 2}},

@@ -59,6 +59,9 @@ def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None
     if shadows is not None:
         replay = ("PATE: teachers on partitions of each shadow's half + noisy votes + student on the noisy labels"
                   if spec.privacy.mechanism == "pate" else "teacher training + labeling + distillation")
+        if spec.teacher.split_ai is not None:
+            replay = (f"Split-AI: {spec.teacher.split_ai.k} sub-teachers per shadow, exclusions drawn over the "
+                      "shadow's own training set + labeling + distillation")
         metrics["shadows"] = {"count": spec.audit.shadows, "replay": replay,
                               "canaries": 0 if shadows.canaries is None else len(shadows.canaries),
                               "canary_kind": spec.audit.canary_kind if shadows.canaries is not None else None,

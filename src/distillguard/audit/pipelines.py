@@ -1,6 +1,6 @@
 """The shadow pipelines of one audit, for any subset of the shadows: what a backend schedules.
 
-Every shadow replays the defended pipeline: teacher (plain, DP-SGD, ensemble or PATE),
+Every shadow replays the defended pipeline: teacher (plain, HAMP, DP-SGD, ensemble, Split-AI or PATE),
 release, student. Shadows are independent given their absolute index (audit/shadows.py),
 so these functions take the ids of the shadows to replay and return their logits in that
 order. The local backend (audit/placement.py) calls them once for all S shadows, with progress
@@ -60,6 +60,13 @@ class ShadowJob:
 def train_teachers(job: ShadowJob, shadow_ids: Sequence[int] | None = None, *,
                    on_epoch: Callable[[int], None] | None = None, checkpoint: Checkpoint | None = None) -> Logits:
     """Shadow teachers of every mechanism but PATE; logits on ``job.teacher_sets``."""
+    if job.spec.teacher.split_ai is not None:  # each shadow trains its own sub-teachers on its own set
+        from distillguard.audit.split_ai_shadows import train_shadow_split_ai
+
+        out, _ = train_shadow_split_ai(job.pool, job.canaries, job.membership, spec=job.spec, schema=job.schema,
+                                       transfer_X=job.transfer_X, eval_sets=job.teacher_sets, shadow_ids=shadow_ids,
+                                       on_epoch=on_epoch, checkpoint=checkpoint)
+        return out
     if job.spec.teacher.ensemble > 1:  # each shadow trains its own ensemble on partitions of its half
         from distillguard.audit.pate_shadows import train_shadow_ensembles
 

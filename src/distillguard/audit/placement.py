@@ -106,7 +106,10 @@ def _train_locally(job: ShadowJob, checkpoints: CheckpointStore | None) -> tuple
 def _train_teachers_locally(job: ShadowJob, checkpoints: CheckpointStore | None) -> dict:
     """Plain and DP-SGD teachers, or ``[teacher] ensemble``s on partitions of each shadow's half."""
     spec, S, n = job.spec, job.n_shadows, job.spec.teacher.ensemble
-    if n > 1:
+    if spec.teacher.split_ai is not None:  # sub-teacher sizes vary with canary copies: no fixed step count
+        steps, slot = None, "split-ai-shadows"
+        description = f"audit: {S}×{spec.teacher.split_ai.k} shadow Split-AI sub-teachers"
+    elif n > 1:
         steps = spec.teacher.epochs * _groups(job, n)
         description, slot = f"audit: {S}×{n} shadow ensemble teachers", "ensemble-shadows"
     else:  # batched shadows report once per epoch; DP-SGD shadows (looped) once per model

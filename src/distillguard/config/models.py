@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from distillguard.config.base import Section
 from distillguard.config.lm import LMArchConfig, TokenizerConfig
@@ -59,6 +59,31 @@ class ModelConfig(Section):
         return widths
 
 
+class SplitAIConfig(Section):
+    """``[teacher.split_ai]``: SELENA's Split-AI (Tang et al. 2022), see docs/defenses/split-ai.md."""
+
+    k: int = Field(10, ge=2, description="Sub-teachers; each trains on the members minus those left out of it.")
+    l: int = Field(3, ge=1, description="Sub-teachers each member is left out of; a member is answered by exactly "
+                                         "these, any other input by l sub-teachers picked by a hash of the input.")
+
+    @model_validator(mode="after")
+    def _l_below_k(self) -> SplitAIConfig:
+        if self.l >= self.k:
+            raise ValueError(f"l must be smaller than k (got k = {self.k}, l = {self.l}): every sub-teacher must "
+                             "train on some members")
+        return self
+
+
+class HampConfig(Section):
+    """``[teacher.hamp]``: HAMP's high-entropy training (Chen & Pattabiraman 2024), see docs/defenses/hamp.md."""
+
+    gamma: float = Field(0.95, gt=0.0, lt=1.0,
+                         description="Entropy threshold of the soft targets, as a fraction of log(classes): the true "
+                                     "class keeps the probability that makes the target's entropy exactly this.")
+    alpha: float = Field(0.1, ge=0.0, description="Weight of the entropy regulariser: loss = KL(target || p) - "
+                                                   "alpha * H(p), KL averaged over the batch.")
+
+
 class TeacherConfig(ModelConfig):
     label_smoothing: float = Field(
         0.0, ge=0.0, lt=1.0,
@@ -66,6 +91,12 @@ class TeacherConfig(ModelConfig):
     ensemble: int = Field(
         1, ge=1, description="Teachers on disjoint partitions of the members whose averaged probabilities are the "
                              "soft labels (subsample-and-aggregate: one record moves them by at most 1/n).")
+    split_ai: SplitAIConfig | None = Field(
+        None, description="Split-AI teacher (SELENA): k sub-teachers, each member left out of l of them and answered "
+                          "only by those; other inputs by l sub-teachers chosen by a hash of the input. Unset (default): off.")
+    hamp: HampConfig | None = Field(
+        None, description="High-entropy teacher training (HAMP, training part): soft targets at an entropy "
+                          "threshold plus an entropy regulariser. Applies to every teacher the recipe trains. Unset (default): off.")
     val_fraction: float = Field(
         0.1, ge=0.0, lt=0.5,
         description="Members held out for checkpoint selection; never trained on, so left out of the audit's members.",

@@ -140,6 +140,22 @@ class Spec(Section):
                             f'= "{self.privacy.mechanism}" leave it at 1 (PATE sets its size with [privacy].teachers)')
         if self.teacher.ensemble > 1 and self.teacher.path is not None:
             problems.append("[teacher].ensemble trains teachers; it cannot be combined with [teacher].path")
+        split = self.teacher.split_ai
+        if split is not None:
+            clash = [name for name, on in (("[teacher].ensemble > 1", self.teacher.ensemble > 1),
+                                           ("[teacher].path", self.teacher.path is not None),
+                                           (f'[privacy].mechanism = "{self.privacy.mechanism}"',
+                                            self.privacy.mechanism != "none")) if on]
+            if clash:
+                problems.append(f"[teacher.split_ai] trains its own {split.k} sub-teachers; it cannot be combined "
+                                f"with {', '.join(clash)}")
+        if self.teacher.hamp is not None and self.teacher.label_smoothing > 0:
+            problems.append("[teacher.hamp] replaces the one-hot targets that [teacher].label_smoothing smooths; "
+                            "set label_smoothing = 0 (HAMP's gamma sets how soft the targets are)")
+        if self.teacher.hamp is not None and self.teacher.path is not None:
+            problems.append("[teacher.hamp] is a training recipe; it cannot be combined with [teacher].path")
+        if self.teacher.hamp is not None and self.privacy.mechanism == "dp-sgd":
+            problems.append('[teacher.hamp] is not replayed by DP-SGD training; with mechanism = "dp-sgd" leave it out')
         return problems
 
     def _release_problems(self) -> list[str]:
@@ -249,6 +265,9 @@ class ClassifierSpec(Spec):
                             'use "none"')
         if text and self.teacher.ensemble > 1:
             problems.append('[teacher].ensemble: not supported for kind = "hf-text"; leave it at 1')
+        if text and self.teacher.split_ai is not None:
+            problems.append('[teacher.split_ai]: not supported for kind = "hf-text" (its member table hashes numeric '
+                            "rows); leave it out")
         if text and "label_noise" in self.audit.attacks:
             problems.append('[audit].attacks: "label_noise" adds Gaussian noise to numeric features, which token ids '
                             'are not; not supported for kind = "hf-text" (label_gap is)')
@@ -295,6 +314,8 @@ class LMSpec(Spec):
         knobs = [name for name, off in (("[softlabels]", self.softlabels.is_identity()),
                                         ("[transfer]", self.transfer.is_identity()),
                                         ("[teacher].ensemble", self.teacher.ensemble == 1),
+                                        ("[teacher.split_ai]", self.teacher.split_ai is None),
+                                        ("[teacher.hamp]", self.teacher.hamp is None),
                                         ("[teacher].label_smoothing", self.teacher.label_smoothing == 0.0)) if not off]
         if not knobs:
             return []

@@ -116,6 +116,11 @@ def build_model(arch: dict[str, Any], *, seed: int) -> nn.Module:
             return build_text_classifier(arch)
         if arch["kind"] == "ensemble":
             return Ensemble([build_model(arch["base"], seed=seed + t) for t in range(int(arch["members"]))])
+        if arch["kind"] == "split-ai":
+            from distillguard.models.split_ai import SplitAI
+
+            return SplitAI([build_model(arch["base"], seed=seed + t) for t in range(int(arch["members"]))],
+                           l=int(arch["answer"]), n_keys=int(arch["n_keys"]))
         if arch["kind"] == "cnn":
             return SmallCNN(tuple(arch["input_shape"]), arch["channels"], arch["hidden"], arch["n_classes"])
         return MLP(math.prod(arch["input_shape"]), arch["hidden"], arch["n_classes"])

@@ -55,10 +55,9 @@ def run_teacher_stage(spec: Spec, run: RunDir) -> bool:
         elif spec.privacy.mechanism == "pate":
             clf, log = _train_ensemble(spec, schema, members, checkpoints, n_teachers=spec.privacy.teachers)
             train_rows, val_rows, source = np.arange(len(members)), np.array([], dtype=np.int64), "trained (pate ensemble)"
-        elif spec.teacher.ensemble > 1:
-            clf, log = _train_ensemble(spec, schema, members, checkpoints, n_teachers=spec.teacher.ensemble)
+        elif spec.teacher.split_ai is not None or spec.teacher.ensemble > 1:  # every member is trained on
+            clf, log, source = _train_sub_teachers(spec, schema, members, checkpoints)
             train_rows, val_rows = np.arange(len(members)), np.array([], dtype=np.int64)
-            source = f"trained (ensemble of {spec.teacher.ensemble})"
         else:
             with progress.task("teacher: training on members", spec.teacher.epochs) as advance:
                 result = train_teacher(members, schema=schema, cfg=spec.teacher, seed=spec.run.seed,
@@ -89,7 +88,8 @@ def _inputs(spec: Spec) -> dict[str, str]:
     inputs = {"data.members": data_fingerprint(spec.data, "members")}
     if spec.teacher.path is not None:
         inputs["teacher.path"] = sha256_file(_weights(spec.teacher.path))
-    if (spec.privacy.mechanism in ("dp-sgd", "pate") or spec.teacher.ensemble > 1 or spec.data.is_text_classification()
+    if (spec.privacy.mechanism in ("dp-sgd", "pate") or spec.teacher.ensemble > 1 or spec.teacher.split_ai is not None
+            or spec.data.is_text_classification()
             or (spec.data.builtin is None and not spec.data.is_table()
                 and spec.data.resolved_format() in ("csv", "parquet"))):
         inputs["data.transfer"] = data_fingerprint(spec.data, "transfer")
@@ -119,6 +119,36 @@ def _train_ensemble(spec: Spec, schema, members, checkpoints, *, n_teachers: int
             sorted({int(len(members) // n_teachers), int(-(-len(members) // n_teachers))}),
             "checkpoint": "last epoch (no selection on private data)"}]
     return as_ensemble(teachers), log
+
+
+def _train_sub_teachers(spec: Spec, schema, members, checkpoints) -> tuple:
+    """(classifier, log, source) of a Split-AI teacher or a ``[teacher] ensemble``."""
+    split = spec.teacher.split_ai
+    if split is not None:
+        return (*_train_split_ai(spec, schema, members, checkpoints), f"trained (split-ai, k = {split.k}, l = {split.l})")
+    clf, log = _train_ensemble(spec, schema, members, checkpoints, n_teachers=spec.teacher.ensemble)
+    return clf, log, f"trained (ensemble of {spec.teacher.ensemble})"
+
+
+def _train_split_ai(spec: Spec, schema, members, checkpoints) -> tuple:
+    """SELENA's Split-AI: k sub-teachers, every member left out of l of them (train/split_ai.py).
+
+    The scaler is fitted on the public transfer inputs, as for the partition ensembles, and
+    the sub-teachers keep their last epoch. Every member is trained on (by k - l of them),
+    so all are audit members.
+    """
+    from distillguard.train.split_ai import train_split_ai
+
+    split = spec.teacher.split_ai
+    transfer = load_role(spec.data, "transfer", schema=schema, seed=spec.run.seed)
+    with progress.task(f"teacher: Split-AI, {split.k} sub-teachers", None) as advance:  # 1-2 groups of sizes
+        clf = train_split_ai(members, schema=schema, cfg=spec.teacher, seed=spec.run.seed,
+                             scaler=Standardizer.fit(transfer.X), batched=None if spec.audit.batched else False,
+                             on_epoch=lambda e: advance(1), checkpoint=checkpoints.slot("teacher"))
+    log = [{"split_ai": {"k": split.k, "l": split.l}, "epochs": spec.teacher.epochs,
+            "members_per_sub_teacher": round(len(members) * (split.k - split.l) / split.k),
+            "checkpoint": "last epoch (no selection on private data)"}]
+    return clf, log
 
 
 def _weights(path: Path) -> Path:

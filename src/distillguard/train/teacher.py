@@ -44,7 +44,12 @@ def model_architecture(cfg: TeacherConfig, schema: Schema) -> dict:
 
 
 def teacher_loss(cfg: TeacherConfig):
-    """Cross-entropy, label-smoothed when the recipe asks (a regulariser against memorization)."""
+    """Cross-entropy, label-smoothed when the recipe asks (a regulariser against memorization), or
+    HAMP's high-entropy objective with ``[teacher.hamp]`` (:mod:`distillguard.train.hamp`)."""
+    if cfg.hamp is not None:
+        from distillguard.train.hamp import hamp_loss
+
+        return functools.partial(hamp_loss, gamma=cfg.hamp.gamma, alpha=cfg.hamp.alpha)
     if cfg.label_smoothing == 0.0:
         return F.cross_entropy
     return functools.partial(F.cross_entropy, label_smoothing=cfg.label_smoothing)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from distillguard import progress
+from distillguard.audit.ray_backend import ray_session
 from distillguard.audit.shadow_cache import shadow_teacher_cache
 from distillguard.config import Spec
 from distillguard.errors import ConfigError
@@ -35,6 +38,7 @@ from distillguard.tuning.space import Candidate, default_space, override
 from distillguard.tuning.workspace import Workspace, prepare_workspace
 
 TOP_FRACTION = 1 / 3  # of rung-0 candidates promoted to the full audit
+MARGIN = 1.15  # an evaluation is expected to take the median cost times this before the budget admits it
 
 
 def tune(spec: Spec, *, folder: Path, budget_minutes: float = 20.0, max_accuracy_drop: float = 0.03,
@@ -60,22 +64,39 @@ def tune(spec: Spec, *, folder: Path, budget_minutes: float = 20.0, max_accuracy
     started = time.monotonic()
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        return _search(spec, folder=folder, clock=_Budget(started, budget_minutes * 60.0),
-                       max_accuracy_drop=max_accuracy_drop, fpr=fpr, space=space)
+        with _ray_for_the_search(spec):
+            return _search(spec, folder=folder, clock=_Budget(started, budget_minutes * 60.0),
+                           max_accuracy_drop=max_accuracy_drop, fpr=fpr, space=space)
     finally:
         if not keep_runs:
             shutil.rmtree(folder / "private", ignore_errors=True)
+
+
+@contextmanager
+def _ray_for_the_search(spec: Spec) -> Iterator[None]:
+    """With ``[audit] backend = "ray"``, one Ray session for the whole search.
+
+    Every candidate's audit joins the instance started here (``ray_session`` keeps a
+    running one), instead of starting and stopping Ray once per candidate.
+    """
+    if spec.audit.backend != "ray":
+        yield
+        return
+    with ray_session(spec.audit.ray_address):
+        yield
 
 
 class _Budget:
     """Elapsed time against the budget, and whether the next evaluation still fits.
 
     An evaluation's cost is estimated per shadow pipeline, as the *median* of the finished
-    evaluations' seconds per shadow, times the rung's shadows: robust to one slow candidate
-    (the first also trains the shared shadow teachers; a loaded machine slows some), which
-    the slowest evaluation would let cut the search short. Before any evaluation, the
-    estimate is three times the workspace's preparation (a candidate trains a teacher, a
-    student and shadow pipelines; preparing trains one teacher).
+    evaluations' seconds per shadow, times the rung's shadows and a margin of
+    :data:`MARGIN`: robust to one slow candidate (the first also trains the shared shadow
+    teachers; a loaded machine slows some), which the slowest evaluation would let cut the
+    search short. A candidate is skipped only when the time left cannot hold that
+    estimate; the next one is still tried. Before any evaluation, the estimate is three
+    times the workspace's preparation (a candidate trains a teacher, a student and shadow
+    pipelines; preparing trains one teacher).
     """
 
     def __init__(self, started: float, seconds: float) -> None:
@@ -88,7 +109,7 @@ class _Budget:
         if not evaluations:
             return self.first_estimate
         per_shadow = float(np.median([e.seconds / max(e.shadows, 1) for e in evaluations]))
-        return per_shadow * max(shadows, 1)
+        return MARGIN * per_shadow * max(shadows, 1)
 
     def fits(self, evaluations: list[Evaluation], shadows: int) -> bool:
         return self.elapsed() + self.estimate(evaluations, shadows) <= self.seconds

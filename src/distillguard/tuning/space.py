@@ -64,5 +64,23 @@ def default_space(spec: Spec, *, n_transfer: int) -> list[Candidate]:
                   {"transfer": {"size": max(1, n_transfer // 2)}, "softlabels": {"labels": "hard"}}),
         Candidate("temperature 4", {"distill": {"temperature": 4.0}}),
     ]
+    return _with_teacher_defenses(space, spec)
+
+
+def _with_teacher_defenses(space: list[Candidate], spec: Spec) -> list[Candidate]:
+    """Split-AI (SELENA) third and HAMP after the regularised teacher, where the spec allows them.
+
+    Both change the teacher, so each trains its own shadow teachers (Split-AI: k per
+    shadow, the search's most expensive candidate). Neither combines with a loaded teacher
+    or DP-SGD, nor Split-AI with PATE or an ensemble, so they are left out there.
+    """
+    teacher, mechanism = spec.teacher, spec.privacy.mechanism
+    trains_plainly = teacher.path is None and mechanism == "none"
+    if trains_plainly and teacher.ensemble == 1 and teacher.split_ai is None:
+        space.insert(2, Candidate("Split-AI teacher (k=10, l=3)", {"teacher": {"split_ai": {"k": 10, "l": 3}}}))
+    if teacher.path is None and mechanism != "dp-sgd" and teacher.hamp is None and teacher.label_smoothing == 0:
+        at = next(i for i, c in enumerate(space) if c.name.startswith("regularised teacher")) + 1
+        space.insert(at, Candidate("HAMP teacher (gamma 0.95, alpha 0.1)",
+                                   {"teacher": {"hamp": {"gamma": 0.95, "alpha": 0.1}}}))
     return space
 
