@@ -75,14 +75,30 @@ def test_spec_deploy_keys_of_the_other_track_are_refused(tmp_path):
 @pytest.mark.parametrize(("deploy", "message"), [
     ({"max_new_tokens": 65}, 'max_new_tokens = 65: the audit generated at most 64 tokens with decoding = "sample"'),
     ({"decoding": "greedy", "max_new_tokens": 33}, "at most 32 tokens with decoding = \"greedy\""),
-    ({"generation_top_k": 50}, "generation_top_k = 50: the audit sampled with top-k unset or 40"),
+    ({"generation_top_k": 50}, "generation_top_k = 50: the audit sampled with top-k 0 (full distribution) or 40"),
+    ({"generation_top_k": 40, "max_new_tokens": 8}, None),
+    ({"generation_top_k": 0, "max_new_tokens": 8}, None),
 ])
 def test_lm_generation_beyond_the_audit_is_refused(tmp_path, deploy, message):
     from distillguard.config import parse_spec
     from distillguard.errors import ConfigError
 
+    if message is None:  # covered: accepted
+        parse_spec({"data": {"builtin": "pii-corpus"}, "deploy": deploy}, base_dir=tmp_path)
+        return
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse_spec({"data": {"builtin": "pii-corpus"}, "deploy": deploy}, base_dir=tmp_path)
+
+
+def test_lm_default_top_k_follows_the_probes_that_ran(tmp_path):
+    """Without the extraction probe the audit sampled the full distribution only: unset top-k means that."""
+    from distillguard.config import parse_spec
+    from distillguard.config.deploy import audited_generation, generation_policy
+
+    spec = parse_spec({"data": {"builtin": "pii-corpus"}, "audit": {"lm": {"extraction_samples": 0}}},
+                      base_dir=tmp_path)
+    policy = generation_policy(spec.deploy, audited_generation(spec.audit.lm))
+    assert policy == {"decoding": "sample", "temperature": 1.0, "top_k": None, "max_new_tokens": 24}
 
 
 def test_lm_generation_policy_follows_the_probes(tmp_path):

@@ -44,9 +44,9 @@ class DeployConfig(Section):
                           'tokens) or "greedy", each as the audit\'s probes generated; unset: "sample" when the '
                           'audit sampled, else "greedy".')
     generation_top_k: int | None = Field(
-        40, ge=1, description='causal-lm, decoding = "sample": sample among the k most likely tokens (unset: the full '
-                              "distribution); must be a top-k the audit's probes sampled with (40, or unset when the "
-                              "PII probe samples).")
+        None, ge=0, description='causal-lm, decoding = "sample": sample among the k most likely tokens, 0 for the '
+                                "full distribution; must be one the audit's probes sampled with (40: the extraction "
+                                "probe; 0: the PII probe). Unset: 40 when the extraction probe sampled, else 0.")
     max_new_tokens: int | None = Field(
         None, ge=1, description="causal-lm: most tokens one /generate completion may have; at most what the audit "
                                 "generated with that decoding (unset: that audited maximum).")
@@ -103,10 +103,14 @@ def generation_policy(deploy: DeployConfig, audited: dict[str, Any]) -> dict[str
     if tokens > limit:
         raise ValueError(f"max_new_tokens = {tokens}: the audit generated at most {limit} tokens with "
                          f'decoding = "{decoding}"')
-    top_k = deploy.generation_top_k if decoding == "sample" else None
-    if decoding == "sample" and top_k not in audited["sample_top_k"]:
-        covered = " or ".join("unset" if k is None else str(k) for k in audited["sample_top_k"])
-        raise ValueError(f"generation_top_k = {top_k}: the audit sampled with top-k {covered}")
+    top_k = None
+    if decoding == "sample":
+        covered = audited["sample_top_k"]  # None: the full distribution
+        choice = deploy.generation_top_k
+        top_k = (EXTRACTION_TOP_K if EXTRACTION_TOP_K in covered else None) if choice is None else (choice or None)
+        if top_k not in covered:
+            shown = " or ".join("0 (full distribution)" if k is None else str(k) for k in covered)
+            raise ValueError(f"generation_top_k = {choice}: the audit sampled with top-k {shown}")
     return {"decoding": decoding, "temperature": 1.0, "top_k": top_k, "max_new_tokens": tokens}
 
 
