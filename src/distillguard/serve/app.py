@@ -26,7 +26,8 @@ from starlette.concurrency import run_in_threadpool
 from distillguard.bundle import Bundle
 from distillguard.serve.budget import QueryBudget
 from distillguard.serve.bundle_check import is_lm_folder, open_bundle
-from distillguard.serve.http import add_observability, error, log, log_event, read_body
+from distillguard.serve.http import (add_health_and_metrics, add_observability, budget_exhausted, log, log_event,
+                                     read_body)
 from distillguard.serve.metrics import Metrics
 from distillguard.serve.schema import parse_json, parse_rows, to_matrix
 
@@ -96,19 +97,13 @@ def _add_routes(app: FastAPI, state: _State) -> None:
     classes = bundle.classes_.tolist()
     types = bundle.feature_types_
 
-    @app.get("/health")
-    async def health() -> dict:
-        return {"status": "ok"}
+    add_health_and_metrics(app, state.metrics, state.budget)
 
     @app.get("/schema")
     async def schema() -> dict:
         return {"features": [{"name": n, "type": t} for n, t in types.items()], "classes": classes,
                 "release": bundle.release_, "max_rows": limits["max_rows"], "max_body_bytes": limits["max_body_bytes"],
                 "query_budget": limits["query_budget"], "budget_window_seconds": limits["budget_window_seconds"]}
-
-    @app.get("/metrics")
-    async def metrics() -> dict:
-        return {**state.metrics.snapshot(), "clients_tracked": len(state.budget)}
 
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:
@@ -119,10 +114,7 @@ def _add_routes(app: FastAPI, state: _State) -> None:
                               max_rows=limits["max_rows"])
             wait = state.budget.take(client, len(rows))
         if wait is not None:
-            request.state.error = "query budget exhausted"
-            return error(429, f"query budget exhausted: {limits['query_budget']} rows per "
-                               f"{limits['budget_window_seconds']:g} s per client; retry after {wait} s",
-                          headers={"Retry-After": str(wait)})
+            return budget_exhausted(request, limits, wait, unit="rows")
         X = to_matrix(rows, types)
         # A small batch takes well under a millisecond: answering it on the event loop beats a thread hop
         # (and the GIL hand-offs of many threads); a large one goes to the thread pool so others are not held up.

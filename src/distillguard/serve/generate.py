@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from distillguard.serve.budget import QueryBudget
 from distillguard.serve.bundle_check import LMBundle, open_lm_bundle
-from distillguard.serve.http import add_observability, error, log_event, read_body
+from distillguard.serve.http import add_health_and_metrics, add_observability, budget_exhausted, log_event, read_body
 from distillguard.serve.metrics import Metrics
 from distillguard.serve.schema import RequestError, parse_json
 
@@ -112,19 +112,13 @@ def _generate(state: _State, ids: list[list[int]], tokens: int) -> list[str]:
 def _add_routes(app: FastAPI, state: _State) -> None:
     limits, generation = state.limits, state.bundle.generation
 
-    @app.get("/health")
-    async def health() -> dict:
-        return {"status": "ok"}
+    add_health_and_metrics(app, state.metrics, state.budget)
 
     @app.get("/schema")
     async def schema() -> dict:
         return {"generation": generation, "context": state.context, "max_prompts": limits["max_rows"],
                 "max_body_bytes": limits["max_body_bytes"], "query_budget": limits["query_budget"],
                 "budget_window_seconds": limits["budget_window_seconds"]}
-
-    @app.get("/metrics")
-    async def metrics() -> dict:
-        return {**state.metrics.snapshot(), "clients_tracked": len(state.budget)}
 
     @app.post("/generate")
     async def generate(request: Request) -> JSONResponse:
@@ -137,10 +131,7 @@ def _add_routes(app: FastAPI, state: _State) -> None:
             ids = _encode(state, prompts, tokens)
             wait = state.budget.take(client, len(prompts))
         if wait is not None:
-            request.state.error = "query budget exhausted"
-            return error(429, f"query budget exhausted: {limits['query_budget']} prompts per "
-                              f"{limits['budget_window_seconds']:g} s per client; retry after {wait} s",
-                         headers={"Retry-After": str(wait)})
+            return budget_exhausted(request, limits, wait, unit="prompts")
         completions = await run_in_threadpool(_generate, state, ids, tokens)
         request.state.rows = len(prompts)
         return JSONResponse({"generation": {**generation, "max_new_tokens": tokens}, "completions": completions})

@@ -21,7 +21,7 @@ from distillguard.serve.schema import RequestError
 
 log = logging.getLogger("distillguard.serve")
 
-__all__ = ["add_observability", "error", "log", "log_event", "read_body"]
+__all__ = ["add_health_and_metrics", "add_observability", "budget_exhausted", "error", "log", "log_event", "read_body"]
 
 
 def log_event(event: str, **fields: Any) -> None:
@@ -75,3 +75,23 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise RequestError(413, f"body: more than {limit} bytes; at most {limit}")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def add_health_and_metrics(app: FastAPI, metrics: Metrics, budget) -> None:
+    """GET /health (200 once loaded) and GET /metrics (counts, latencies, clients tracked by the budget)."""
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> dict:
+        return {**metrics.snapshot(), "clients_tracked": len(budget)}
+
+
+def budget_exhausted(request: Request, limits: dict[str, Any], wait: int, *, unit: str) -> JSONResponse:
+    """The 429 of a spent query budget, with ``Retry-After``; ``unit`` is what the budget counts (rows, prompts)."""
+    request.state.error = "query budget exhausted"
+    return error(429, f"query budget exhausted: {limits['query_budget']} {unit} per "
+                      f"{limits['budget_window_seconds']:g} s per client; retry after {wait} s",
+                 headers={"Retry-After": str(wait)})
