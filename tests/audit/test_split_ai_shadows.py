@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from distillguard.audit.pipelines import ShadowJob, train_teachers
 from distillguard.audit.shadows import AuditPool, _shadow_training_set, paired_membership, plant_canaries
@@ -18,12 +17,7 @@ from distillguard.errors import ConfigError
 from distillguard.models.split_ai import row_keys
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 def _setup():

@@ -28,13 +28,7 @@ N, D, C = 300, 20, 3
 CFG = TeacherConfig(hidden=[16], epochs=4, batch_size=32, lr=1e-2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models train faster on one thread, and far faster when the CPUs are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 def mixture(n: int, *, seed: int) -> tuple[np.ndarray, np.ndarray]:

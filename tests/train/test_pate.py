@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from distillguard.config import TeacherConfig
 from distillguard.data.preprocessing import Standardizer
@@ -14,13 +13,7 @@ from distillguard.privacy.aggregation import plurality, vote_counts
 from distillguard.train.pate import ensemble_predictions, partition_rows, train_teacher_ensemble
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models train faster on one thread, and far faster when the CPUs are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 @pytest.mark.parametrize(("n", "teachers"), [(10, 1), (10, 3), (301, 7), (50, 50)])

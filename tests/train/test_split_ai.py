@@ -17,12 +17,7 @@ from distillguard.models.split_ai import assign_exclusions, route, row_keys, tra
 from distillguard.train.split_ai import train_split_ai
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is faster
 
 
 def _members(n: int = 120, d: int = 10, classes: int = 3):
