@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +30,7 @@ import httpx
 import numpy as np
 
 from distillguard import load_bundle
+from distillguard.serve.server import start_local, stop_local
 from results_page import add_docs_flag, publish
 
 SPEC = """[run]
@@ -56,26 +55,6 @@ def build_bundle(folder: Path) -> Path:
 
     (folder / "spec.toml").write_text(SPEC)
     return run(folder / "spec.toml", run_dir=folder / "run").run_dir / "deploy"
-
-
-def start_server(deploy: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "distillguard", "serve", str(deploy), "--host", "127.0.0.1", "--port", str(port),
-         "--query-budget", str(10**9), "--allow-failed-gate"], stdout=subprocess.DEVNULL, stderr=log.open("w"))
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        if process.poll() is not None:
-            raise SystemExit(f"server exited {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit("server did not answer /health within 60 s")
 
 
 def make_requests(deploy: Path, n: int, rows: int, seed: int = 0) -> tuple[list[dict], list[list]]:
@@ -123,13 +102,12 @@ async def load(url: str, bodies: list[dict], expected: list[list], concurrency: 
 
 def measure(deploy: Path, log: Path, bodies: list[dict], expected: list[list], concurrency: int) -> dict:
     """One level on a fresh server, so its /metrics (server-side latency) covers this level only."""
-    process, url = start_server(deploy, log)
+    process, url = start_local(deploy, log, "--query-budget", str(10**9), "--allow-failed-gate")
     try:
         result = asyncio.run(load(url, bodies, expected, concurrency))
         result["server"] = httpx.get(url + "/metrics", timeout=30).json()["latency_ms"]
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_local(process)
     return result
 
 

@@ -5,62 +5,26 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from conftest import run_cli
 
+from distillguard.serve.server import free_port, start_local, stop_local
+
 BUDGET = 300
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(deploy: Path, log: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "distillguard", "serve", str(deploy), "--host", "127.0.0.1",
-                                "--port", str(port), *extra], stdout=subprocess.DEVNULL, stderr=log.open("w"))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited {process.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError("server did not answer /health within 60 s")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture(scope="module")
 def server(finished_run, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "server.log"
     gate = json.loads((finished_run / "deploy" / "manifest.json").read_text())["gate_passed"]
-    process, url = start_server(finished_run / "deploy", log, "--query-budget", str(BUDGET), "--budget-window", "600",
+    process, url = start_local(finished_run / "deploy", log, "--query-budget", str(BUDGET), "--budget-window", "600",
                                 *([] if gate else ["--allow-failed-gate"]))
     with httpx.Client(base_url=url, timeout=30) as client:
         yield client, process, log
-    stop(process)
+    stop_local(process)
 
 
 def valid_rows(client: httpx.Client, n: int, value: float = 0.5) -> list[dict]:
@@ -137,7 +101,7 @@ def test_a_query_flood_from_one_client_gets_429_and_others_are_still_served(serv
 
 def test_behind_a_trusted_proxy_the_budget_follows_x_forwarded_for(finished_run, tmp_path):
     gate = json.loads((finished_run / "deploy" / "manifest.json").read_text())["gate_passed"]
-    process, url = start_server(finished_run / "deploy", tmp_path / "log", "--trusted-proxy", "127.0.0.1",
+    process, url = start_local(finished_run / "deploy", tmp_path / "log", "--trusted-proxy", "127.0.0.1",
                                 "--query-budget", "5", *([] if gate else ["--allow-failed-gate"]))
     try:
         with httpx.Client(base_url=url, timeout=30) as client:
@@ -148,7 +112,7 @@ def test_behind_a_trusted_proxy_the_budget_follows_x_forwarded_for(finished_run,
             second = {"X-Forwarded-For": "198.51.100.2"}
             assert client.post("/predict", json={"rows": rows}, headers=second).status_code == 200
     finally:
-        stop(process)
+        stop_local(process)
     assert '"client": "198.51.100.1"' in (tmp_path / "log").read_text()
 
 

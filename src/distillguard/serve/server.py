@@ -43,3 +43,53 @@ def serve(deploy_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, 
     os.environ[SETTINGS_ENV] = json.dumps({"deploy_dir": str(Path(deploy_dir).resolve()),
                                            "allow_failed_gate": allow_failed_gate, "limits": limits or {}})
     uvicorn.run("distillguard.serve.app:app_from_environment", factory=True, workers=workers, **options)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_local(deploy_dir: str | Path, log: Path, *options: str, timeout: float = 60.0) -> tuple[Any, str]:
+    """``distillguard serve`` in a subprocess on a free loopback port, once it answers /health.
+
+    For load tests and end-to-end tests (stderr goes to ``log``). Returns the process and its
+    base URL; raises RuntimeError, with the log's tail, if it exits or stays silent.
+    """
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "distillguard", "serve", str(deploy_dir), "--host", "127.0.0.1",
+                                "--port", str(port), *options], stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited {process.returncode}: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"server did not answer /health within {timeout:g} s")
+
+
+def stop_local(process: Any) -> None:
+    """Terminate a server :func:`start_local` started (kill it after 15 s)."""
+    import subprocess
+
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
