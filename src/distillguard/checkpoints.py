@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from distillguard import interrupts
 from distillguard.distributed import world
 from distillguard.errors import ArtifactError
 
@@ -87,11 +88,15 @@ class Checkpoint:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        with open(tmp, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        with interrupts.deferred():  # an interrupt inside torch.save's writer aborts the interpreter
+            try:
+                with open(tmp, "wb") as handle:
+                    torch.save(state, handle)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, self.path)
+            finally:
+                tmp.unlink(missing_ok=True)
         self._last = time.monotonic()
         failpoint(f"{self.name}@{point}")
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from distillguard import interrupts
 from distillguard.errors import ArtifactError
 
 MANIFEST = "manifest.json"
@@ -53,12 +54,16 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    with interrupts.deferred():
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(path.parent)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -109,15 +114,16 @@ def staged_dir(final: Path) -> Iterator[Path]:
         if file.is_file():
             with open(file, "rb") as handle:
                 os.fsync(handle.fileno())
-    if final.exists():
-        trash = final.with_name(f".{final.name}.old")
-        shutil.rmtree(trash, ignore_errors=True)
-        os.replace(final, trash)
-        os.replace(partial, final)
-        shutil.rmtree(trash)
-    else:
-        os.replace(partial, final)
-    _fsync_dir(final.parent)
+    with interrupts.deferred():  # never leave ``final`` moved aside and not yet replaced
+        if final.exists():
+            trash = final.with_name(f".{final.name}.old")
+            shutil.rmtree(trash, ignore_errors=True)
+            os.replace(final, trash)
+            os.replace(partial, final)
+            shutil.rmtree(trash)
+        else:
+            os.replace(partial, final)
+        _fsync_dir(final.parent)
 
 
 @dataclass(frozen=True)
