@@ -90,7 +90,8 @@ class Checkpoint:
         tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         with interrupts.deferred():  # an interrupt inside torch.save's writer aborts the interpreter
             try:
-                with open(tmp, "wb") as handle:
+                # owner-only like its folder: the state holds teacher and shadow weights
+                with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
                     torch.save(state, handle)
                     handle.flush()
                     os.fsync(handle.fileno())
