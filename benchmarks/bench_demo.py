@@ -46,6 +46,11 @@ def tables(report: dict, manifest: dict, *, total_seconds: float | None) -> str:
         if chosen:
             params = ", ".join(f"{k}={v}" for k, v in chosen["params"].items())
             lines.append(f"\nstrongest on the {target}: {chosen['attack']} ({params}), chosen leave-one-out on its shadows")
+    label_only = [a for a in report["attacks"] if a["attack"] in ("label_gap", "label_noise") and a["population"] == "all"]
+    if label_only:
+        lines += ["", "| model | label-only attack | queries per record | AUC | TPR@1%FPR |", "|---|---|---|---|---|"]
+        lines += [f"| {a['target']} | {a['attack']} | {a.get('queries_per_record', 'n/a')} | {a['auc']:.3f} | "
+                  f"{pct(a['tpr_at_fpr'].get('0.01'))} |" for a in label_only]
     eps = report.get("empirical_epsilon")
     if eps:
         for e in eps["by_target"]:
