@@ -113,3 +113,16 @@ def test_the_demo_pool_reaches_a_real_verdict():
     report = _report(n=540, student=(0.840, (0.815, 0.864)), control=(1.0, (1.0, 1.0)), tpr=0.096)
     verdict = gate_verdict(report, GATE)
     assert verdict["verdict"] == "fail" and not verdict["power"]["problems"]
+
+
+def test_a_teacher_that_hides_its_canaries_is_controlled_by_the_students():
+    """Split-AI answers each canary with sub-teachers that never saw it: the teacher-side
+    control fails by design, and the student's detected canaries show the attacks see."""
+    report = _report(control=(0.46, (0.40, 0.52)))
+    assert gate_verdict(report, GATE)["verdict"] == "inconclusive"  # the teacher's canaries alone: blind
+    report["attacks"].append(_attack("student", "canaries", 0.67, (0.56, 0.77), n=256))
+    verdict = gate_verdict(report, GATE)
+    control = verdict["power"]["positive_control"]
+    assert verdict["verdict"] == "pass" and control["detected"] and control["target"] == "student"
+    report["attacks"][-1] = _attack("student", "canaries", 0.52, (0.45, 0.59), n=256)  # neither detects: blind
+    assert gate_verdict(report, GATE)["verdict"] == "inconclusive"

@@ -111,8 +111,10 @@ def positive_control(report: dict[str, Any], *, preferred: str | None) -> dict[s
     """Are the planted canaries detected in the shadow teachers? ``None`` for a causal-LM report.
 
     Detected: the lower end of the teacher's canary AUC interval is above 0.5 for the
-    gate's attack (or, if that did not score canaries, the strongest that did). Without
-    canaries there is no control, and a clean result could mean blind attacks.
+    gate's attack (or, if that did not score canaries, the strongest that did); failing
+    that, the lower end of the shipped model's (the student's) canary AUC interval, for
+    teachers that hide their canaries by construction (Split-AI). Without canaries there
+    is no control, and a clean result could mean blind attacks.
     """
     if report.get("model_kind") == "causal-lm":
         return None
@@ -125,7 +127,16 @@ def positive_control(report: dict[str, Any], *, preferred: str | None) -> dict[s
                        "memorization"}
     row = next((a for a in rows if a["attack"] == preferred), None) or max(rows, key=_lower_end)
     lower = _lower_end(row)
-    control = {"detected": lower > 0.5, "attack": row["attack"], "auc": row["auc"], "auc_ci": row.get("auc_ci")}
+    control = {"detected": lower > 0.5, "target": row["target"], "attack": row["attack"], "auc": row["auc"],
+               "auc_ci": row.get("auc_ci")}
+    shipped = [a for a in report.get("attacks", []) if a["target"] not in ("teacher", "model")
+               and a["population"] == "canaries"]
+    if not control["detected"] and shipped and _lower_end(max(shipped, key=_lower_end)) > 0.5:
+        # A teacher that answers each canary only with models that never saw it (Split-AI) hides its canaries
+        # by design; canaries detected through the shipped model's own shadows show the attacks are not blind.
+        row = max(shipped, key=_lower_end)
+        return {"detected": True, "target": row["target"], "attack": row["attack"], "auc": row["auc"],
+                "auc_ci": row.get("auc_ci")}
     if not control["detected"]:
         control["reason"] = (f"positive control failed: {row['attack']} does not detect the canaries planted in the "
                              f"shadow teachers (AUC {row['auc']:.3f}, interval from {lower:.3f}): the attacks are "
