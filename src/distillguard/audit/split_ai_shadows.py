@@ -74,7 +74,7 @@ def train_shadow_split_ai(pool: AuditPool, canaries: CanarySet | None, membershi
     offset = 0
     for s in ids:
         X, y, _, _ = _shadow_training_set(s, pool, canaries, membership, val_fraction=0.0, seed=seed)
-        scaler = public if public is not None else Standardizer.fit(X)  # self-distillation: the shadow's own members' statistics
+        scaler = public if public is not None else Standardizer.fit(X)  # no public row: the shadow's own statistics
         X = scaler.transform(np.asarray(X, dtype=np.float32))
         table_keys, excluded, rows = split_ai_plan(X, k=split.k, l=split.l, seed=derive_seed(seed, "shadow", s))
         plans.append(ShadowSplitAI(table_keys, excluded, rows, shadow_salt(seed, s), scaler, X))
@@ -90,18 +90,23 @@ def train_shadow_split_ai(pool: AuditPool, canaries: CanarySet | None, membershi
         batched=None if spec.audit.batched else False, on_epoch=on_epoch,
         checkpoint=checkpoint.child("split-ai") if checkpoint is not None else None)
     out: dict[str, list[np.ndarray]] = {name: [] for name in eval_sets}
-    if split.self_distill:  # each shadow labels its own training set: its "transfer" answers
-        out["transfer"] = []
+    shared = None if public is None else _scaled_with_keys(public, eval_sets)  # one scaler: hash the rows once
     for i, plan in enumerate(plans):
         sub = states[i * split.k:(i + 1) * split.k]
-        scaled = {name: plan.scaler.transform(np.asarray(X, dtype=np.float32)) for name, X in eval_sets.items()}
-        if split.self_distill:
-            scaled["transfer"] = plan.X
-        for name, X in scaled.items():
+        sets = shared if shared is not None else _scaled_with_keys(plan.scaler, eval_sets)
+        if split.self_distill:  # each shadow labels its own training set: its "transfer" answers
+            sets = {**sets, "transfer": (plan.X, row_keys(plan.X))}
+        for name, (X, keys) in sets.items():
             log_probs = torch.log_softmax(predict_many(arch, sub, torch.from_numpy(X)).double(), -1)  # (k, n, C)
-            use = answering(row_keys(X), plan.table_keys, plan.excluded, k=split.k, salt=plan.salt)  # (n, l)
-            out[name].append(average_selected(log_probs, torch.from_numpy(use)).numpy())
+            use = answering(keys, plan.table_keys, plan.excluded, k=split.k, salt=plan.salt)  # (n, l)
+            out.setdefault(name, []).append(average_selected(log_probs, torch.from_numpy(use)).numpy())
     return {name: np.stack(v) for name, v in out.items()}, plans
+
+
+def _scaled_with_keys(scaler: Standardizer, sets: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """name -> (the scaled float32 rows, their row keys): what the Split-AI's routing reads."""
+    scaled = {name: scaler.transform(np.asarray(X, dtype=np.float32)) for name, X in sets.items()}
+    return {name: (X, row_keys(X)) for name, X in scaled.items()}
 
 
 def train_self_distilled_students(job, teacher_out: dict[str, np.ndarray], shadow_ids: Sequence[int] | None = None,
