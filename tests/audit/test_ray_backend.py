@@ -39,6 +39,8 @@ KINDS = {
               "transfer": {"select": "far_from_private", "keep_fraction": 0.5}},
     "ensemble": {"teacher": {**TINY["teacher"], "ensemble": 3}},
     "split-ai": {"teacher": {**TINY["teacher"], "split_ai": {"k": 3, "l": 1}}},
+    # each shadow distills on its own training rows: per-shadow inputs, stacked
+    "self-distill": {"teacher": {**TINY["teacher"], "split_ai": {"k": 3, "l": 1, "self_distill": True}}},
     "hamp": {"teacher": {**TINY["teacher"], "hamp": {"gamma": 0.9, "alpha": 0.1}}},
     "pate": {"privacy": {"mechanism": "pate", "teachers": 3, "sigma": 1.0}},
     "dp-sgd": {"privacy": {"mechanism": "dp-sgd", "noise_multiplier": 1.0, "delta": 1e-3},

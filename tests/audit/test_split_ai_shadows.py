@@ -81,3 +81,39 @@ def test_bad_defense_settings_name_the_field(teacher, match):
 def test_split_ai_with_pate_is_refused():
     with pytest.raises(ConfigError, match=r'split_ai.*mechanism = "pate"'):
         parse_spec({"teacher": {"split_ai": {"k": 4, "l": 1}}, "privacy": {"mechanism": "pate"}}, base_dir=Path("/tmp"))
+
+
+def test_self_distilled_shadows_label_and_distill_their_own_training_sets():
+    """Each shadow labels its own training rows (members by its non-seeing sub-teachers) and distills on them."""
+    from distillguard.audit.pipelines import train_students
+
+    pool, membership, canaries, _, schema, _ = _setup()
+    spec = parse_spec({"teacher": {"hidden": [8], "epochs": 2, "split_ai": {"k": 3, "l": 1, "self_distill": True}},
+                       "student": {"hidden": [8], "epochs": 2},
+                       "audit": {"shadows": 4, "canaries": 4, "bootstrap": 0}}, base_dir=Path("/tmp"))
+    job = ShadowJob(spec, schema, pool, canaries, membership, np.zeros((0, 8), np.float32), {"pool": pool.X})
+    out, plans = train_shadow_split_ai(pool, canaries, membership, spec=spec, schema=schema, transfer_X=job.transfer_X,
+                                       eval_sets=job.teacher_sets, shadow_ids=[0, 1])
+    n_own = int(membership[0].sum()) + int(canaries.repeats.sum())
+    assert out["transfer"].shape == (2, n_own, 3)
+    for i, s in enumerate([0, 1]):
+        X, _, _, _ = _shadow_training_set(s, pool, canaries, membership, val_fraction=0.0, seed=spec.run.seed)
+        scaler = Standardizer.fit(X)  # no public row: the shadow's own statistics, as the real Split-AI's are the members'
+        assert np.array_equal(plans[i].X, scaler.transform(X))
+        # its own pool members get the same answer as a label as when the audit reads them: their non-seeing sub-teachers
+        m = int(membership[s].sum())
+        assert np.allclose(out["transfer"][i][:m], out["pool"][i][membership[s]], atol=1e-6)
+    teachers = train_teachers(job, [0, 1, 2, 3])
+    students = train_students(job, teachers, [0, 1, 2, 3])
+    assert students["pool"].shape == (4, 60, 3) and np.isfinite(students["pool"]).all()
+    assert not np.allclose(students["pool"][0], students["pool"][1])  # own sets, own students
+    alone = train_students(job, {k: v[2:3] for k, v in teachers.items()}, [2])
+    assert np.allclose(alone["pool"][0], students["pool"][2], atol=1e-5)  # a shadow depends on its index alone
+
+
+def test_self_distillation_with_a_transfer_selection_is_one_line_error():
+    with pytest.raises(ConfigError) as caught:
+        parse_spec({"teacher": {"split_ai": {"k": 4, "l": 1, "self_distill": True}},
+                    "transfer": {"select": "low_entropy", "keep_fraction": 0.5}}, base_dir=Path("/tmp"))
+    message = str(caught.value)
+    assert "\n" not in message and "self_distill = true" in message and "select = 'low_entropy'" in message

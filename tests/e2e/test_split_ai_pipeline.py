@@ -27,7 +27,7 @@ def test_split_ai_run_releases_routed_answers_and_hides_its_members(tmp_path) ->
     result = distillguard.run(tmp_path / "spec.toml", run_dir=tmp_path / "run")
     run = tmp_path / "run"
     manifest = read_json(run / "manifest.json")["stages"]
-    assert manifest["teacher"]["params"]["teacher"]["split_ai"] == {"k": 4, "l": 2}
+    assert manifest["teacher"]["params"]["teacher"]["split_ai"] == {"k": 4, "l": 2, "self_distill": False}
     teacher, config = load_classifier(run / "teacher")
     assert config["source"] == "trained (split-ai, k = 4, l = 2)" and config["architecture"]["n_keys"] == 150
 
@@ -54,3 +54,40 @@ def test_split_ai_run_releases_routed_answers_and_hides_its_members(tmp_path) ->
     assert "label_noise" in teacher_auc  # reported beside them (0.635 against <= 0.54 when measured)
     distill_inputs = manifest["distill"]["inputs"]
     assert not any("members" in k or "nonmembers" in k for k in distill_inputs)
+    assert "transfer_set" not in result.report and "student_inputs" not in manifest["distill"]
+
+
+def test_self_distillation_run_says_the_student_saw_member_inputs_never_labels(tmp_path) -> None:
+    """No public row: the student learns from the members' inputs; manifest, report and card say so."""
+    (tmp_path / "spec.toml").write_text(SPEC.replace("l = 2\n", "l = 2\nself_distill = true\n"))
+    result = distillguard.run(tmp_path / "spec.toml", run_dir=tmp_path / "run")
+    run = tmp_path / "run"
+    stages = read_json(run / "manifest.json")["stages"]
+    assert stages["label"]["transfer_set"]["mechanism"] == "split-ai self-distillation"
+    assert stages["label"]["n_records"] == 150 and "data.transfer" not in stages["label"]["inputs"]
+    assert not any(k.startswith("data.") for k in stages["distill"]["inputs"])
+    assert stages["distill"]["student_inputs"] == "sensitive inputs (the members' feature values), never their labels"
+    report = result.report
+    assert report["transfer_set"]["public_rows"] == 0
+    assert "not isolated from the sensitive inputs" in report["transfer_set"]["isolation"]
+    assert report["shadows"]["replay"].startswith("Split-AI self-distillation")
+    card = (run / "deploy" / "README.md").read_text()
+    assert "split-ai self-distillation" in card and "never saw the sensitive training records" not in card
+    assert "Transfer set: split-ai self-distillation" in (run / "report.html").read_text()
+    student = {a["attack"]: a["auc"] for a in report["attacks"] if a["target"] == "student" and a["population"] == "all"}
+    from distillguard.runs import RunDir
+    from distillguard.stages.export import destroy_teacher
+
+    assert "softlabels/inputs.npy" in destroy_teacher(RunDir(run))  # the members' inputs go with the teacher
+    assert {"strongest", "label_noise"} <= set(student) and all(0.3 < v < 0.8 for v in student.values()), student
+
+
+def test_self_distillation_with_transfer_selection_exits_2_with_one_line(tmp_path) -> None:
+    from tests.conftest import run_cli
+
+    (tmp_path / "spec.toml").write_text(SPEC.replace("l = 2\n", "l = 2\nself_distill = true\n")
+                                        + '[transfer]\nselect = "far_from_private"\nkeep_fraction = 0.5\n')
+    done = run_cli("run", str(tmp_path / "spec.toml"), cwd=tmp_path)
+    assert done.returncode == 2 and not (tmp_path / "runs").exists()
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "self_distill = true" in lines[0], done.stderr

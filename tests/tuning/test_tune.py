@@ -318,3 +318,11 @@ def test_cli_tune_with_a_tiny_budget_exits_within_a_minute_and_leaves_no_private
         assert "did not fit in 0.1 min and were skipped" in result.stdout, result.stdout
         assert "--budget-minutes" in result.stdout
     assert not (tmp_path / "t" / "private").exists()
+
+
+def test_self_distillation_space_offers_no_transfer_selection_and_every_candidate_validates() -> None:
+    spec = parse_spec({"teacher": {"split_ai": {"k": 4, "l": 1, "self_distill": True}}}, base_dir=Path("."))
+    space = default_space(spec, n_transfer=3000)
+    assert not any("transfer" in c.overrides for c in space) and len(space) >= 6
+    for candidate in space:
+        assert candidate.apply(spec).teacher.split_ai.self_distill  # valid, and still self-distilling

@@ -62,6 +62,10 @@ def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None
         if spec.teacher.split_ai is not None:
             replay = (f"Split-AI: {spec.teacher.split_ai.k} sub-teachers per shadow, exclusions drawn over the "
                       "shadow's own training set + labeling + distillation")
+            if spec.teacher.split_ai.self_distill:
+                replay = (f"Split-AI self-distillation: {spec.teacher.split_ai.k} sub-teachers per shadow, exclusions "
+                          "drawn over the shadow's own training set, which its non-seeing sub-teachers label and its "
+                          "student distills on (no public row)")
         metrics["shadows"] = {"count": spec.audit.shadows, "replay": replay,
                               "canaries": 0 if shadows.canaries is None else len(shadows.canaries),
                               "canary_kind": spec.audit.canary_kind if shadows.canaries is not None else None,
@@ -151,6 +155,12 @@ def _train_shadows(spec: Spec, run: RunDir, *, schema, pool, test, checkpoints, 
     """The shadow pipelines, replaying the release from the recorded label queries; None without shadows."""
     if not spec.audit.shadows:
         return None
+    if spec.teacher.split_ai is not None and spec.teacher.split_ai.self_distill:  # each shadow's own inputs
+        shadows = train_shadows(spec, schema=schema, pool=pool, transfer_X=np.zeros((0, pool.X.shape[1]), np.float32),
+                                population_X=test.X, population_y=test.y, checkpoints=checkpoints,
+                                extra_sets=extra_sets)
+        failpoint("audit/shadows-trained")
+        return shadows
     transfer = load_role(spec.data, "transfer", schema=schema, seed=spec.run.seed)
     kept_ids = read_query_ids(run / "softlabels")  # every record the teacher was asked (the guard's survivors)
     transfer = transfer.subset(np.flatnonzero(np.isin(transfer.ids, kept_ids)))

@@ -88,6 +88,10 @@ def train_students(job: ShadowJob, teacher_out: Logits, shadow_ids: Sequence[int
     Args:
         teacher_out: the logits of the teachers ``shadow_ids`` (default all S), in that order.
     """
+    if job.spec.teacher.split_ai is not None and job.spec.teacher.split_ai.self_distill:  # own inputs per shadow
+        from distillguard.audit.split_ai_shadows import train_self_distilled_students
+
+        return train_self_distilled_students(job, teacher_out, shadow_ids, on_epoch=on_epoch, checkpoint=checkpoint)
     releases = replay_releases(teacher_out["transfer"], transfer_X=job.transfer_X, pool=job.pool,
                                canaries=job.canaries, membership=job.membership, spec=job.spec, shadow_ids=shadow_ids)
     return train_shadow_students(releases, transfer_X=job.transfer_X, spec=job.spec, schema=job.schema,

@@ -65,6 +65,10 @@ class SplitAIConfig(Section):
     k: int = Field(10, ge=2, description="Sub-teachers; each trains on the members minus those left out of it.")
     l: int = Field(3, ge=1, description="Sub-teachers each member is left out of; a member is answered by exactly "
                                          "these, any other input by l sub-teachers picked by a hash of the input.")
+    self_distill: bool = Field(
+        False, description="SELENA's self-distillation: the student learns from the members' own inputs, each "
+                           "labelled by the l sub-teachers that never saw it, and from no public transfer row; it "
+                           "sees sensitive inputs (never their labels), as the manifest and report state.")
 
     @model_validator(mode="after")
     def _l_below_k(self) -> SplitAIConfig:

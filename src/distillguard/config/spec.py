@@ -149,6 +149,12 @@ class Spec(Section):
             if clash:
                 problems.append(f"[teacher.split_ai] trains its own {split.k} sub-teachers; it cannot be combined "
                                 f"with {', '.join(clash)}")
+            if split.self_distill and not self.transfer.is_identity():
+                chosen = ", ".join(f"{k} = {v!r}" for k, v in self.section_dict("transfer").items()
+                                   if v != TransferConfig.model_fields[k].default)
+                problems.append(f"[transfer] {chosen}: [teacher.split_ai] self_distill = true labels every member's "
+                                "own input and no public transfer row, so there is nothing to select; remove "
+                                "[transfer] or set self_distill = false")
         if self.teacher.hamp is not None and self.teacher.label_smoothing > 0:
             problems.append("[teacher.hamp] replaces the one-hot targets that [teacher].label_smoothing smooths; "
                             "set label_smoothing = 0 (HAMP's gamma sets how soft the targets are)")

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from distillguard import distributed, progress
 from distillguard.checkpoints import failpoint
-from distillguard.data.types import Schema
+from distillguard.data.types import Schema, Split
 from distillguard.errors import ArtifactError
 from distillguard.runs import read_json
 
@@ -175,3 +175,26 @@ class LabelQueue:
             if not self._pull():
                 return False
         return True
+
+
+INPUTS = "inputs.npy"
+
+
+def write_label_inputs(folder: Path, X: np.ndarray) -> str:
+    """The labelled rows' feature values (no label column) as ``inputs.npy``, row i = ``example_id`` i.
+
+    Only Split-AI self-distillation writes it: its transfer inputs are the members' own, which
+    the distill stage may not read from the data files. The folder then holds sensitive
+    inputs and is made owner-only.
+    """
+    folder.chmod(0o700)
+    np.save(folder / INPUTS, np.ascontiguousarray(X, dtype=np.float32), allow_pickle=False)
+    return INPUTS
+
+
+def iter_label_inputs(folder: Path, *, rows: int) -> Iterator[Split]:
+    """``inputs.npy`` in chunks of at most ``rows`` (ids = rows), the way :func:`iter_transfer` cuts a transfer file."""
+    X = np.load(folder / INPUTS, mmap_mode="r", allow_pickle=False)
+    for start in range(0, len(X), rows):
+        stop = min(start + rows, len(X))
+        yield Split(X=np.array(X[start:stop], dtype=np.float32), y=None, ids=np.arange(start, stop, dtype=np.int64))

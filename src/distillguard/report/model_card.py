@@ -40,6 +40,16 @@ def _front_matter(report: dict[str, Any]) -> list[str]:
     return lines + ["---", ""]
 
 
+def _isolation_lines(report: dict[str, Any]) -> list[str]:
+    """What the student learned from: public transfer data, or (self-distillation) the members' inputs."""
+    transfer_set = report.get("transfer_set")
+    if transfer_set:
+        return [f"This model was trained by knowledge distillation (distillguard, {transfer_set['mechanism']}): "
+                f"its transfer set was {transfer_set['source']}.", transfer_set["isolation"]]
+    return ["This model was trained by knowledge distillation (distillguard): it learned only from a teacher's",
+            "soft predictions on non-sensitive transfer data and never saw the sensitive training records."]
+
+
 def render_model_card(report: dict[str, Any], *, release: dict[str, Any] | None = None) -> str:
     """Hugging Face-style README for deploy/: intended use, the audit's numbers, the release policy.
 
@@ -52,8 +62,7 @@ def render_model_card(report: dict[str, Any], *, release: dict[str, Any] | None 
         "",
         "## Model details",
         "",
-        "This model was trained by knowledge distillation (distillguard): it learned only from a teacher's",
-        "soft predictions on non-sensitive transfer data and never saw the sensitive training records.",
+        *_isolation_lines(report),
         "The teacher is not part of this bundle.",
         "",
         "## Intended use",

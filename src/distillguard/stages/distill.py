@@ -1,7 +1,10 @@
 """Stage 3: the student, trained from softlabels/ and the transfer inputs only.
 
 This module reads exactly two things: the stored soft labels (or, for PATE, the released
-noisy labels of the answered queries) and the transfer role of the data. It imports no
+noisy labels of the answered queries) and the transfer role of the data. Under Split-AI
+self-distillation the transfer inputs are the members' feature values, which the label
+stage wrote into softlabels/ without their label column (``inputs.npy``): then this stage
+reads softlabels/ alone, never a data file. It imports no
 loader of members or nonmembers and never opens teacher/; the manifest's inputs for this
 stage show it. Both are streamed, shard by shard: memory does not grow with the transfer
 set (``benchmarks/bench_label_scale.py`` measures it).
@@ -17,7 +20,7 @@ import numpy as np
 from distillguard import distributed, progress
 from distillguard.config import Spec
 from distillguard.data import data_fingerprint, iter_transfer, shard_numbers
-from distillguard.data.softlabel_shards import LabelQueue, iter_label_shards, read_query_ids
+from distillguard.data.softlabel_shards import INPUTS, LabelQueue, iter_label_inputs, iter_label_shards, read_query_ids
 from distillguard.data.types import Schema
 from distillguard.errors import ArtifactError
 from distillguard.models.artifact import save_classifier
@@ -34,7 +37,8 @@ def run_distill_stage(spec: Spec, run: RunDir) -> bool:
     if not label_outputs:
         raise ArtifactError(f"{run / 'softlabels'}: no soft labels recorded in {run.manifest_path}; run the label stage first")
     inputs = {rel: run.output_hash("label", rel) for rel in sorted(label_outputs)}
-    inputs["data.transfer"] = data_fingerprint(spec.data, "transfer")
+    if f"softlabels/{INPUTS}" not in label_outputs:  # Split-AI self-distillation keeps its inputs in softlabels/
+        inputs["data.transfer"] = data_fingerprint(spec.data, "transfer")
     params = {"student": spec.section_dict("student"), "distill": spec.section_dict("distill"), "seed": spec.run.seed}
     if distributed.batch_parts() > 1:  # gradients in parts round differently from one piece
         params["batch_parts"] = distributed.batch_parts()
@@ -56,7 +60,10 @@ def run_distill_stage(spec: Spec, run: RunDir) -> bool:
             "role": "student", "distill": spec.section_dict("distill") if not pate else {"loss": "cross-entropy on PATE labels"},
             "teacher_sha256": meta["teacher_sha256"]})
         atomic_write_json(folder / "training_log.json", log)
-        return {"n_transfer": int(sum(data.rows.sizes))}
+        record = {"n_transfer": int(sum(data.rows.sizes))}
+        if "transfer_set" in meta:  # the student saw the members' inputs (never their labels): say so
+            record["student_inputs"] = meta["transfer_set"]["student_saw"]
+        return record
 
     return execute_stage(run, "distill", params=params, inputs=inputs, output=OUTPUT, build=build,
                          checkpoints=checkpoints)
@@ -75,7 +82,9 @@ def stage_blocks(spec: Spec, softlabels: Path, scratch: Path) -> tuple[StudentBl
     schema = Schema.from_dict(meta["schema"])
     labels = LabelQueue(iter_label_shards(softlabels), softlabels)
     numbers, sizes = [], []
-    for b, chunk in enumerate(iter_transfer(spec.data, schema=schema, seed=spec.run.seed, rows=spec.run.shard_rows)):
+    chunks = (iter_label_inputs(softlabels, rows=spec.run.shard_rows) if meta.get("inputs") == INPUTS
+              else iter_transfer(spec.data, schema=schema, seed=spec.run.seed, rows=spec.run.shard_rows))
+    for b, chunk in enumerate(chunks):
         if not len(chunk):
             continue
         ids, targets = labels.take_through(int(chunk.ids[-1]))

@@ -19,7 +19,8 @@ from distillguard.stages.common import execute_stage
 
 OUTPUT = "deploy"
 # Training checkpoints hold teacher and shadow weights until their stage completes.
-SENSITIVE = ("teacher", "audit/scores.parquet", "audit/shadow_outputs.npz", "audit/record_risk.parquet", ".checkpoints")
+SENSITIVE = ("teacher", "audit/scores.parquet", "audit/shadow_outputs.npz", "audit/record_risk.parquet", ".checkpoints",
+             "softlabels/inputs.npy")  # the last: the members' inputs, under Split-AI self-distillation only
 
 
 def tensor_digests(weights: Path) -> dict[str, str]:

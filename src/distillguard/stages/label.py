@@ -28,6 +28,10 @@ OUTPUT = "softlabels"
 
 
 def run_label_stage(spec: Spec, run: RunDir) -> bool:
+    if spec.teacher.split_ai is not None and spec.teacher.split_ai.self_distill:
+        from distillguard.stages.self_distill import run_self_distill_label_stage
+
+        return run_self_distill_label_stage(spec, run)
     inputs = {
         "data.members": data_fingerprint(spec.data, "members"),
         "data.nonmembers": data_fingerprint(spec.data, "nonmembers"),

@@ -133,19 +133,23 @@ def _train_sub_teachers(spec: Spec, schema, members, checkpoints) -> tuple:
 def _train_split_ai(spec: Spec, schema, members, checkpoints) -> tuple:
     """SELENA's Split-AI: k sub-teachers, every member left out of l of them (train/split_ai.py).
 
-    The scaler is fitted on the public transfer inputs, as for the partition ensembles, and
-    the sub-teachers keep their last epoch. Every member is trained on (by k - l of them),
+    The scaler is fitted on the public transfer inputs, as for the partition ensembles (on
+    the members under ``self_distill``, which uses no public row), and the sub-teachers keep
+    their last epoch. Every member is trained on (by k - l of them),
     so all are audit members.
     """
     from distillguard.train.split_ai import train_split_ai
 
     split = spec.teacher.split_ai
-    transfer = load_role(spec.data, "transfer", schema=schema, seed=spec.run.seed)
+    # Self-distillation uses no public row: the scaler's statistics are the members' (as the student's are).
+    public = None if split.self_distill else load_role(spec.data, "transfer", schema=schema, seed=spec.run.seed)
     with progress.task(f"teacher: Split-AI, {split.k} sub-teachers", None) as advance:  # 1-2 groups of sizes
         clf = train_split_ai(members, schema=schema, cfg=spec.teacher, seed=spec.run.seed,
-                             scaler=Standardizer.fit(transfer.X), batched=None if spec.audit.batched else False,
+                             scaler=Standardizer.fit(members.X if public is None else public.X),
+                             batched=None if spec.audit.batched else False,
                              on_epoch=lambda e: advance(1), checkpoint=checkpoints.slot("teacher"))
-    log = [{"split_ai": {"k": split.k, "l": split.l}, "epochs": spec.teacher.epochs,
+    log = [{"split_ai": {"k": split.k, "l": split.l, "self_distill": split.self_distill,
+                         "scaler": "members" if public is None else "public transfer inputs"}, "epochs": spec.teacher.epochs,
             "members_per_sub_teacher": round(len(members) * (split.k - split.l) / split.k),
             "checkpoint": "last epoch (no selection on private data)"}]
     return clf, log

@@ -64,6 +64,10 @@ def default_space(spec: Spec, *, n_transfer: int) -> list[Candidate]:
                   {"transfer": {"size": max(1, n_transfer // 2)}, "softlabels": {"labels": "hard"}}),
         Candidate("temperature 4", {"distill": {"temperature": 4.0}}),
     ]
+    if spec.teacher.split_ai is not None:  # Split-AI trains its own sub-teachers: no [teacher] ensemble
+        space = [c for c in space if "ensemble" not in c.overrides.get("teacher", {})]
+        if spec.teacher.split_ai.self_distill:  # no public row to select among
+            space = [c for c in space if "transfer" not in c.overrides]
     return _with_teacher_defenses(space, spec)
 
 
