@@ -89,7 +89,8 @@ def data_parallel_module(model: nn.Module, here: World) -> nn.Module:
 def fit(model: nn.Module, X: torch.Tensor | Rows, targets: torch.Tensor | None = None, *, loss_fn: LossFn,
         recipe: Recipe, seed: int, validation: tuple[torch.Tensor, torch.Tensor] | Rows | None = None,
         metric: MetricFn | None = None, on_epoch: Callable[[int], None] | None = None,
-        checkpoint: Checkpoint | None = None, data_parallel: bool = True) -> tuple[nn.Module, list[dict]]:
+        checkpoint: Checkpoint | None = None, data_parallel: bool = True,
+        last_state: dict | None = None) -> tuple[nn.Module, list[dict]]:
     """Train ``model`` in place and return it with the best validation state loaded.
 
     Training runs on :func:`distillguard.device.current` (the returned model is on the
@@ -112,6 +113,8 @@ def fit(model: nn.Module, X: torch.Tensor | Rows, targets: torch.Tensor | None =
             resumed from it ends exactly where an uninterrupted one would.
         data_parallel: under torchrun, share each minibatch among the ranks (False: this
             rank trains the model alone, e.g. one of the shadows it was given).
+        last_state: a dict filled with a copy of the last epoch's state before the best
+            one is loaded (the audit's "plain" shadow recipe; audit/shadows.py).
 
     Returns:
         The model and a per-epoch log (train loss, validation metric).
@@ -141,6 +144,8 @@ def fit(model: nn.Module, X: torch.Tensor | Rows, targets: torch.Tensor | None =
                             point=f"epoch{epoch + 1}")
         if on_epoch is not None:
             on_epoch(epoch + 1)
+    if last_state is not None:
+        last_state.update({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
     if best.state is not None:
         model.load_state_dict(best.state)
     model.eval()
