@@ -296,8 +296,7 @@ def train_shadow_students(releases: list[Release], *, transfer_X: np.ndarray, sp
         releases: the releases of shadows ``shadow_ids`` (default 0..len(releases)-1), in that order.
         transfer_blocks: (q,) the transfer shard of each query row, when they span several
             (``data.shard_numbers``); None: one shard.
-        select: keep each student's best validation epoch, as the real student (False: the
-            last epoch, the "plain" recipe; the same training rows either way).
+        select: keep each student's best validation epoch (False: the last, the "plain" recipe).
 
     Returns:
         name -> (len(releases), n, C) logits.

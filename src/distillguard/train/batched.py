@@ -316,7 +316,7 @@ def fit_many(
     checkpoint: Checkpoint | None = None,
     blocks: Sequence[int] | None = None,
     with_last: bool = False,
-):
+) -> list[dict[str, torch.Tensor]] | tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
     """Train S models of one architecture, each exactly as ``loop.fit`` would, all at once.
 
     Model s is ``fit(build_model(arch, seed=seeds[s]), X[rows[s]], targets[rows[s]],
@@ -332,22 +332,19 @@ def fit_many(
         loss_fn: (logits (B, C), targets (B, ...)) -> scalar mean loss, called per model.
         recipe: epochs, batch size, AdamW learning rate and weight decay.
         seeds: S seeds, for both the initial parameters and the minibatch order.
-        val_rows: (S, v) int64 rows for checkpoint selection by ``metric``, or None
-            (then the last epoch is kept, as in ``fit``).
+        val_rows: (S, v) int64 rows for checkpoint selection by ``metric`` (None: last epoch).
         metric: (logits, targets) -> float, higher is better, called per model per epoch.
         batched: True: stacked (raises if the model cannot be vmapped); False: ``loop.fit``
             per model; None: stacked when a two-row probe of vmap succeeds, else the loop.
         on_epoch: called with 1, ..., epochs as the training of all models progresses.
-        checkpoint: periodic saves per group of models (and each finished group's
-            result); a rerun resumes exactly where the killed one stopped.
+        checkpoint: periodic saves per group of models (and each finished group's result);
+            a rerun resumes exactly where the killed one stopped.
         blocks: sizes of consecutive blocks of each model's ``rows``, shuffled block-locally
             as the streamed student's rows are (``train/rows.py``); None: one block.
-        with_last: also return each model's last-epoch state (before checkpoint selection):
-            both recipes of the audit's shadows from one training (audit/shadows.py).
+        with_last: also return the last epochs' states (audit/shadow_recipes.py).
 
     Returns:
-        S state dicts (name -> tensor), in the order of ``seeds``; ``with_last``: a pair
-        (those, the S last-epoch state dicts).
+        S state dicts in the order of ``seeds``; ``with_last``: a pair (those, the last epochs').
     """
     _check_inputs(X, targets, rows, seeds, val_rows, blocks)
     progress = _EpochProgress(on_epoch, n_models=len(seeds), epochs=recipe.epochs)
@@ -361,8 +358,8 @@ def fit_many(
     else:
         with quiet_vmap_fallback():
             states, lasts = _fit_groups(arch, X, targets, rows=rows, strict=bool(batched), **common)
-    states = [{k: v.cpu() for k, v in state.items()} for state in states]
-    return (states, [{k: v.cpu() for k, v in state.items()} for state in lasts]) if with_last else states
+    cpu = [[{k: v.cpu() for k, v in state.items()} for state in part] for part in (states, lasts or [])]
+    return tuple(cpu) if with_last else cpu[0]
 
 
 def predict_many(arch: dict, states: list[dict[str, torch.Tensor]], X: torch.Tensor, *,
