@@ -4,7 +4,9 @@ Usage: python benchmarks/bench_independent_lira.py [--spec SPEC] [--run-dir DIR]
 
 Runs the pipeline (or reads a finished run with ``--existing``), then, for each extra
 seed, trains a fresh set of shadow pipelines with the spec's recipe but other seeds
-(other membership halves, other initialisations) on the same audit pool, and attacks the
+(other membership halves, other initialisations) on the same audit pool, in both shadow
+recipes ("replay": checkpoint selection as the real models; "plain": last epoch; one
+teacher training for both), and attacks the
 real teacher and student with LiRA written from the reference formulas (Carlini et al.
 2022; tensorflow/privacy ``research/mi_lira_2021/plot.py``: medians, one fixed σ; no
 distillguard attack code). The same reference LiRA on the run's own persisted shadows
@@ -81,11 +83,12 @@ def independent_shadows(spec, run_dir: Path, seed: int) -> dict:
     pool = build_pool(members.subset(np.flatnonzero(np.isin(members.ids, trained))), nonmembers, seed=spec.run.seed)
     transfer = load_role(spec.data, "transfer", schema=schema, seed=spec.run.seed)
     transfer = transfer.subset(np.flatnonzero(np.isin(transfer.ids, read_query_ids(run_dir / "softlabels"))))
-    other = override(spec, {"run": {"seed": seed}, "audit": {"canaries": 0}})
+    other = override(spec, {"run": {"seed": seed}, "audit": {"canaries": 0, "shadow_recipe": "auto"}})
     shadows = train_shadows(other, schema=schema, pool=pool, transfer_X=transfer.X, population_X=test.X,
                             transfer_blocks=shard_numbers(transfer.ids, spec.run.shard_rows))
+    variants = {"replay": shadows.logits, "plain": shadows.plain or {}}  # one teacher training gives both
     return {"membership": shadows.membership, "ids": pool.example_ids,
-            **{target: shadows.logits[target].pool for target in ("teacher", "student")}}
+            **{recipe: {target: logits[target].pool for target in logits} for recipe, logits in variants.items()}}
 
 
 def table(run_dir: Path, seeds: list[int], spec) -> str:
@@ -99,19 +102,21 @@ def table(run_dir: Path, seeds: list[int], spec) -> str:
     lines = [f"{int(is_member.sum())} members, {n_out} non-members; lowest resolvable FPR 1/{n_out} = "
              f"{100 / n_out:.2f}%", "",
              "| target | attack | shadows | TPR@1% | TPR@0.5% | TPR@lowest | TPR@0 FP |", "|---|---|---|---|---|---|---|"]
+    recipes = {t: str(own.get(f"{t}_shadow_recipe", "replay")) for t in ("teacher", "student")}
     sets = [("own (audit/shadow_outputs.npz)", own["shadow_membership"],
              {t: own[f"{t}_shadow_pool_logits"] for t in ("teacher", "student")})]
     for seed in seeds:
         extra = independent_shadows(spec, run_dir, seed)
         assert extra["ids"] == ids
-        sets.append((f"independent, seed {seed}", extra["membership"], extra))
+        sets += [(f"independent {recipe}, seed {seed}", extra["membership"], extra[recipe])
+                 for recipe in ("replay", "plain") if extra[recipe]]
     for target in ("student", "teacher"):
         mine = scores[(scores.attack == "strongest") & (scores.target == target) & ~scores.is_canary]
         assert list(mine.example_id) == ids
         chosen = next(a["configuration"] for a in report["attacks"] if a["attack"] == "strongest"
                       and a["target"] == target and a["population"] == "all")
         name = f"strongest ({chosen['attack']}, {', '.join(f'{k}={v}' for k, v in chosen['params'].items())})"
-        lines.append(f"| {target} | {name} | own | " + " | ".join(map(pct, tprs(mine.score.to_numpy(), is_member))) + " |")
+        lines.append(f"| {target} | {name} | own ({recipes[target]}) | " + " | ".join(map(pct, tprs(mine.score.to_numpy(), is_member))) + " |")
         target_phi = phi(own[f"{target}_pool_logits"], labels)
         for label, keep, logits in sets:
             shadow_phi = phi(logits[target], labels)

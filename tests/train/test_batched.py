@@ -229,3 +229,22 @@ def test_bad_shapes_are_rejected(data):
         fit_many(MLP_ARCH, data["X"], data["y"], rows=data["rows"], seeds=SEEDS, val_rows=data["val_rows"][:2],
                  metric=accuracy, **kwargs)
     assert fit_many(MLP_ARCH, data["X"], data["y"], rows=data["rows"][:0], seeds=[], **kwargs) == []
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["stacked", "looped"])
+def test_with_last_returns_the_selected_states_unchanged_and_the_last_epochs(data, batched, tmp_path):
+    """The audit's two shadow recipes from one training: the selected states exactly as
+    without ``with_last`` (the "replay" numbers do not move), and the last epochs exactly as
+    a training without checkpoint selection."""
+    from distillguard.checkpoints import Checkpoint
+
+    kwargs = dict(rows=data["rows"], loss_fn=F.cross_entropy, recipe=RECIPE, seeds=SEEDS, batched=batched)
+    selected = fit_many(MLP_ARCH, data["X"], data["y"], val_rows=data["val_rows"], metric=accuracy, **kwargs)
+    unselected = fit_many(MLP_ARCH, data["X"], data["y"], **kwargs)
+    assert _max_diff(selected, unselected) > 1e-3  # selection kept an earlier epoch for some model
+    slot = Checkpoint(tmp_path / "fit.pt", name="fit", every_seconds=0)
+    for _ in range(2):  # the second call reads both lists back from the finished checkpoint
+        best, last = fit_many(MLP_ARCH, data["X"], data["y"], val_rows=data["val_rows"], metric=accuracy,
+                              with_last=True, checkpoint=slot, **kwargs)
+        assert _max_diff(best, selected) == 0.0
+        assert _max_diff(last, unselected) == 0.0

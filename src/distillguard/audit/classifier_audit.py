@@ -8,6 +8,8 @@ in the shadows, and give the one-run ε bound (Steinke et al. 2023) on replica 0
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from distillguard.attack_names import LABEL_ONLY_ATTACKS, SELECTED_ATTACK, strongest_attack
@@ -20,7 +22,7 @@ from distillguard.audit.metrics import roc
 from distillguard.audit.placement import Shadows, train_shadows
 from distillguard.audit.record_risk import record_risk_columns, risk_summary
 from distillguard.audit.scores import ScoreRows, summarize_attack
-from distillguard.audit.selection import CRITERION, Configuration, select_configuration
+from distillguard.audit.selection import CRITERION, RECIPE_CRITERION, Configuration, select_recipe
 from distillguard.audit.shadow_outputs import SHADOW_OUTPUTS, shadow_arrays
 from distillguard.audit.shadows import build_pool
 from distillguard.audit.signals import ReferenceSignals, TargetSignals
@@ -69,7 +71,8 @@ def audit_models(spec: Spec, run: RunDir, *, checkpoints: CheckpointStore | None
         metrics["shadows"] = {"count": spec.audit.shadows, "replay": replay,
                               "canaries": 0 if shadows.canaries is None else len(shadows.canaries),
                               "canary_kind": spec.audit.canary_kind if shadows.canaries is not None else None,
-                              "outputs": f"audit/{SHADOW_OUTPUTS}"}
+                              "outputs": f"audit/{SHADOW_OUTPUTS}", "recipe": spec.audit.shadow_recipe,
+                              "recipes_trained": ["replay", "plain"] if shadows.plain else [shadows.recipe]}
     signals = {target: TargetSignals(clf.logits(pool.X), pool.y, clf.logits(test.X), test.y)
                for target, clf in models.items()}
     return attack_models(spec, metrics, schema=schema, pool=pool, population_labels=test.y, signals=signals,
@@ -130,10 +133,14 @@ def attack_models(spec: Spec, metrics: dict, *, schema, pool, population_labels:
         shown = next((e for e in audit.epsilons if e["target"] == "student"), audit.epsilons[-1])
         metrics["empirical_epsilon"] = {**shown, "by_target": audit.epsilons}
     outputs = None
-    if shadows is not None:
+    if shadows is not None:  # each target's chosen recipe's shadows, and which recipe that was
+        chosen = replace(shadows, logits={**shadows.logits, **audit.shadow_logits}, plain=None)
         outputs = shadow_arrays(pool_ids=pool.example_ids, pool_labels=pool.y, pool_is_member=pool.is_member,
-                                population_labels=population_labels, shadows=shadows, targets=audit.target_signals,
+                                population_labels=population_labels, shadows=chosen, targets=audit.target_signals,
                                 label_noise=plan)
+        outputs.update({f"{target}_shadow_recipe": np.asarray(recipe) for target, recipe in audit.recipes.items()})
+        if "shadows" in metrics:
+            metrics["shadows"]["recipe_chosen"] = dict(audit.recipes)
     risk_columns, metrics["record_risk"] = _record_risk(schema.classes, pool, audit.pool_scores, list(signals))
     return metrics, audit.rows, audit.curves, outputs, risk_columns
 
@@ -186,15 +193,18 @@ class _Audit:
         self.selections: dict[str, dict] = {}
         self.target_signals: dict[str, TargetSignals] = {}
         self.pool_scores: dict[tuple[str, str], np.ndarray] = {}  # (target, attack) -> scores on the pool
+        self.shadow_logits: dict = {}  # target -> the ShadowLogits of its chosen recipe
+        self.recipes: dict[str, str] = {}  # target -> that recipe
 
     def attack_target(self, target: str, signals: TargetSignals) -> None:
         spec, pool, shadows = self.spec, self.pool, self.shadows
         self.target_signals[target] = signals
-        reference = None
+        reference, chosen = None, None
         if shadows is not None:
-            reference = ReferenceSignals(shadows.logits[target].pool, shadows.membership, pool.y,
-                                         shadows.logits[target].population, self.population_labels)
-        chosen = self.choose(target, reference)
+            chosen = self.choose(target)
+            logits = self.shadow_logits[target]
+            reference = ReferenceSignals(logits.pool, shadows.membership, pool.y, logits.population,
+                                         self.population_labels)
         for name, scores in score_targets(self.attacks, spec.audit, signals, reference, chosen).items():
             self.record(name, target, "all", scores, pool.is_member, ids=pool.example_ids, canary=False, chosen=chosen)
         if shadows is not None and shadows.canaries is not None and self.attacks:
@@ -208,7 +218,7 @@ class _Audit:
         setting = None
         if self.plan is not None:
             calibrated = self.shadows is not None and self.shadows.membership.any()  # reference models: all out
-            logits = self.shadows.logits[target] if calibrated else None
+            logits = self.shadow_logits.get(target, self.shadows.logits[target]) if calibrated else None
             setting = noise_setting(self.plan, target=target, shadow_pool_logits=None if logits is None else logits.pool,
                                     shadow_extra=None if logits is None else logits.extra,
                                     membership=None if logits is None else self.shadows.membership, labels=self.pool.y)
@@ -219,14 +229,24 @@ class _Audit:
             self.record(name, target, "all", scores, self.pool.is_member, ids=self.pool.example_ids, canary=False,
                         chosen=None, extra=extra)
 
-    def choose(self, target: str, reference: ReferenceSignals | None) -> Configuration | None:
-        """The "strongest" configuration, chosen leave-one-out on this target's shadows only."""
-        if reference is None or SELECTED_ATTACK not in self.spec.audit.attacks:
+    def choose(self, target: str) -> Configuration | None:
+        """The shadow recipe and the "strongest" configuration, chosen leave-one-out on this target's shadows only.
+
+        Every attack on ``target`` is then calibrated on the chosen recipe's shadows
+        (``self.shadow_logits``); without "strongest" the shadows' own recipe is kept.
+        """
+        variants = self.shadows.variants(target)
+        recipe = self.shadows.recipe
+        if SELECTED_ATTACK not in self.spec.audit.attacks:
+            self.shadow_logits[target], self.recipes[target] = variants[recipe], recipe
             return None
-        chosen, table = select_configuration(logits=reference.logits, membership=reference.in_mask,
-                                             labels=reference.labels, population_logits=reference.population_logits,
-                                             population_labels=reference.population_labels)
-        self.selections[target] = {"chosen": chosen.to_dict(), "criterion": CRITERION, "candidates": table}
+        recipe, chosen, table, by_recipe = select_recipe(
+            {name: (logits.pool, logits.population) for name, logits in variants.items()},
+            membership=self.shadows.membership, labels=self.pool.y, population_labels=self.population_labels)
+        self.shadow_logits[target], self.recipes[target] = variants[recipe], recipe
+        self.selections[target] = {"chosen": chosen.to_dict(), "criterion": CRITERION, "candidates": table,
+                                   "shadow_recipe": {"mode": self.spec.audit.shadow_recipe, "chosen": recipe,
+                                                     "criterion": RECIPE_CRITERION, "by_recipe": by_recipe}}
         return chosen
 
     def record(self, name: str, target: str, population: str, scores, is_member, *, ids, canary: bool,
@@ -236,6 +256,7 @@ class _Audit:
         row.update(extra or {})
         if name == SELECTED_ATTACK and chosen is not None:
             row["configuration"] = chosen.to_dict()
+            row["shadow_recipe"] = self.recipes.get(target)
         self.results.append(row)
         self.rows.add(ids, target, name, scores, is_member, canary=canary)
         if population == "all":
@@ -245,7 +266,7 @@ class _Audit:
 
     def canaries(self, target: str, chosen: Configuration | None) -> dict:
         """Canary metrics over held-out replicas, and the one-run ε bound on replica 0."""
-        spec, canaries, logits = self.spec, self.shadows.canaries, self.shadows.logits[target]
+        spec, canaries, logits = self.spec, self.shadows.canaries, self.shadow_logits[target]
         S, K = canaries.included.shape
         scored = score_canaries_leave_one_out(
             self.attacks, spec.audit, logits=logits.canaries, labels=canaries.y, included=canaries.included,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from distillguard.audit.shadow_recipes import PLAIN
 from distillguard.audit.shadows import (AuditPool, CanarySet, replay_releases, train_shadow_students,
                                         train_shadow_teachers)
 from distillguard.checkpoints import Checkpoint
@@ -36,6 +37,8 @@ class ShadowJob:
             ("pool", "population" and, with canaries, "canaries").
         transfer_blocks: (q,) the transfer shard of each query row when they span several,
             which the shadow students replay as the real student's blocks; else None.
+        recipe: "replay", "plain" or "both" (audit/shadow_recipes.py); with
+            "both", the plain recipe's logits are beside the replay's, under ``PLAIN + name``.
     """
 
     spec: Spec
@@ -46,6 +49,7 @@ class ShadowJob:
     transfer_X: np.ndarray
     eval_sets: dict[str, np.ndarray]
     transfer_blocks: np.ndarray | None = None
+    recipe: str = "replay"
 
     @property
     def n_shadows(self) -> int:
@@ -77,13 +81,16 @@ def train_teachers(job: ShadowJob, shadow_ids: Sequence[int] | None = None, *,
         return out
     out, _ = train_shadow_teachers(job.pool, job.canaries, job.membership, spec=job.spec, schema=job.schema,
                                    eval_sets=job.teacher_sets, shadow_ids=shadow_ids, on_model=on_epoch,
-                                   checkpoint=checkpoint)
+                                   checkpoint=checkpoint, recipe=job.recipe)
     return out
 
 
 def train_students(job: ShadowJob, teacher_out: Logits, shadow_ids: Sequence[int] | None = None, *,
                    on_epoch: Callable[[int], None] | None = None, checkpoint: Checkpoint | None = None) -> Logits:
     """Release each shadow teacher's labels and distill its student; logits on ``job.eval_sets``.
+
+    With ``job.recipe == "both"`` the plain teachers (``PLAIN`` logits) are released and
+    distilled too, without checkpoint selection: a second student training.
 
     Args:
         teacher_out: the logits of the teachers ``shadow_ids`` (default all S), in that order.
@@ -92,11 +99,18 @@ def train_students(job: ShadowJob, teacher_out: Logits, shadow_ids: Sequence[int
         from distillguard.audit.split_ai_shadows import train_self_distilled_students
 
         return train_self_distilled_students(job, teacher_out, shadow_ids, on_epoch=on_epoch, checkpoint=checkpoint)
-    releases = replay_releases(teacher_out["transfer"], transfer_X=job.transfer_X, pool=job.pool,
-                               canaries=job.canaries, membership=job.membership, spec=job.spec, shadow_ids=shadow_ids)
-    return train_shadow_students(releases, transfer_X=job.transfer_X, spec=job.spec, schema=job.schema,
-                                 eval_sets=job.eval_sets, shadow_ids=shadow_ids, on_model=on_epoch,
-                                 checkpoint=checkpoint, transfer_blocks=job.transfer_blocks)
+    def distill(transfer_logits: np.ndarray, select: bool, slot: Checkpoint | None) -> Logits:
+        releases = replay_releases(transfer_logits, transfer_X=job.transfer_X, pool=job.pool, canaries=job.canaries,
+                                   membership=job.membership, spec=job.spec, shadow_ids=shadow_ids)
+        return train_shadow_students(releases, transfer_X=job.transfer_X, spec=job.spec, schema=job.schema,
+                                     eval_sets=job.eval_sets, shadow_ids=shadow_ids, on_model=on_epoch,
+                                     checkpoint=slot, transfer_blocks=job.transfer_blocks, select=select)
+
+    out = distill(teacher_out["transfer"], job.recipe != "plain", checkpoint)
+    if job.recipe == "both":
+        plain = distill(teacher_out[PLAIN + "transfer"], False, checkpoint.child("plain") if checkpoint else None)
+        out.update({PLAIN + name: z for name, z in plain.items()})
+    return out
 
 
 def train_pate(job: ShadowJob, shadow_ids: Sequence[int] | None = None, *,

@@ -18,6 +18,7 @@ import numpy as np
 from distillguard import distributed, progress
 from distillguard.audit import shadow_cache
 from distillguard.audit.pipelines import ShadowJob, replay_shadows, train_pate, train_students, train_teachers
+from distillguard.audit.shadow_recipes import PLAIN, shadow_recipe
 from distillguard.audit.shadows import AuditPool, CanarySet, ShadowLogits, paired_membership, plant_canaries
 from distillguard.checkpoints import CheckpointStore
 from distillguard.config import Spec
@@ -26,11 +27,25 @@ from distillguard.train import batched
 
 @dataclass(frozen=True)
 class Shadows:
-    """What the attacks are calibrated on: who each shadow trained on, its canaries, its logits."""
+    """What the attacks are calibrated on: who each shadow trained on, its canaries, its logits.
+
+    ``recipe`` is how ``logits`` were trained ("replay" or "plain", audit/shadows.py);
+    ``plain``, with ``[audit] shadow_recipe = "auto"``, the plain recipe's logits beside
+    the replay's, for the audit to choose between per target.
+    """
 
     membership: np.ndarray  # (S, n_pool) bool
     canaries: CanarySet | None
     logits: dict[str, ShadowLogits]  # "teacher" / "student"
+    recipe: str = "replay"
+    plain: dict[str, ShadowLogits] | None = None
+
+    def variants(self, target: str) -> dict[str, ShadowLogits]:
+        """recipe -> this target's shadow logits trained that way ("replay" first)."""
+        out = {self.recipe: self.logits[target]}
+        if self.plain is not None and target in self.plain:
+            out["plain"] = self.plain[target]
+        return out
 
 
 def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray, population_X: np.ndarray,
@@ -60,17 +75,18 @@ def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray
     if canaries is not None:
         eval_sets["canaries"] = canaries.X
     eval_sets.update(extra_sets or {})
-    job = ShadowJob(spec, schema, pool, canaries, membership, transfer_X, eval_sets, transfer_blocks)
+    recipe = "replay" if teachers_only else shadow_recipe(spec)  # scan: its model's recipe is not the spec's
+    job = ShadowJob(spec, schema, pool, canaries, membership, transfer_X, eval_sets, transfer_blocks, recipe)
     if teachers_only:
         return _shadow_logits(membership, canaries, _train_teachers_locally(job, checkpoints), None,
-                              n_classes=schema.n_classes, extra=list(extra_sets or {}))
+                              n_classes=schema.n_classes, extra=list(extra_sets or {}), recipe=recipe)
     if cfg.backend == "ray":
         train = _train_on_ray
     else:
         train = _train_on_ranks if distributed.world().size > 1 else _train_locally
     teacher_out, student_out = train(job, checkpoints)
     return _shadow_logits(membership, canaries, teacher_out, student_out, n_classes=schema.n_classes,
-                          extra=list(extra_sets or {}))
+                          extra=list(extra_sets or {}), recipe=recipe)
 
 
 def _teacher_cache_key(job: ShadowJob) -> str:
@@ -82,7 +98,8 @@ def _teacher_cache_key(job: ShadowJob) -> str:
                 **({f"canaries.{k}": getattr(canaries, k) for k in ("X", "y", "decoy_X", "decoy_y", "repeats", "included")}
                    if canaries is not None else {})},
         params={"teacher": spec.section_dict("teacher"), "privacy": spec.section_dict("privacy"), "seed": spec.run.seed,
-                "batched": spec.audit.batched, "fast": batched.FAST, "schema": job.schema.to_dict()})
+                "batched": spec.audit.batched, "fast": batched.FAST, "schema": job.schema.to_dict(),
+                **({"recipe": job.recipe} if job.recipe != "replay" else {})})
 
 
 def _train_locally(job: ShadowJob, checkpoints: CheckpointStore | None) -> tuple[dict, dict]:
@@ -97,7 +114,8 @@ def _train_locally(job: ShadowJob, checkpoints: CheckpointStore | None) -> tuple
         shadow_cache.store(key, teacher_out)
     else:
         progress.log(f"audit: {S} shadow teachers reused from the shadow-teacher cache")
-    with progress.task(f"audit: {S} shadow students", spec.student.epochs) as advance:
+    trainings = 2 if job.recipe == "both" else 1  # "both": the plain teachers' students too
+    with progress.task(f"audit: {S * trainings} shadow students", spec.student.epochs * trainings) as advance:
         student_out = train_students(job, teacher_out, on_epoch=lambda e: advance(1),
                                      checkpoint=checkpoints.slot("shadow-students") if checkpoints else None)
     return teacher_out, student_out
@@ -175,12 +193,18 @@ def _train_on_ranks(job: ShadowJob, checkpoints: CheckpointStore | None) -> tupl
 
 
 def _shadow_logits(membership: np.ndarray, canaries: CanarySet | None, teacher_out: dict, student_out: dict | None,
-                   *, n_classes: int, extra: list[str]) -> Shadows:
+                   *, n_classes: int, extra: list[str], recipe: str = "replay") -> Shadows:
     empty = np.zeros((len(membership), 0, n_classes))
-    logits = {
-        kind: ShadowLogits(out["pool"], out["population"], out["canaries"] if canaries is not None else empty,
-                           {name: out[name] for name in extra})
-        for kind, out in (("teacher", teacher_out), ("student", student_out)) if out is not None
-    }
-    return Shadows(membership, canaries, logits)
+
+    def variant(prefix: str) -> dict[str, ShadowLogits]:
+        return {
+            kind: ShadowLogits(out[prefix + "pool"], out[prefix + "population"],
+                               out[prefix + "canaries"] if canaries is not None else empty,
+                               {name: out[prefix + name] for name in extra})
+            for kind, out in (("teacher", teacher_out), ("student", student_out)) if out is not None
+        }
+
+    if recipe == "both":
+        return Shadows(membership, canaries, variant(""), "replay", variant(PLAIN))
+    return Shadows(membership, canaries, variant(""), recipe)
 

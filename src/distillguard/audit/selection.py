@@ -61,25 +61,31 @@ def candidates(*, with_population: bool = True) -> list[Configuration]:
 
 
 def leave_one_out_scores(config: Configuration, *, logits: np.ndarray, membership: np.ndarray, labels: np.ndarray,
-                         population_logits: np.ndarray | None = None,
-                         population_labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                         population_logits: np.ndarray | None = None, population_labels: np.ndarray | None = None,
+                         target_logits: np.ndarray | None = None, target_population_logits: np.ndarray | None = None,
+                         ) -> tuple[np.ndarray, np.ndarray]:
     """Scores of ``config`` on each shadow in turn, calibrated on the others.
 
     Args:
         logits: (S, n, C) shadow outputs on the audited records; membership: (S, n) bool.
         population_logits: (S, m, C) shadow outputs on population records (RMIA).
+        target_logits, target_population_logits: the held-out targets' outputs when they are
+            other models than the calibrating shadows (same membership): shadow s trained
+            with another recipe (audit/shadow_recipes.py). Default: ``logits``.
 
     Returns:
         (scores (S·n,), is_member (S·n,)), target shadow major.
     """
     S = len(logits)
+    held_out = logits if target_logits is None else target_logits
+    held_out_pop = population_logits if target_population_logits is None else target_population_logits
     scores, members = [], []
     for s in range(S):
         others = np.arange(S) != s
-        pop_s = None if population_logits is None else population_logits[s]
+        pop_s = None if held_out_pop is None else held_out_pop[s]
         pop_o = None if population_logits is None else population_logits[others]
         reference = ReferenceSignals(logits[others], membership[others], labels, pop_o, population_labels)
-        target = TargetSignals(logits[s], labels, pop_s, population_labels)
+        target = TargetSignals(held_out[s], labels, pop_s, population_labels)
         scores.append(config.build().fit(reference).score(target))
         members.append(membership[s])
     return np.concatenate(scores), np.concatenate(members)
@@ -96,7 +102,8 @@ def low_fpr_power(scores: np.ndarray, is_member: np.ndarray) -> tuple[float, dic
 
 def select_configuration(*, logits: np.ndarray, membership: np.ndarray, labels: np.ndarray,
                          population_logits: np.ndarray | None = None, population_labels: np.ndarray | None = None,
-                         configurations: Sequence[Configuration] | None = None) -> tuple[Configuration, list[dict]]:
+                         configurations: Sequence[Configuration] | None = None, target_logits: np.ndarray | None = None,
+                         target_population_logits: np.ndarray | None = None) -> tuple[Configuration, list[dict]]:
     """The configuration with the highest low-FPR power over held-out shadows, and every candidate's numbers.
 
     Args:
@@ -104,6 +111,8 @@ def select_configuration(*, logits: np.ndarray, membership: np.ndarray, labels: 
         labels: (n,) the records' classes.
         population_logits, population_labels: the shadows' outputs on population records (RMIA).
         configurations: the candidates (default :func:`candidates`).
+        target_logits, target_population_logits: the held-out shadows' outputs when they are
+            not ``logits`` (see :func:`leave_one_out_scores`).
 
     Returns:
         (the chosen configuration, one dict per candidate: attack, params, power, tpr, auc).
@@ -117,7 +126,8 @@ def select_configuration(*, logits: np.ndarray, membership: np.ndarray, labels: 
     for i, config in enumerate(configurations):
         scores, is_member = leave_one_out_scores(config, logits=logits, membership=membership, labels=labels,
                                                  population_logits=population_logits,
-                                                 population_labels=population_labels)
+                                                 population_labels=population_labels, target_logits=target_logits,
+                                                 target_population_logits=target_population_logits)
         power, tprs = low_fpr_power(scores, is_member)
         area = auc(scores, is_member)
         table.append({**config.to_dict(), "power": round(power, 6), "tpr_at_fpr": {k: round(v, 6) for k, v in tprs.items()},
@@ -126,3 +136,40 @@ def select_configuration(*, logits: np.ndarray, membership: np.ndarray, labels: 
         if best_key is None or key > best_key:
             best, best_key = config, key
     return best, table
+
+
+RECIPE_CRITERION = ("the chosen configuration's criterion with each recipe's shadows calibrating and the replayed "
+                    "shadows held out (trained as the real models are); ties go to replay")
+
+
+def select_recipe(variants: dict[str, tuple[np.ndarray, np.ndarray | None]], *, membership: np.ndarray,
+                  labels: np.ndarray, population_labels: np.ndarray | None = None
+                  ) -> tuple[str, Configuration, list[dict], dict[str, dict]]:
+    """The shadow recipe (audit/shadow_recipes.py) and configuration with the highest low-FPR power.
+
+    Each recipe's shadows calibrate every candidate, leave-one-out, against held-out
+    shadows of the **first** recipe of ``variants`` (the replay, trained as the real
+    teacher and student are): the question is which shadows attack *such* a model best,
+    not which models are easiest to attack. Reads no target's membership.
+
+    Args:
+        variants: recipe -> ((S, n, C) pool logits, (S, m, C) population logits or None),
+            the replay first; the same S shadows (same membership) in each.
+
+    Returns:
+        (recipe, its configuration, its candidates' table, recipe -> the chosen
+        configuration, power, TPRs and AUC with that recipe).
+    """
+    base_pool, base_population = next(iter(variants.values()))
+    best, best_key, summary = None, None, {}
+    for recipe, (pool, population) in variants.items():
+        chosen, table = select_configuration(logits=pool, membership=membership, labels=labels,
+                                             population_logits=population, population_labels=population_labels,
+                                             target_logits=base_pool, target_population_logits=base_population)
+        row = next(r for r in table if r["attack"] == chosen.attack and r["params"] == chosen.params)
+        summary[recipe] = {"configuration": chosen.to_dict(), "power": row["power"], "tpr_at_fpr": row["tpr_at_fpr"],
+                           "auc": row["auc"]}
+        key = (row["power"], row["auc"])
+        if best_key is None or key > best_key:
+            best, best_key = (recipe, chosen, table), key
+    return (*best, summary)

@@ -17,6 +17,8 @@ key                                 shape       what
 ``population_labels``               (m,) int    the population (test) records' classes
 ``{target}_shadow_population_logits`` (S, m, C) shadows on the population (RMIA's z)
 ``{target}_population_logits``      (m, C)      the real ``target`` on the population
+``{target}_shadow_recipe``          () str      the recipe of the ``{target}`` shadows above: "replay" or
+                                                "plain" (``[audit] shadow_recipe``; "auto" keeps the chosen one)
 ``canary_labels``                   (K,) int    the canaries' (random) labels; absent without canaries
 ``canary_included``                 (S, K) bool canary k planted in shadow s
 ``{target}_shadow_canary_logits``   (S, K, C)   shadows on the canaries

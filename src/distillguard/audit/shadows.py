@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from distillguard.audit.shadow_recipes import PLAIN
 from distillguard.config import Spec
 from distillguard.data.preprocessing import Standardizer
 from distillguard.data.types import Schema, Split
@@ -208,16 +209,21 @@ def _shadow_training_set(s: int, pool: AuditPool, canaries: CanarySet | None, me
 
 def train_shadow_teachers(pool: AuditPool, canaries: CanarySet | None, membership: np.ndarray, *, spec: Spec,
                           schema: Schema, eval_sets: dict[str, np.ndarray], shadow_ids: Sequence[int] | None = None,
-                          on_model=None, checkpoint: Checkpoint | None = None,
+                          on_model=None, checkpoint: Checkpoint | None = None, recipe: str = "replay",
                           ) -> tuple[dict[str, np.ndarray], list[Standardizer]]:
     """Train the shadow teachers ``shadow_ids`` (default all S); their logits on each of ``eval_sets``.
+
+    ``recipe`` (:func:`shadow_recipe`): ``"replay"`` keeps each teacher's best validation
+    epoch, as the real teacher; ``"plain"`` its last epoch; ``"both"`` trains once and
+    returns both, the last epoch's logits under ``PLAIN + name``.
 
     Returns:
         name -> (len(shadow_ids), n, C) logits, in the order of ``shadow_ids``, and their scalers.
     """
-    if spec.privacy.mechanism == "dp-sgd":
-        return _train_dp_shadow_teachers(pool, canaries, membership, spec=spec, schema=schema, eval_sets=eval_sets,
-                                         shadow_ids=shadow_ids, on_model=on_model, checkpoint=checkpoint), []
+    if spec.privacy.mechanism == "dp-sgd":  # no checkpoint selection: the last epoch is both recipes' teacher
+        out = _train_dp_shadow_teachers(pool, canaries, membership, spec=spec, schema=schema, eval_sets=eval_sets,
+                                        shadow_ids=shadow_ids, on_model=on_model, checkpoint=checkpoint)
+        return {**out, **({PLAIN + k: v for k, v in out.items()} if recipe == "both" else {})}, []
     ids, cfg, seed = shadow_range(membership, shadow_ids), spec.teacher, spec.run.seed
     parts, scalers = [], []
     for s in ids:
@@ -230,18 +236,25 @@ def train_shadow_teachers(pool: AuditPool, canaries: CanarySet | None, membershi
     y_all = torch.from_numpy(np.concatenate([np.concatenate([p[1], p[3]]) for p in parts]).astype(np.int64))
     offsets = torch.arange(len(ids))[:, None] * (m + v)
     arch = model_architecture(cfg, schema)
+    select = bool(v) and recipe != "plain"  # "plain": no validation pass at all; the training is the same
     states = fit_many(
-        arch, X_all, y_all, rows=offsets + torch.arange(m), val_rows=(offsets + m + torch.arange(v)) if v else None,
+        arch, X_all, y_all, rows=offsets + torch.arange(m), val_rows=(offsets + m + torch.arange(v)) if select else None,
         loss_fn=teacher_loss(cfg), recipe=Recipe.from_config(cfg),
-        seeds=[derive_seed(seed, "shadow", s, "teacher") for s in ids], metric=accuracy if v else None,
+        seeds=[derive_seed(seed, "shadow", s, "teacher") for s in ids], metric=accuracy if select else None,
         batched=None if spec.audit.batched else False, on_epoch=on_model, checkpoint=checkpoint,
+        with_last=select and recipe == "both",
     )
-    out = {}
-    for name, X_eval in eval_sets.items():
-        out[name] = np.stack([
+    states, last = states if select and recipe == "both" else (states, states)
+
+    def logits_of(kept: list[dict]) -> dict[str, np.ndarray]:
+        return {name: np.stack([
             predict_many(arch, [state], torch.from_numpy(scaler.transform(X_eval)))[0].double().numpy()
-            for state, scaler in zip(states, scalers)
-        ])
+            for state, scaler in zip(kept, scalers)
+        ]) for name, X_eval in eval_sets.items()}
+
+    out = logits_of(states)
+    if recipe == "both":
+        out.update({PLAIN + k: z for k, z in (logits_of(last) if last is not states else dict(out)).items()})
     return out, scalers
 
 
@@ -272,8 +285,8 @@ def replay_releases(teacher_transfer_logits: np.ndarray, *, transfer_X: np.ndarr
 
 def train_shadow_students(releases: list[Release], *, transfer_X: np.ndarray, spec: Spec, schema: Schema,
                           eval_sets: dict[str, np.ndarray], shadow_ids: Sequence[int] | None = None, on_model=None,
-                          checkpoint: Checkpoint | None = None, transfer_blocks: np.ndarray | None = None
-                          ) -> dict[str, np.ndarray]:
+                          checkpoint: Checkpoint | None = None, transfer_blocks: np.ndarray | None = None,
+                          select: bool = True) -> dict[str, np.ndarray]:
     """Distill one student per shadow release with the student's recipe; logits on ``eval_sets``.
 
     Each shadow student sees the transfer rows its teacher released, scaled with statistics
@@ -283,6 +296,7 @@ def train_shadow_students(releases: list[Release], *, transfer_X: np.ndarray, sp
         releases: the releases of shadows ``shadow_ids`` (default 0..len(releases)-1), in that order.
         transfer_blocks: (q,) the transfer shard of each query row, when they span several
             (``data.shard_numbers``); None: one shard.
+        select: keep each student's best validation epoch (False: the last, the "plain" recipe).
 
     Returns:
         name -> (len(releases), n, C) logits.
@@ -302,6 +316,7 @@ def train_shadow_students(releases: list[Release], *, transfer_X: np.ndarray, sp
                       else ((0,), (n,)))
     train_blocks, val_blocks = student_split(numbers, sizes, fraction=cfg.val_fraction, seed=seed)
     train_pos, val_pos = flat_positions(train_blocks, sizes), flat_positions(val_blocks, sizes)
+    val_pos = val_pos if select else val_pos[:0]
     offsets_of = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     scalers = [Standardizer.fit_blocks(transfer_X[r.rows][offsets_of[k] + t] for k, t in enumerate(train_blocks))
                for r in (releases[:1] if shared else releases)]

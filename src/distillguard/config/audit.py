@@ -45,6 +45,12 @@ class AuditConfig(Section):
                             '("global"), one per record, the reference code\'s fixed σ with median centres ("fixed": '
                             'online from the in-values, offline from the out-values; "fixed_out": from the out-values), '
                             "or auto (global below 64 shadows).")
+    shadow_recipe: Literal["auto", "replay", "plain"] = Field(
+        "replay", description='How shadow teachers and students are trained: "replay" keeps each one\'s best validation '
+                              'epoch, as the real pipeline does; "plain" its last epoch; "auto" trains both (the '
+                              "teachers once, the students twice) and, per target, keeps the recipe whose shadows "
+                              'calibrate the "strongest" attack better, judged leave-one-out on the shadows '
+                              "(docs/strongest-attack.md; on the demo it gained nothing: replay is the default).")
     rmia_offline: bool = Field(
         True, description="RMIA's offline variant: only shadows trained without a record estimate Pr(x).")
     label_only_queries: int = Field(

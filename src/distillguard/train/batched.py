@@ -118,8 +118,9 @@ def _train_group(
     stack: Stack, X: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor, *, loss_fn: LossFn, recipe: Recipe,
     seeds: Sequence[int], validation: tuple[torch.Tensor, torch.Tensor] | None, metric: MetricFn | None,
     progress: _EpochProgress, checkpoint: Checkpoint | None = None, blocks: Sequence[int] | None = None,
-) -> list[dict[str, torch.Tensor]]:
-    """``fit``'s loop for every stacked model at once; returns S state dicts.
+    with_last: bool = False,
+) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]] | None]:
+    """``fit``'s loop for every stacked model at once; returns S state dicts (and, ``with_last``, the last epoch's).
 
     Args:
         rows: (S, m) rows of X / targets that each model trains on.
@@ -146,7 +147,8 @@ def _train_group(
         if checkpoint is not None and epoch + 1 < recipe.epochs and checkpoint.due():
             _save_group(checkpoint, epoch + 1, stack, optimizer, generators, best)
         progress.advance(stack.size)
-    return stack.state_dicts(best.final(stack.params) if best is not None else None)
+    chosen = stack.state_dicts(best.final(stack.params) if best is not None else None)
+    return chosen, (stack.state_dicts() if with_last else None)
 
 
 def _save_group(checkpoint: Checkpoint, epoch: int, stack: Stack, optimizer: SlicedAdamW | FusedAdamW,
@@ -180,36 +182,44 @@ def _fit_looped(
     arch: dict, X: torch.Tensor, targets: torch.Tensor, *, rows: torch.Tensor, loss_fn: LossFn, recipe: Recipe,
     seeds: Sequence[int], val_rows: torch.Tensor | None, metric: MetricFn | None, progress: _EpochProgress,
     checkpoint: Checkpoint | None = None, first: int = 0, blocks: Sequence[int] | None = None,
-) -> list[dict[str, torch.Tensor]]:
+    with_last: bool = False,
+) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]] | None]:
     """The reference: ``loop.fit`` once per model (model ``first + s`` names its checkpoint)."""
-    states = []
+    states, lasts = [], [] if with_last else None
     for s, seed in enumerate(seeds):
         slot = checkpoint.child(f"model{first + s}") if checkpoint is not None else None
-        done = _finished(slot)
+        done = _finished(slot, with_last)
         if done is not None:
             progress.advance(recipe.epochs)
-            states += done
+            states += done[0]
+            lasts = None if lasts is None else lasts + done[1]
             continue
         model = build_model(arch, seed=int(seed)).to(X.device)
         validation = (X[val_rows[s]], targets[val_rows[s]]) if val_rows is not None else None
+        last: dict | None = {} if with_last else None
         fit(model, TensorRows(X[rows[s]], targets[rows[s]], blocks), loss_fn=loss_fn, recipe=recipe, seed=int(seed),
             validation=validation, metric=metric, on_epoch=lambda _epoch: progress.advance(1), checkpoint=slot,
-            data_parallel=False)
+            data_parallel=False, last_state=last)
         states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
-        _mark_finished(slot, states[-1:])
-    return states
+        if lasts is not None:
+            lasts.append(last)
+        _mark_finished(slot, states[-1:], None if last is None else [last])
+    return states, lasts
 
 
-def _finished(checkpoint: Checkpoint | None) -> list[dict[str, torch.Tensor]] | None:
-    """The trained states a finished loop saved, or None if it has not finished."""
+def _finished(checkpoint: Checkpoint | None, with_last: bool = False) -> tuple[list, list | None] | None:
+    """The trained states (and last-epoch states) a finished loop saved, or None if it has not finished."""
     saved = checkpoint.load() if checkpoint is not None else None
-    return saved["states"] if saved is not None and "states" in saved else None
+    if saved is None or "states" not in saved or (with_last and "last" not in saved):
+        return None
+    return saved["states"], (saved["last"] if with_last else None)
 
 
-def _mark_finished(checkpoint: Checkpoint | None, states: list[dict[str, torch.Tensor]]) -> None:
+def _mark_finished(checkpoint: Checkpoint | None, states: list[dict[str, torch.Tensor]],
+                   last: list[dict[str, torch.Tensor]] | None = None) -> None:
     """Replace a loop's in-progress state by its result, so a rerun skips it."""
     if checkpoint is not None:
-        checkpoint.save({"states": states}, point="done")
+        checkpoint.save({"states": states, **({"last": last} if last is not None else {})}, point="done")
 
 
 def stackable(arch: dict) -> bool:
@@ -233,32 +243,37 @@ def _fit_groups(
     arch: dict, X: torch.Tensor, targets: torch.Tensor, *, rows: torch.Tensor, loss_fn: LossFn, recipe: Recipe,
     seeds: Sequence[int], val_rows: torch.Tensor | None, metric: MetricFn | None, strict: bool,
     progress: _EpochProgress, checkpoint: Checkpoint | None = None, blocks: Sequence[int] | None = None,
-) -> list[dict[str, torch.Tensor]]:
+    with_last: bool = False,
+) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]] | None]:
     """One stacked group of models after another; the loop if the architecture cannot be vmapped."""
     states: list[dict[str, torch.Tensor]] = []
+    lasts: list[dict[str, torch.Tensor]] | None = [] if with_last else None
     for g, group in enumerate(_groups(arch, len(seeds))):
         start = group.start
         slot = checkpoint.child(f"group{g}") if checkpoint is not None else None
-        done = _finished(slot)
+        done = _finished(slot, with_last)
         if done is not None:
-            progress.advance(len(done) * recipe.epochs)
-            states += done
+            progress.advance(len(done[0]) * recipe.epochs)
+            states += done[0]
+            lasts = None if lasts is None else lasts + done[1]
             continue
         stack = stack_models([build_model(arch, seed=int(seed)).to(X.device) for seed in seeds[group]])
         if not vmappable(stack, X, targets, rows[group], loss_fn):
             if strict:
                 raise RuntimeError(f"fit_many(batched=True): a {arch.get('kind')!r} model cannot be vmapped")
-            return states + _fit_looped(arch, X, targets, rows=rows[start:], loss_fn=loss_fn, recipe=recipe,
-                                        seeds=seeds[start:], metric=metric, progress=progress,
-                                        val_rows=None if val_rows is None else val_rows[start:],
-                                        checkpoint=checkpoint, first=start, blocks=blocks)
+            rest, rest_last = _fit_looped(arch, X, targets, rows=rows[start:], loss_fn=loss_fn, recipe=recipe,
+                                          seeds=seeds[start:], metric=metric, progress=progress,
+                                          val_rows=None if val_rows is None else val_rows[start:],
+                                          checkpoint=checkpoint, first=start, blocks=blocks, with_last=with_last)
+            return states + rest, None if lasts is None else lasts + rest_last
         validation = None if val_rows is None else (take(X, val_rows[group]), take(targets, val_rows[group]))
-        group_states = _train_group(stack, X, targets, rows[group], loss_fn=loss_fn, recipe=recipe, seeds=seeds[group],
-                                    validation=validation, metric=metric, progress=progress, checkpoint=slot,
-                                    blocks=blocks)
-        _mark_finished(slot, group_states)
+        group_states, group_last = _train_group(stack, X, targets, rows[group], loss_fn=loss_fn, recipe=recipe,
+                                                seeds=seeds[group], validation=validation, metric=metric,
+                                                progress=progress, checkpoint=slot, blocks=blocks, with_last=with_last)
+        _mark_finished(slot, group_states, group_last)
         states += group_states
-    return states
+        lasts = None if lasts is None else lasts + group_last
+    return states, lasts
 
 
 def _check_inputs(X: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor, seeds: Sequence[int],
@@ -300,7 +315,8 @@ def fit_many(
     on_epoch: Callable[[int], None] | None = None,
     checkpoint: Checkpoint | None = None,
     blocks: Sequence[int] | None = None,
-) -> list[dict[str, torch.Tensor]]:
+    with_last: bool = False,
+) -> list[dict[str, torch.Tensor]] | tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
     """Train S models of one architecture, each exactly as ``loop.fit`` would, all at once.
 
     Model s is ``fit(build_model(arch, seed=seeds[s]), X[rows[s]], targets[rows[s]],
@@ -316,33 +332,34 @@ def fit_many(
         loss_fn: (logits (B, C), targets (B, ...)) -> scalar mean loss, called per model.
         recipe: epochs, batch size, AdamW learning rate and weight decay.
         seeds: S seeds, for both the initial parameters and the minibatch order.
-        val_rows: (S, v) int64 rows for checkpoint selection by ``metric``, or None
-            (then the last epoch is kept, as in ``fit``).
+        val_rows: (S, v) int64 rows for checkpoint selection by ``metric`` (None: last epoch).
         metric: (logits, targets) -> float, higher is better, called per model per epoch.
         batched: True: stacked (raises if the model cannot be vmapped); False: ``loop.fit``
             per model; None: stacked when a two-row probe of vmap succeeds, else the loop.
         on_epoch: called with 1, ..., epochs as the training of all models progresses.
-        checkpoint: periodic saves per group of models (and each finished group's
-            result); a rerun resumes exactly where the killed one stopped.
+        checkpoint: periodic saves per group of models (and each finished group's result);
+            a rerun resumes exactly where the killed one stopped.
         blocks: sizes of consecutive blocks of each model's ``rows``, shuffled block-locally
             as the streamed student's rows are (``train/rows.py``); None: one block.
+        with_last: also return the last epochs' states (audit/shadow_recipes.py).
 
     Returns:
-        S state dicts (name -> tensor), in the order of ``seeds``.
+        S state dicts in the order of ``seeds``; ``with_last``: a pair (those, the last epochs').
     """
     _check_inputs(X, targets, rows, seeds, val_rows, blocks)
     progress = _EpochProgress(on_epoch, n_models=len(seeds), epochs=recipe.epochs)
     if not len(seeds):
-        return []
+        return ([], []) if with_last else []
     X, targets, rows, val_rows = _to_current_device(X, targets, rows, val_rows if metric is not None else None)
     common = dict(loss_fn=loss_fn, recipe=recipe, seeds=seeds, val_rows=val_rows, metric=metric, progress=progress,
-                  checkpoint=checkpoint, blocks=blocks)
+                  checkpoint=checkpoint, blocks=blocks, with_last=with_last)
     if batched is False or not stackable(arch):
-        states = _fit_looped(arch, X, targets, rows=rows, **common)
+        states, lasts = _fit_looped(arch, X, targets, rows=rows, **common)
     else:
         with quiet_vmap_fallback():
-            states = _fit_groups(arch, X, targets, rows=rows, strict=bool(batched), **common)
-    return [{k: v.cpu() for k, v in state.items()} for state in states]
+            states, lasts = _fit_groups(arch, X, targets, rows=rows, strict=bool(batched), **common)
+    cpu = [[{k: v.cpu() for k, v in state.items()} for state in part] for part in (states, lasts or [])]
+    return tuple(cpu) if with_last else cpu[0]
 
 
 def predict_many(arch: dict, states: list[dict[str, torch.Tensor]], X: torch.Tensor, *,

@@ -89,14 +89,14 @@ def data_parallel_module(model: nn.Module, here: World) -> nn.Module:
 def fit(model: nn.Module, X: torch.Tensor | Rows, targets: torch.Tensor | None = None, *, loss_fn: LossFn,
         recipe: Recipe, seed: int, validation: tuple[torch.Tensor, torch.Tensor] | Rows | None = None,
         metric: MetricFn | None = None, on_epoch: Callable[[int], None] | None = None,
-        checkpoint: Checkpoint | None = None, data_parallel: bool = True) -> tuple[nn.Module, list[dict]]:
+        checkpoint: Checkpoint | None = None, data_parallel: bool = True, last_state: dict | None = None,
+        ) -> tuple[nn.Module, list[dict]]:
     """Train ``model`` in place and return it with the best validation state loaded.
 
-    Training runs on :func:`distillguard.device.current` (the returned model is on the
-    CPU, where artifacts live). Under torchrun each rank computes its part of every
-    minibatch and DistributedDataParallel sums the parts' gradients; one process with
-    ``[run] batch_split`` parts accumulates the same sums, so with two parts the two
-    runs agree bit for bit (same thread count).
+    Training runs on :func:`distillguard.device.current` (the model returns on the CPU).
+    Under torchrun each rank computes its part of every minibatch and DDP sums the parts'
+    gradients; one process with ``[run] batch_split`` parts accumulates the same sums, so
+    with two parts the two runs agree bit for bit (same thread count).
 
     Args:
         X: (n, d) inputs; targets: (n,) class indices or (n, C) teacher logits. Or ``X``
@@ -105,13 +105,12 @@ def fit(model: nn.Module, X: torch.Tensor | Rows, targets: torch.Tensor | None =
         loss_fn: (logits, targets) -> scalar mean loss over the batch.
         validation: optional (X_val, targets_val) or Rows for checkpoint selection by
             ``metric`` (higher is better; the earliest best epoch wins). Without it the last
-            epoch is kept. Over several blocks the metric is their row-weighted mean (exact
-            for the mean losses and accuracies used here).
+            epoch is kept. Over blocks, the metric is their row-weighted mean.
         on_epoch: called with the epoch number after each epoch (progress bars).
-        checkpoint: where to save the state periodically and resume from; training
-            resumed from it ends exactly where an uninterrupted one would.
+        checkpoint: where to save the state periodically and resume from (exactly).
         data_parallel: under torchrun, share each minibatch among the ranks (False: this
-            rank trains the model alone, e.g. one of the shadows it was given).
+            rank trains the model alone, e.g. a shadow).
+        last_state: a dict filled with the last epoch's state before the best is loaded.
 
     Returns:
         The model and a per-epoch log (train loss, validation metric).
@@ -141,6 +140,8 @@ def fit(model: nn.Module, X: torch.Tensor | Rows, targets: torch.Tensor | None =
                             point=f"epoch{epoch + 1}")
         if on_epoch is not None:
             on_epoch(epoch + 1)
+    if last_state is not None:
+        last_state.update(snapshot(model.state_dict()))
     if best.state is not None:
         model.load_state_dict(best.state)
     model.eval()
