@@ -99,6 +99,7 @@ def train_students(job: ShadowJob, teacher_out: Logits, shadow_ids: Sequence[int
         from distillguard.audit.split_ai_shadows import train_self_distilled_students
 
         return train_self_distilled_students(job, teacher_out, shadow_ids, on_epoch=on_epoch, checkpoint=checkpoint)
+
     def distill(transfer_logits: np.ndarray, select: bool, slot: Checkpoint | None) -> Logits:
         releases = replay_releases(transfer_logits, transfer_X=job.transfer_X, pool=job.pool, canaries=job.canaries,
                                    membership=job.membership, spec=job.spec, shadow_ids=shadow_ids)
