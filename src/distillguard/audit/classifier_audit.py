@@ -151,6 +151,11 @@ def _train_shadows(spec: Spec, run: RunDir, *, schema, pool, test, checkpoints, 
     """The shadow pipelines, replaying the release from the recorded label queries; None without shadows."""
     if not spec.audit.shadows:
         return None
+    if spec.transfer.synthetic is not None:  # each shadow fits its own generator (audit/synthetic_shadows.py)
+        shadows = train_shadows(spec, schema=schema, pool=pool, transfer_X=np.zeros((0, pool.X.shape[1]), np.float32),
+                                population_X=test.X, population_y=test.y, checkpoints=checkpoints, extra_sets=extra_sets)
+        failpoint("audit/shadows-trained")
+        return shadows
     transfer = load_role(spec.data, "transfer", schema=schema, seed=spec.run.seed)
     kept_ids = read_query_ids(run / "softlabels")  # every record the teacher was asked (the guard's survivors)
     transfer = transfer.subset(np.flatnonzero(np.isin(transfer.ids, kept_ids)))

@@ -36,6 +36,8 @@ class ShadowJob:
             ("pool", "population" and, with canaries, "canaries").
         transfer_blocks: (q,) the transfer shard of each query row when they span several,
             which the shadow students replay as the real student's blocks; else None.
+        per_shadow_transfer: with DP synthetic transfer data, the rows of each shadow's own
+            synthetic set: ``transfer_X`` is S such blocks, in shadow order; else None.
     """
 
     spec: Spec
@@ -46,6 +48,7 @@ class ShadowJob:
     transfer_X: np.ndarray
     eval_sets: dict[str, np.ndarray]
     transfer_blocks: np.ndarray | None = None
+    per_shadow_transfer: int | None = None
 
     @property
     def n_shadows(self) -> int:
@@ -89,7 +92,8 @@ def train_students(job: ShadowJob, teacher_out: Logits, shadow_ids: Sequence[int
         teacher_out: the logits of the teachers ``shadow_ids`` (default all S), in that order.
     """
     releases = replay_releases(teacher_out["transfer"], transfer_X=job.transfer_X, pool=job.pool,
-                               canaries=job.canaries, membership=job.membership, spec=job.spec, shadow_ids=shadow_ids)
+                               canaries=job.canaries, membership=job.membership, spec=job.spec, shadow_ids=shadow_ids,
+                               per_shadow=job.per_shadow_transfer)
     return train_shadow_students(releases, transfer_X=job.transfer_X, spec=job.spec, schema=job.schema,
                                  eval_sets=job.eval_sets, shadow_ids=shadow_ids, on_model=on_epoch,
                                  checkpoint=checkpoint, transfer_blocks=job.transfer_blocks)

@@ -46,6 +46,7 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
                            "and test were cut from one labelled table by a seeded split; in deployment the transfer "
                            "set is public data and the members are the private training set"}}
            if teacher_stage.get("data_split") else {}),
+        **({"transfer_set": label_stage["transfer_set"]} if label_stage.get("transfer_set") else {}),
         "shadows": metrics.get("shadows"),
         "exchangeability": metrics.get("exchangeability"),
         "attacks": metrics["attacks"],

@@ -1,7 +1,8 @@
 """Stage 3: the student, trained from softlabels/ and the transfer inputs only.
 
 This module reads exactly two things: the stored soft labels (or, for PATE, the released
-noisy labels of the answered queries) and the transfer role of the data. It imports no
+noisy labels of the answered queries) and the transfer role of the data (or, with
+``[transfer.synthetic]``, the DP synthetic rows the label stage wrote beside the labels). It imports no
 loader of members or nonmembers and never opens teacher/; the manifest's inputs for this
 stage show it. Both are streamed, shard by shard: memory does not grow with the transfer
 set (``benchmarks/bench_label_scale.py`` measures it).
@@ -17,8 +18,9 @@ import numpy as np
 from distillguard import distributed, progress
 from distillguard.config import Spec
 from distillguard.data import data_fingerprint, iter_transfer, shard_numbers
-from distillguard.data.softlabel_shards import LabelQueue, iter_label_shards, read_query_ids
-from distillguard.data.types import Schema
+from distillguard.data.softlabel_shards import (SYNTHETIC_INPUTS, LabelQueue, iter_label_shards,
+                                                read_query_ids)
+from distillguard.data.types import Schema, Split
 from distillguard.errors import ArtifactError
 from distillguard.models.artifact import save_classifier
 from distillguard.runs import RunDir, atomic_write_json, read_json
@@ -34,7 +36,8 @@ def run_distill_stage(spec: Spec, run: RunDir) -> bool:
     if not label_outputs:
         raise ArtifactError(f"{run / 'softlabels'}: no soft labels recorded in {run.manifest_path}; run the label stage first")
     inputs = {rel: run.output_hash("label", rel) for rel in sorted(label_outputs)}
-    inputs["data.transfer"] = data_fingerprint(spec.data, "transfer")
+    if spec.transfer.synthetic is None:  # else the inputs are the synthetic rows in softlabels/
+        inputs["data.transfer"] = data_fingerprint(spec.data, "transfer")
     params = {"student": spec.section_dict("student"), "distill": spec.section_dict("distill"), "seed": spec.run.seed}
     if distributed.batch_parts() > 1:  # gradients in parts round differently from one piece
         params["batch_parts"] = distributed.batch_parts()
@@ -62,6 +65,18 @@ def run_distill_stage(spec: Spec, run: RunDir) -> bool:
                          checkpoints=checkpoints)
 
 
+def _transfer_chunks(spec: Spec, softlabels: Path, schema: Schema):
+    """The transfer inputs in shards: the transfer role, or the DP synthetic rows the label stage wrote."""
+    path = softlabels / SYNTHETIC_INPUTS
+    if "transfer_set" not in read_json(softlabels / "meta.json"):
+        yield from iter_transfer(spec.data, schema=schema, seed=spec.run.seed, rows=spec.run.shard_rows)
+        return
+    X = np.load(path, allow_pickle=False)
+    for start in range(0, len(X), spec.run.shard_rows):
+        stop = min(start + spec.run.shard_rows, len(X))
+        yield Split(X=X[start:stop], y=None, ids=np.arange(start, stop, dtype=np.int64))
+
+
 def stage_blocks(spec: Spec, softlabels: Path, scratch: Path) -> tuple[StudentBlocks, Schema, dict]:
     """Join the label shards with the transfer inputs, one transfer shard at a time, into ``scratch``.
 
@@ -75,7 +90,7 @@ def stage_blocks(spec: Spec, softlabels: Path, scratch: Path) -> tuple[StudentBl
     schema = Schema.from_dict(meta["schema"])
     labels = LabelQueue(iter_label_shards(softlabels), softlabels)
     numbers, sizes = [], []
-    for b, chunk in enumerate(iter_transfer(spec.data, schema=schema, seed=spec.run.seed, rows=spec.run.shard_rows)):
+    for b, chunk in enumerate(_transfer_chunks(spec, softlabels, schema)):
         if not len(chunk):
             continue
         ids, targets = labels.take_through(int(chunk.ids[-1]))
