@@ -127,7 +127,7 @@ def compression(noisy: np.ndarray, kind: str, *, threshold: float) -> Compressio
     """Merge the values of one attribute whose noisy count is below ``threshold`` (MST's step).
 
     Values whose noisy count reaches ``threshold`` are kept (at least the largest one).
-    On the numeric grid, every other value joins its nearest kept value (ties: the lower),
+    On the numeric grid, every other value joins its nearest kept value in grid steps (ties: the lower),
     so a compressed value stands for one grid value; for categories and labels the others
     become one "rest" value, as in MST. Post-processing of the noisy count: no budget.
     """
