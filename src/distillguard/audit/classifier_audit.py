@@ -162,7 +162,8 @@ def _train_shadows(spec: Spec, run: RunDir, *, schema, pool, test, checkpoints, 
     """The shadow pipelines, replaying the release from the recorded label queries; None without shadows."""
     if not spec.audit.shadows:
         return None
-    if spec.teacher.split_ai is not None and spec.teacher.split_ai.self_distill:  # each shadow's own inputs
+    self_distill = spec.teacher.split_ai is not None and spec.teacher.split_ai.self_distill
+    if self_distill or spec.transfer.synthetic is not None:  # each shadow's own inputs or generator
         shadows = train_shadows(spec, schema=schema, pool=pool, transfer_X=np.zeros((0, pool.X.shape[1]), np.float32),
                                 population_X=test.X, population_y=test.y, checkpoints=checkpoints,
                                 extra_sets=extra_sets)

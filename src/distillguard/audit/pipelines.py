@@ -39,6 +39,8 @@ class ShadowJob:
             which the shadow students replay as the real student's blocks; else None.
         recipe: "replay", "plain" or "both" (audit/shadow_recipes.py); with
             "both", the plain recipe's logits are beside the replay's, under ``PLAIN + name``.
+        per_shadow_transfer: with DP synthetic transfer data, the rows of each shadow's own
+            synthetic set: ``transfer_X`` is S such blocks, in shadow order; else None.
     """
 
     spec: Spec
@@ -50,6 +52,7 @@ class ShadowJob:
     eval_sets: dict[str, np.ndarray]
     transfer_blocks: np.ndarray | None = None
     recipe: str = "replay"
+    per_shadow_transfer: int | None = None
 
     @property
     def n_shadows(self) -> int:
@@ -102,7 +105,8 @@ def train_students(job: ShadowJob, teacher_out: Logits, shadow_ids: Sequence[int
 
     def distill(transfer_logits: np.ndarray, select: bool, slot: Checkpoint | None) -> Logits:
         releases = replay_releases(transfer_logits, transfer_X=job.transfer_X, pool=job.pool, canaries=job.canaries,
-                                   membership=job.membership, spec=job.spec, shadow_ids=shadow_ids)
+                                   membership=job.membership, spec=job.spec, shadow_ids=shadow_ids,
+                                   per_shadow=job.per_shadow_transfer)
         return train_shadow_students(releases, transfer_X=job.transfer_X, spec=job.spec, schema=job.schema,
                                      eval_sets=job.eval_sets, shadow_ids=shadow_ids, on_model=on_epoch,
                                      checkpoint=slot, transfer_blocks=job.transfer_blocks, select=select)

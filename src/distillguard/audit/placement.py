@@ -75,8 +75,15 @@ def train_shadows(spec: Spec, *, schema, pool: AuditPool, transfer_X: np.ndarray
     if canaries is not None:
         eval_sets["canaries"] = canaries.X
     eval_sets.update(extra_sets or {})
+    per_shadow = None
+    if spec.transfer.synthetic is not None and not teachers_only:  # each shadow fits its own generator
+        from distillguard.audit.synthetic_shadows import shadow_synthetic_transfer
+
+        transfer_X = shadow_synthetic_transfer(pool, canaries, membership, spec=spec, schema=schema)
+        per_shadow, transfer_blocks = spec.transfer.synthetic.rows, None
     recipe = "replay" if teachers_only else shadow_recipe(spec)  # scan: its model's recipe is not the spec's
-    job = ShadowJob(spec, schema, pool, canaries, membership, transfer_X, eval_sets, transfer_blocks, recipe)
+    job = ShadowJob(spec, schema, pool, canaries, membership, transfer_X, eval_sets, transfer_blocks,
+                    recipe=recipe, per_shadow_transfer=per_shadow)
     if teachers_only:
         return _shadow_logits(membership, canaries, _train_teachers_locally(job, checkpoints), None,
                               n_classes=schema.n_classes, extra=list(extra_sets or {}), recipe=recipe)

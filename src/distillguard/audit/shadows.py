@@ -260,26 +260,31 @@ def train_shadow_teachers(pool: AuditPool, canaries: CanarySet | None, membershi
 
 def replay_releases(teacher_transfer_logits: np.ndarray, *, transfer_X: np.ndarray, pool: AuditPool,
                     canaries: CanarySet | None, membership: np.ndarray, spec: Spec,
-                    shadow_ids: Sequence[int] | None = None) -> list[Release]:
+                    shadow_ids: Sequence[int] | None = None, per_shadow: int | None = None) -> list[Release]:
     """What each shadow teacher releases: the real pipeline's selection rule and soft-label knobs,
     applied to that shadow's logits and private training set, with its own noise draw.
 
     Args:
         teacher_transfer_logits: (len(shadow_ids), q, C) the logits of shadows ``shadow_ids``
             (default all S) on the transfer rows, in that order.
+        per_shadow: with DP synthetic transfer data, ``transfer_X`` holds S blocks of this many
+            rows, block s being shadow s's own synthetic set: each shadow releases on its block
+            (the rows of its release index ``transfer_X``). None: one transfer set for all.
     """
     ids = shadow_range(membership, shadow_ids)
     if len(ids) != len(teacher_transfer_logits):
         raise ValueError(f"{len(teacher_transfer_logits)} shadow teachers' logits for {len(ids)} shadow ids")
-    if spec.softlabels.is_identity() and spec.transfer.is_identity():
+    if per_shadow is None and spec.softlabels.is_identity() and spec.transfer.is_identity():
         return [Release(np.arange(len(transfer_X)), z.astype(np.float32)) for z in teacher_transfer_logits]
     seed, out = spec.run.seed, []
     for s, logits in zip(ids, teacher_transfer_logits):
+        block = slice(s * per_shadow, (s + 1) * per_shadow) if per_shadow is not None else slice(None)
         private_X = None
         if spec.transfer.select == "far_from_private":
             private_X = _shadow_training_set(s, pool, canaries, membership, val_fraction=0.0, seed=seed)[0]
-        out.append(release(logits, transfer_X=transfer_X, private_X=private_X, softlabels=spec.softlabels,
-                           transfer=spec.transfer, seed=seed, noise_seed=derive_seed(seed, "shadow", s, "softlabels")))
+        one = release(logits[block], transfer_X=transfer_X[block], private_X=private_X, softlabels=spec.softlabels,
+                      transfer=spec.transfer, seed=seed, noise_seed=derive_seed(seed, "shadow", s, "softlabels"))
+        out.append(Release(one.rows + (block.start or 0), one.targets) if per_shadow is not None else one)
     return out
 
 

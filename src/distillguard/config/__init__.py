@@ -32,7 +32,7 @@ from distillguard.config.models import ModelConfig, StudentConfig, TeacherConfig
 from distillguard.config.privacy import DP_SGD_FIELDS, PATE_DEFAULTS, PATE_FIELDS, PrivacyConfig
 from distillguard.config.run import RunConfig
 from distillguard.config.scan import SCAN_TARGET, ScanConfig
-from distillguard.config.softlabels import SoftLabelConfig, TransferConfig
+from distillguard.config.softlabels import SoftLabelConfig, SyntheticTransferConfig, TransferConfig
 from distillguard.config.spec import ClassifierSpec, LMSpec, Spec
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "SynthConfig",
     "TeacherConfig",
     "TokenizerConfig",
+    "SyntheticTransferConfig",
     "TransferConfig",
     "demo_spec",
     "load_spec",

@@ -60,6 +60,24 @@ class SoftLabelConfig(Section):
                 "mix_uniform": self.mix_uniform, "logit_noise": self.logit_noise}
 
 
+class SyntheticTransferConfig(Section):
+    """``[transfer.synthetic]``: a DP synthetic transfer set, for when no public data exist.
+
+    The label stage fits a differentially private generator on the members (the teacher's
+    training table) and the teacher labels its samples instead of the transfer records;
+    the student never sees a private record. The audit's shadows each fit their own
+    generator on their own training set (see docs/defenses.md).
+    """
+
+    mechanism: Literal["mst"] = Field(
+        "mst", description="mst: MST (McKenna et al. 2021), Gaussian-noised 1- and 2-way marginals on a tree, fitted "
+                           "with Private-PGM; needs pip install \"distillguard[synth]\". Tabular data only.")
+    epsilon: float = Field(3.0, gt=0, le=100, description="The generator's ε (its whole budget, zCDP-accounted).")
+    delta: float | None = Field(None, gt=0, lt=1, description="The generator's δ; default min(1/(10·members), 1e-5).")
+    rows: int = Field(3000, ge=10, le=1_000_000, description="Synthetic rows sampled (before copies of private "
+                                                             "records are dropped, which more draws replace).")
+
+
 class TransferConfig(Section):
     """Which transfer records the teacher labels (after the leak guard)."""
 
@@ -68,6 +86,9 @@ class TransferConfig(Section):
         "all", description="low_entropy: keep the records the teacher is surest about (DMP); far_from_private: drop "
                            "the records nearest to a private record.")
     keep_fraction: float = Field(1.0, gt=0, le=1, description="Fraction of records the selection rule keeps.")
+    synthetic: SyntheticTransferConfig | None = Field(
+        None, description="Label DP synthetic rows fitted on the members instead of the transfer records (no public "
+                          "data needed); size and select then apply to the synthetic rows.")
 
     @model_validator(mode="after")
     def _fraction_with_rule(self) -> TransferConfig:

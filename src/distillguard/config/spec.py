@@ -277,6 +277,9 @@ class ClassifierSpec(Spec):
         if text and "label_noise" in self.audit.attacks:
             problems.append('[audit].attacks: "label_noise" adds Gaussian noise to numeric features, which token ids '
                             'are not; not supported for kind = "hf-text" (label_gap is)')
+        if text and self.transfer.synthetic is not None:
+            problems.append("[transfer.synthetic]: the DP generator models table columns, not token ids; not supported "
+                            'for kind = "hf-text"')
         if text and self.transfer.select == "far_from_private":
             problems.append('[transfer].select: "far_from_private" measures feature distances, which token ids do '
                             'not have; not supported for kind = "hf-text"')

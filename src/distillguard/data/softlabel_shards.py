@@ -24,6 +24,7 @@ from distillguard.data.types import Schema, Split
 from distillguard.errors import ArtifactError
 from distillguard.runs import read_json
 
+SYNTHETIC_INPUTS = "synthetic_inputs.npy"  # (q, d) float32 DP synthetic transfer rows ([transfer.synthetic])
 QUERIES = "queries.parquet"
 
 

@@ -43,6 +43,11 @@ def _front_matter(report: dict[str, Any]) -> list[str]:
 def _isolation_lines(report: dict[str, Any]) -> list[str]:
     """What the student learned from: public transfer data, or (self-distillation) the members' inputs."""
     transfer_set = report.get("transfer_set")
+    if transfer_set and transfer_set.get("source") == "synthetic":  # [transfer.synthetic]
+        return [f"This model was trained by knowledge distillation (distillguard) on {transfer_set['rows']} DP "
+                f"synthetic rows ({transfer_set['mechanism']}, ε = {transfer_set['epsilon']:.2f}, δ = "
+                f"{transfer_set['delta']:g}) generated from the sensitive records, labelled by a teacher;",
+                "it never saw a sensitive record itself. The ε covers the generator only, not the teacher's labels."]
     if transfer_set:
         return [f"This model was trained by knowledge distillation (distillguard, {transfer_set['mechanism']}): "
                 f"its transfer set was {transfer_set['source']}.", transfer_set["isolation"]]

@@ -1,7 +1,8 @@
 """Stage 3: the student, trained from softlabels/ and the transfer inputs only.
 
 This module reads exactly two things: the stored soft labels (or, for PATE, the released
-noisy labels of the answered queries) and the transfer role of the data. Under Split-AI
+noisy labels of the answered queries) and the transfer role of the data (or, with
+``[transfer.synthetic]``, the DP synthetic rows the label stage wrote beside the labels). Under Split-AI
 self-distillation the transfer inputs are the members' feature values, which the label
 stage wrote into softlabels/ without their label column (``inputs.npy``): then this stage
 reads softlabels/ alone, never a data file. It imports no
@@ -20,8 +21,9 @@ import numpy as np
 from distillguard import distributed, progress
 from distillguard.config import Spec
 from distillguard.data import data_fingerprint, iter_transfer, shard_numbers
-from distillguard.data.softlabel_shards import INPUTS, LabelQueue, iter_label_inputs, iter_label_shards, read_query_ids
-from distillguard.data.types import Schema
+from distillguard.data.softlabel_shards import (INPUTS, SYNTHETIC_INPUTS, LabelQueue, iter_label_inputs,
+                                                iter_label_shards, read_query_ids)
+from distillguard.data.types import Schema, Split
 from distillguard.errors import ArtifactError
 from distillguard.models.artifact import save_classifier
 from distillguard.runs import RunDir, atomic_write_json, read_json
@@ -37,7 +39,8 @@ def run_distill_stage(spec: Spec, run: RunDir) -> bool:
     if not label_outputs:
         raise ArtifactError(f"{run / 'softlabels'}: no soft labels recorded in {run.manifest_path}; run the label stage first")
     inputs = {rel: run.output_hash("label", rel) for rel in sorted(label_outputs)}
-    if f"softlabels/{INPUTS}" not in label_outputs:  # Split-AI self-distillation keeps its inputs in softlabels/
+    # Split-AI self-distillation keeps its inputs in softlabels/, and so does DP synthetic transfer data
+    if f"softlabels/{INPUTS}" not in label_outputs and spec.transfer.synthetic is None:
         inputs["data.transfer"] = data_fingerprint(spec.data, "transfer")
     params = {"student": spec.section_dict("student"), "distill": spec.section_dict("distill"), "seed": spec.run.seed}
     if distributed.batch_parts() > 1:  # gradients in parts round differently from one piece
@@ -69,6 +72,21 @@ def run_distill_stage(spec: Spec, run: RunDir) -> bool:
                          checkpoints=checkpoints)
 
 
+def _transfer_chunks(spec: Spec, softlabels: Path, schema: Schema):
+    """The transfer inputs in shards: the transfer role, the DP synthetic rows the label stage
+    wrote, or (Split-AI self-distillation) the members' inputs it wrote without their labels."""
+    if read_json(softlabels / "meta.json").get("inputs") == INPUTS:
+        yield from iter_label_inputs(softlabels, rows=spec.run.shard_rows)
+        return
+    if spec.transfer.synthetic is None:
+        yield from iter_transfer(spec.data, schema=schema, seed=spec.run.seed, rows=spec.run.shard_rows)
+        return
+    X = np.load(softlabels / SYNTHETIC_INPUTS, allow_pickle=False)
+    for start in range(0, len(X), spec.run.shard_rows):
+        stop = min(start + spec.run.shard_rows, len(X))
+        yield Split(X=X[start:stop], y=None, ids=np.arange(start, stop, dtype=np.int64))
+
+
 def stage_blocks(spec: Spec, softlabels: Path, scratch: Path) -> tuple[StudentBlocks, Schema, dict]:
     """Join the label shards with the transfer inputs, one transfer shard at a time, into ``scratch``.
 
@@ -82,9 +100,7 @@ def stage_blocks(spec: Spec, softlabels: Path, scratch: Path) -> tuple[StudentBl
     schema = Schema.from_dict(meta["schema"])
     labels = LabelQueue(iter_label_shards(softlabels), softlabels)
     numbers, sizes = [], []
-    chunks = (iter_label_inputs(softlabels, rows=spec.run.shard_rows) if meta.get("inputs") == INPUTS
-              else iter_transfer(spec.data, schema=schema, seed=spec.run.seed, rows=spec.run.shard_rows))
-    for b, chunk in enumerate(chunks):
+    for b, chunk in enumerate(_transfer_chunks(spec, softlabels, schema)):
         if not len(chunk):
             continue
         ids, targets = labels.take_through(int(chunk.ids[-1]))

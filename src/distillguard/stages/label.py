@@ -16,8 +16,8 @@ from distillguard.checkpoints import failpoint
 from distillguard.config import Spec
 from distillguard.data import TransferGuard, data_fingerprint, guard_transfer, iter_transfer, load_role
 from distillguard.data.leakguard import merge_reports
-from distillguard.data.softlabel_shards import (QUERIES, read_shard_ids, write_label_shards, write_logit_shards,
-                                                write_logit_table, write_queries)
+from distillguard.data.softlabel_shards import (QUERIES, SYNTHETIC_INPUTS, read_shard_ids, write_label_shards,
+                                                write_logit_shards, write_logit_table, write_queries)
 from distillguard.errors import ConfigError
 from distillguard.models.artifact import load_classifier
 from distillguard.runs import RunDir, atomic_write_json
@@ -50,10 +50,14 @@ def run_label_stage(spec: Spec, run: RunDir) -> bool:
         teacher, _ = load_classifier(run / "teacher")
         if spec.privacy.mechanism != "pate" and spec.softlabels.is_identity() and spec.transfer.is_identity():
             return _stream_logits(spec, folder, teacher=teacher, inputs=inputs)
-        transfer = load_role(spec.data, "transfer", schema=teacher.schema, seed=spec.run.seed)
-        keep, leaks = guard_transfer(spec.data, transfer, schema=teacher.schema, seed=spec.run.seed)
-        _log_leaks(spec, leaks)
-        transfer = transfer.subset(keep)
+        synthetic = None
+        if spec.transfer.synthetic is not None:  # DP synthetic rows instead of the transfer records
+            transfer, leaks, synthetic = _synthetic_transfer(spec, folder, schema=teacher.schema)
+        else:
+            transfer = load_role(spec.data, "transfer", schema=teacher.schema, seed=spec.run.seed)
+            keep, leaks = guard_transfer(spec.data, transfer, schema=teacher.schema, seed=spec.run.seed)
+            _log_leaks(spec, leaks)
+            transfer = transfer.subset(keep)
         if spec.privacy.mechanism == "pate":
             return _write_pate_labels(spec, folder, teacher=teacher, transfer=transfer, inputs=inputs, leaks=leaks)
         out = _release(spec, teacher, transfer)
@@ -63,7 +67,7 @@ def run_label_stage(spec: Spec, run: RunDir) -> bool:
                                     shard_rows=spec.run.shard_rows)
         write_queries(folder, ids=transfer.ids, answered=released)
         return _write_meta(spec, folder, teacher=teacher, inputs=inputs, leaks=leaks, shards=shards,
-                           n_records=int(released.sum()), n_queries=len(transfer))
+                           n_records=int(released.sum()), n_queries=len(transfer), synthetic=synthetic)
 
     return execute_stage(run, "label", params=params, inputs=inputs, output=OUTPUT, build=build)
 
@@ -131,17 +135,50 @@ def _log_leaks(spec: Spec, leaks) -> None:
 
 
 def _write_meta(spec: Spec, folder: Path, *, teacher, inputs: dict, leaks, shards: list[str], n_records: int,
-                n_queries: int) -> dict:
-    """``meta.json`` of released logits; returns the stage's manifest fields."""
+                n_queries: int, synthetic: dict | None = None) -> dict:
+    """``meta.json`` of released logits; returns the stage's manifest fields.
+
+    ``synthetic``: the generator's record when the transfer set is DP synthetic rows
+    (``synthetic_inputs.npy`` beside the shards); it is then the stage's ``transfer_set``.
+    """
+    extra = {"transfer_set": {"source": "synthetic", **synthetic}} if synthetic is not None else {}
     atomic_write_json(folder / "meta.json", {
         "temperature": 1.0, "kind": "logits", "n_records": n_records, "n_queries": n_queries,
         "queries": QUERIES, "softlabels": spec.section_dict("softlabels"), "transfer": spec.section_dict("transfer"),
         "n_classes": teacher.schema.n_classes,
         "teacher_sha256": inputs["teacher/model.safetensors"], "transfer_sha256": inputs["data.transfer"],
         "schema": teacher.schema.to_dict(), "shards": shards, "leak_guard": leaks.to_dict(),
-        "leak_policy": spec.data.effective_leak_policy(),
+        "leak_policy": spec.data.effective_leak_policy(), **extra,
     })
-    return {"n_records": n_records, "n_queries": n_queries, "leak_guard": _leak_record(spec, leaks)}
+    return {"n_records": n_records, "n_queries": n_queries, "leak_guard": _leak_record(spec, leaks), **extra}
+
+
+def _synthetic_transfer(spec: Spec, folder: Path, *, schema):
+    """DP synthetic transfer inputs fitted on the members: (Split, empty LeakReport, generator record).
+
+    The leak guard has already dropped every synthetic row that copies a member or a
+    nonmember (counted in the record), so the report of what remains is empty. The rows
+    are kept as ``synthetic_inputs.npy``: the distill stage reads them instead of the
+    transfer role.
+    """
+    from distillguard.data import load_members
+    from distillguard.data.leakguard import TABULAR_METHOD, LeakReport
+    from distillguard.data.synthetic_transfer import resolved_delta, synthetic_transfer
+    from distillguard.data.types import Split
+
+    cfg, seed = spec.transfer.synthetic, spec.run.seed
+    _, members = load_members(spec.data, seed=seed)
+    nonmembers = load_role(spec.data, "nonmembers", schema=schema, seed=seed)
+    with progress.task(f"label: DP synthetic transfer set ({cfg.mechanism}, ε = {cfg.epsilon:g})", None):
+        out = synthetic_transfer(members.X, members.y, schema=schema, cfg=cfg, delta=resolved_delta(cfg, len(members)),
+                                 private={"members": members.X, "nonmembers": nonmembers.X},
+                                 leak_threshold=spec.data.leak_threshold, seed=derive_seed(seed, "synthetic-transfer"))
+    np.save(folder / SYNTHETIC_INPUTS, out.X, allow_pickle=False)
+    record = out.record
+    progress.log(f"label: {record['rows']} synthetic rows ({record['mechanism']}, ε = {record['epsilon']:g}, "
+                 f"δ = {record['delta']:.3g}); the leak guard dropped {record['dropped_copies']} of {record['drawn']} drawn")
+    leaks = LeakReport([], [], spec.data.leak_threshold, TABULAR_METHOD)
+    return Split(X=out.X, y=None, ids=np.arange(len(out.X), dtype=np.int64)), leaks, record
 
 
 def _leak_record(spec: Spec, leaks) -> dict:
