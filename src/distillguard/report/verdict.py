@@ -179,9 +179,11 @@ def next_steps(report: dict[str, Any], *, spec_path: str | None, verdict: str,
                                                 f"distillguard run runs/{name}-tune/best.toml"}]
     if report.get("model_kind") != "causal-lm":
         steps += [
-            {"what": "average two teachers trained on disjoint halves of the members, on top of the hard labels "
-                     "(docs/defenses/plain-kd.md)",
-             "command": "add [teacher] ensemble = 2 to the spec, then distillguard run SPEC"} if hard_labels else
+            {"what": "regularise the teacher and label only the transfer records farthest from the members, on top "
+                     "of the hard labels (passed the gate on purchase-synth: docs/defenses/plain-kd.md)",
+             "command": 'add [teacher] weight_decay = 0.02 and label_smoothing = 0.3, and [transfer] select = '
+                        '"far_from_private" and keep_fraction = 0.7 to the spec, then distillguard run SPEC'}
+            if hard_labels else
             {"what": "release hard labels only (docs/defenses/plain-kd.md)",
              "command": 'add [softlabels] labels = "hard" to the spec, then distillguard run SPEC'},
             {"what": "train the teacher with DP-SGD for a formal guarantee (docs/defenses/dp-sgd.md)",
