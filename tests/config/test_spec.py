@@ -1,10 +1,11 @@
 """Spec loading: unknown keys, every error at once, paths relative to the spec file."""
 
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from distillguard.config import Spec, load_spec
+from distillguard.config import Spec, load_spec, parse_spec
 from distillguard.errors import ConfigError
 
 
@@ -100,3 +101,19 @@ def test_unknown_keys_say_what_was_meant(tmp_path, text, expected):
     with pytest.raises(ConfigError) as info:
         load_spec(_write(tmp_path, text))
     assert expected in str(info.value)
+
+
+def test_classifiers_release_hard_labels_unless_the_user_chose_a_release() -> None:
+    """The defended default (docs/results/real-data.md): hard labels, plain KD one key away."""
+    assert parse_spec({}, base_dir=Path(".")).softlabels.labels == "hard"
+    assert parse_spec({"softlabels": {"labels": "soft"}}, base_dir=Path(".")).softlabels.labels == "soft"
+    chose_top_k = parse_spec({"softlabels": {"top_k": 3}}, base_dir=Path("."))  # a release of their own: kept
+    assert chose_top_k.softlabels.labels == "soft" and chose_top_k.softlabels.top_k == 3
+    pate = parse_spec({"privacy": {"mechanism": "pate"}}, base_dir=Path("."))  # PATE releases its noisy votes
+    assert pate.softlabels.labels == "soft" and pate.softlabels.is_identity()
+    dp = parse_spec({"privacy": {"mechanism": "dp-sgd", "epsilon": 8.0}}, base_dir=Path("."))
+    assert dp.softlabels.labels == "hard"
+    lm = parse_spec({"data": {"builtin": "pii-corpus"}}, base_dir=Path("."))  # an LM releases top-k log-probs
+    assert lm.softlabels.is_identity()
+    again = parse_spec(tomllib.loads(parse_spec({}, base_dir=Path(".")).to_toml()), base_dir=Path("."))
+    assert again.softlabels.labels == "hard"  # the resolved spec says so and reads back the same

@@ -107,7 +107,7 @@ def test_teacher_ensemble_releases_the_averaged_probabilities_of_disjoint_teache
     from distillguard.train.label_defenses import average_ensemble
 
     spec = KNOB_SPEC.replace("label_smoothing = 0.05", "ensemble = 3").replace(
-        "[softlabels]\ntop_k = 2\nmix_uniform = 0.1\n", "").replace(
+        "[softlabels]\ntop_k = 2\nmix_uniform = 0.1\n", '[softlabels]\nlabels = "soft"\n').replace(
         '[transfer]\nselect = "low_entropy"\nkeep_fraction = 0.5\n', "")
     (tmp_path / "spec.toml").write_text(spec)
     report = distillguard.run(tmp_path / "spec.toml", run_dir=tmp_path / "run").report

@@ -76,6 +76,10 @@ def test_clear_leak_fails_even_on_a_small_pool_with_next_steps():
                            "distillguard run runs/small-tune/best.toml")
     assert any('[softlabels] labels = "hard"' in c for c in commands)
     assert any('mechanism = "dp-sgd"' in c for c in commands)
+    # a student that already learned from hard labels (the default) is offered the next step instead
+    hard = gate_verdict(_report(n=45, student=(0.85, (0.75, 0.93))), GATE, hard_labels=True)
+    hard_commands = [s["command"] for s in hard["next_steps"]]
+    assert not any("labels =" in c for c in hard_commands) and any("far_from_private" in c for c in hard_commands)
 
 
 def test_narrow_interval_over_the_bar_fails():

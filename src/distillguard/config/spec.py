@@ -30,7 +30,7 @@ from distillguard.config.models import StudentConfig, TeacherConfig, with_text_c
 from distillguard.config.privacy import PrivacyConfig
 from distillguard.config.run import RunConfig
 from distillguard.config.scan import SCAN_TARGET, ScanConfig, with_scan_defaults
-from distillguard.config.softlabels import SoftLabelConfig, TransferConfig
+from distillguard.config.softlabels import SoftLabelConfig, TransferConfig, with_defended_release
 
 CLASSIFIER_TRACK = "classifier"
 LM_TRACK = "causal-lm"
@@ -90,8 +90,10 @@ class Spec(Section):
         raw = with_scan_defaults(raw)  # first: whether the user gave a recipe ([teacher]) decides the scan's shadows
         if is_text_data(raw.get("data")):
             raw = with_lm_defaults(raw)
-        elif is_text_classification_data(raw.get("data")):
-            raw = with_text_clf_defaults(raw)
+        else:
+            raw = with_defended_release(raw)
+            if is_text_classification_data(raw.get("data")):
+                raw = with_text_clf_defaults(raw)
         audit = dict(raw.get("audit") or {}) if isinstance(raw.get("audit", {}), dict) else raw.get("audit")
         if not isinstance(audit, dict):
             return raw

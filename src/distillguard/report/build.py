@@ -72,7 +72,8 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
     if not spec.is_lm and spec.scan is None:
         _warn_on_label_coverage(run, report["warnings"])
     # RUN stands for the run folder, so the report is the same wherever the folder is (the CLI fills it in)
-    report["gate"] = gate_verdict(report, spec.gate, spec_path="RUN/spec.toml")
+    report["gate"] = gate_verdict(report, spec.gate, spec_path="RUN/spec.toml",
+                                  hard_labels=not spec.is_lm and spec.softlabels.labels == "hard")
     report["warnings"] += [f"pool too small for the gate: {p['reason']}; {p['fix']}"
                            for p in report["gate"]["power"]["problems"] if p["kind"] == "pool"]
     return report

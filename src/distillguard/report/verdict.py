@@ -27,11 +27,13 @@ MAX_AUC_INTERVAL = 0.10
 INCONCLUSIVE_EXIT = 3
 
 
-def gate_verdict(report: dict[str, Any], gate: GateConfig, *, spec_path: str | None = None) -> dict[str, Any]:
+def gate_verdict(report: dict[str, Any], gate: GateConfig, *, spec_path: str | None = None,
+                 hard_labels: bool = False) -> dict[str, Any]:
     """:func:`evaluate_gate` plus ``verdict``, ``power``, the reasons and the next steps.
 
     ``passed`` is true only for the verdict ``"pass"``. ``spec_path`` (the run's resolved
-    spec) goes into the next-step commands of a failed or inconclusive verdict.
+    spec) goes into the next-step commands of a failed or inconclusive verdict;
+    ``hard_labels``: the student already learned from hard labels, so that step is not offered.
     """
     result = evaluate_gate(report, gate)
     attack = _gate_result(report, result)
@@ -52,7 +54,7 @@ def gate_verdict(report: dict[str, Any], gate: GateConfig, *, spec_path: str | N
         result["note"] = ("the teacher does not leak measurably either (its interval is within the gate's bar): "
                           "distillation was not needed for privacy on these data")
     if verdict != "pass":
-        result["next_steps"] = next_steps(report, spec_path=spec_path, verdict=verdict)
+        result["next_steps"] = next_steps(report, spec_path=spec_path, verdict=verdict, hard_labels=hard_labels)
     return result
 
 
@@ -173,7 +175,8 @@ def _teacher_at_chance(report: dict[str, Any], gate: GateConfig, attack: dict[st
     return teacher is not None and bool(teacher.get("auc_ci")) and teacher["auc_ci"][1] <= gate.max_auc
 
 
-def next_steps(report: dict[str, Any], *, spec_path: str | None, verdict: str) -> list[dict[str, str]]:
+def next_steps(report: dict[str, Any], *, spec_path: str | None, verdict: str,
+               hard_labels: bool = False) -> list[dict[str, str]]:
     """The closest options that may pass, each with the command to run (no record values)."""
     spec = spec_path or "SPEC"
     name = report.get("run", {}).get("name") or "run"
@@ -187,6 +190,11 @@ def next_steps(report: dict[str, Any], *, spec_path: str | None, verdict: str) -
                                                 f"distillguard run runs/{name}-tune/best.toml"}]
     if report.get("model_kind") != "causal-lm":
         steps += [
+            {"what": "regularise the teacher and label only the transfer records farthest from the members, on top "
+                     "of the hard labels (passed the gate on purchase-synth: docs/defenses/plain-kd.md)",
+             "command": 'add [teacher] weight_decay = 0.02 and label_smoothing = 0.3, and [transfer] select = '
+                        '"far_from_private" and keep_fraction = 0.7 to the spec, then distillguard run SPEC'}
+            if hard_labels else
             {"what": "release hard labels only (docs/defenses/plain-kd.md)",
              "command": 'add [softlabels] labels = "hard" to the spec, then distillguard run SPEC'},
             {"what": "train the teacher with DP-SGD for a formal guarantee (docs/defenses/dp-sgd.md)",

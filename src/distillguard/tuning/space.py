@@ -45,30 +45,43 @@ def default_space(spec: Spec, *, n_transfer: int) -> list[Candidate]:
     """The candidates tried by default, most promising first; the first is the spec itself."""
     student_small = max(16, spec.student.hidden[0] // 4) if spec.student.hidden else 32
     space = [
-        Candidate("plain KD (your spec)"),
+        Candidate("your spec"),
         Candidate("hard labels", {"softlabels": {"labels": "hard"}}),
         Candidate("low-entropy transfer 50% + hard labels",
                   {"transfer": {"select": "low_entropy", "keep_fraction": 0.5}, "softlabels": {"labels": "hard"}}),
-        Candidate("top-1 + uniform mix 0.5", {"softlabels": {"top_k": 1, "mix_uniform": 0.5}}),
+        Candidate("top-1 + uniform mix 0.5", {"softlabels": {"labels": "soft", "top_k": 1, "mix_uniform": 0.5}}),
         Candidate("logit noise σ=4 + hard labels", {"softlabels": {"logit_noise": 4.0, "labels": "hard"}}),
-        Candidate("low-entropy transfer 50%", {"transfer": {"select": "low_entropy", "keep_fraction": 0.5}}),
+        Candidate("low-entropy transfer 50%", {"transfer": {"select": "low_entropy", "keep_fraction": 0.5},
+                                               "softlabels": {"labels": "soft"}}),
         Candidate("far-from-private transfer 70% + hard labels",
                   {"transfer": {"select": "far_from_private", "keep_fraction": 0.7}, "softlabels": {"labels": "hard"}}),
         Candidate("regularised teacher (wd 5e-3, smoothing 0.1) + hard labels",
                   {"teacher": {"weight_decay": 5e-3, "label_smoothing": 0.1}, "softlabels": {"labels": "hard"}}),
-        Candidate("teacher ensemble of 4 (subsample-and-aggregate)", {"teacher": {"ensemble": 4}}),
-        Candidate("rounded labels (0.1)", {"softlabels": {"round_to": 0.1}}),
+        Candidate("teacher ensemble of 4 (subsample-and-aggregate)", {"teacher": {"ensemble": 4},
+                                                                      "softlabels": {"labels": "soft"}}),
+        Candidate("rounded labels (0.1)", {"softlabels": {"labels": "soft", "round_to": 0.1}}),
         Candidate("small student + hard labels",
                   {"student": {"hidden": [student_small]}, "softlabels": {"labels": "hard"}}),
         Candidate("half the transfer set + hard labels",
                   {"transfer": {"size": max(1, n_transfer // 2)}, "softlabels": {"labels": "hard"}}),
-        Candidate("temperature 4", {"distill": {"temperature": 4.0}}),
+        Candidate("temperature 4", {"distill": {"temperature": 4.0}, "softlabels": {"labels": "soft"}}),
+        Candidate("plain KD (soft labels)", {"softlabels": {"labels": "soft"}}),  # the contrast: more accurate, leakier
     ]
     if spec.teacher.split_ai is not None:  # Split-AI trains its own sub-teachers: no [teacher] ensemble
         space = [c for c in space if "ensemble" not in c.overrides.get("teacher", {})]
         if spec.teacher.split_ai.self_distill:  # no public row to select among
             space = [c for c in space if "transfer" not in c.overrides]
-    return _with_teacher_defenses(space, spec)
+    space = _with_teacher_defenses(space, spec)
+    return space[:1] + [c for c in space[1:] if _changes(spec, c.overrides)]
+
+
+def _changes(spec: Spec, overrides: dict[str, dict[str, Any]]) -> bool:
+    """True when ``overrides`` set some key to a value the spec does not already have."""
+    current = spec.model_dump(mode="json")
+    return any(current.get(section, {}).get(key) != value
+               for section, values in overrides.items() for key, value in values.items()
+               if not isinstance(value, dict)) or any(isinstance(v, dict) for values in overrides.values()
+                                                      for v in values.values())
 
 
 def _with_teacher_defenses(space: list[Candidate], spec: Spec) -> list[Candidate]:
