@@ -28,6 +28,7 @@ def _setup(**synthetic):
     canaries = plant_canaries(X, n_classes=3, count=4, duplicates=2, n_shadows=4, seed=0)
     spec = parse_spec({"teacher": {"hidden": [8], "epochs": 2},
                        "transfer": {"synthetic": {"rows": ROWS, "epsilon": 2.0, **synthetic}},
+                       "softlabels": {"labels": "soft"},  # the released targets are then the logits themselves
                        "audit": {"shadows": 4, "canaries": 4, "bootstrap": 0}}, base_dir=Path("/tmp"))
     return pool, membership, canaries, spec, Schema([f"f{i}" for i in range(d)], [0, 1, 2], (d,))
 

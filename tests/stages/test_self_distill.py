@@ -29,7 +29,8 @@ SELF_DISTILL = "[teacher.split_ai]\nk = 3\nl = 1\nself_distill = true\n"
 
 def _labelled_run(folder: Path):
     paths = write_csv_splits(folder)
-    (folder / "spec.toml").write_text(csv_spec_text(extra=TINY_MODELS + SELF_DISTILL))
+    # soft labels: a NaN sub-teacher must show as NaN in the stored labels (an argmax would hide it)
+    (folder / "spec.toml").write_text(csv_spec_text(extra=TINY_MODELS + SELF_DISTILL + '[softlabels]\nlabels = "soft"\n'))
     spec, run = load_spec(folder / "spec.toml"), RunDir(folder / "run")
     run.root.mkdir()
     run_teacher_stage(spec, run)
