@@ -30,6 +30,10 @@ def run_lm_teacher_stage(spec: Spec, run: RunDir) -> bool:
     if spec.teacher.tokenizer.path is not None:
         inputs["tokenizer.path"] = folder_digest(spec.teacher.tokenizer.path, what="[teacher.tokenizer].path")
     params = {"teacher": spec.section_dict("teacher"), "data": spec.data.fingerprint_params(), "seed": seed}
+    private = spec.softlabels.private_prediction
+    if private is not None:  # the shard teachers and the public model (which reads the guards' verdicts)
+        params["private_prediction"] = {"shards": private.shards}  # ε and the release are the label stage's
+        inputs["data.nonmembers"] = text_fingerprint(spec.data, "nonmembers", seed=seed)
     if distributed.batch_parts() > 1:  # gradients in parts round differently from one piece
         params["batch_parts"] = distributed.batch_parts()
 
@@ -70,11 +74,20 @@ def run_lm_teacher_stage(spec: Spec, run: RunDir) -> bool:
             "train_ids": list(range(len(members))), "val_ids": [],
             "note": "document indices of the members file; every member was trained on"})
         atomic_write_json(folder / "training_log.json", log)
+        ensemble = None
+        if private is not None:
+            from distillguard.stages.lm.label import guard_secret_contexts, guard_transfer_text
+            from distillguard.stages.lm.private import train_teacher_ensemble
+
+            transfer = load_texts(spec.data, "transfer", seed=seed)
+            keep, _ = guard_transfer_text(spec, transfer)
+            keep, _ = guard_secret_contexts(spec, transfer, keep)
+            ensemble = train_teacher_ensemble(spec, folder, tokenizer, members, [transfer[i] for i in keep])
         return {"source": source, "n_train": len(members), "n_val": 0, "n_tokens": blocks.n_tokens,
                 "tokenizer": {"source": tokenizer_source, "vocab_size": len(tokenizer),
                               "checked_no_secret_in_vocab": True},
                 "canaries": [{"canary_id": c.canary_id, "declared": c.declared, "counted": c.counted} for c in counts],
-                "privacy": None}
+                "privacy": None, **({"private_prediction": ensemble} if ensemble is not None else {})}
 
     return execute_stage(run, "teacher", params=params, inputs=inputs, output=OUTPUT, build=build,
                          checkpoints=checkpoints)
