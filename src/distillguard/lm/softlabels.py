@@ -150,10 +150,7 @@ def write_soft_labels(
         schema_version: 2 (default, the compact layout) or 1 (the first layout: int32
             ids, ``logprob_bits`` 16 or 32), kept for comparisons and tests.
         extra_meta: JSON-able facts to record (teacher hash, tokenizer hash, ...).
-        labeller: ``labeller(batch, k=k)`` returning :func:`label_batch`'s dict, used instead
-            of the teacher's own top-k (private prediction:
-            :class:`~distillguard.lm.private_prediction.PrivateLabeller`); ``teacher`` then
-            only sets the vocabulary and context.
+        labeller: ``labeller(batch, k=k)`` → :func:`label_batch`'s dict (private prediction).
 
     Returns:
         The meta dict, also written to ``folder/softlabels.json``.
@@ -168,7 +165,7 @@ def write_soft_labels(
     block_len = n_blocks = n_tokens = 0
     context = context_length(teacher)
     try:
-        label = labeller or (lambda batch, k: label_batch(teacher, batch, k=k))
+        label = labeller or (lambda batch, k: label_batch(teacher, batch, k=k))  # noqa: E731
         for batch, labels in _labelled_batches(label, _batches(blocks, batch_size), k=k, context=context):
             tokens = sum(len(b) for b in batch)
             shards.write(_batch_table(labels, first_block=n_blocks, k=k, **layout), rows=len(batch), tokens=tokens)
