@@ -59,7 +59,7 @@ def test_jsonl_paths_are_resolved_against_the_spec(tmp_path):
     ({"data": {"builtin": "pii-corpus"}, "softlabels": {"private_prediction": {"shards": 4, "sample_weight": 1}}},
      "[softlabels].private_prediction.sample_weight"),
     ({"data": {"builtin": "digits"}, "softlabels": {"private_prediction": {"shards": 4}}},
-     "['private_prediction'] apply to causal LMs only"),
+     "['private_prediction'] set the causal-LM soft-label store or its private release"),
 ])
 def test_invalid_combinations_name_the_field(raw, message):
     with pytest.raises(ConfigError) as error:
