@@ -69,6 +69,7 @@ def test_shard_teachers_and_public_model_stay_in_the_quarantined_teacher_folder(
     assert (pp_run / "teacher" / "public" / "model.safetensors").is_file()
     assert (pp_run / "teacher" / "shards").stat().st_mode & 0o077 == 0
     assert not list((pp_run / "softlabels").rglob("*.safetensors"))
+    assert json.loads((pp_run / "softlabels" / "softlabels.json").read_text())["release"] == "private-prediction"
     assert not any(name.startswith("teacher") for name in manifest["stages"]["distill"]["inputs"])
     label_inputs = manifest["stages"]["label"]["inputs"]
     assert "teacher/shards/shard-002/model.safetensors" in label_inputs and "teacher/public/config.json" in label_inputs

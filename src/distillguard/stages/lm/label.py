@@ -137,7 +137,8 @@ def run_lm_label_stage(spec: Spec, run: RunDir) -> bool:
             labeller, plan = private_labeller(spec, run / "teacher", blocks)
         facts = {"teacher_sha256": inputs["teacher/model.safetensors"], "transfer_sha256": inputs["data.transfer"],
                  "kept_documents": [int(i) for i in keep], "leak_policy": spec.data.leak_policy,
-                 "leak_guard": leaks.to_dict(), "prefix_guard": contexts}
+                 "leak_guard": leaks.to_dict(), "prefix_guard": contexts,
+                 "release": "private-prediction" if private is not None else "teacher"}
         with progress.task("label: teacher top-k on transfer text", len(kept)) as advance:
             meta = write_soft_labels(teacher, blocks, folder=folder, k=k, logprob_bits=spec.softlabels.logprob_bits,
                                      extra_meta=facts, labeller=labeller)
