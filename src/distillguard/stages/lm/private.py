@@ -88,7 +88,7 @@ def privacy_record(spec: Spec, labeller, plan: dict[str, Any]) -> dict[str, Any]
               "analysis": "data-independent: each answered position samples one token from the shard teachers' "
                           "mixtures, each within a max-divergence ball of radius b around the public model: "
                           "eps_q = log(1 + (e^(2b) - 1) / shards) per query (pure DP), composed in RDP over the "
-                          "queries; per document (a secret repeated in r documents costs r times as much)",
+                          "queries; per document (a secret in r documents is covered only by group privacy, r * eps_q per query)",
               "shards": pp.shards, "target_epsilon": pp.epsilon, "queries": labeller.queries,
               "query_fraction": pp.query_fraction, "query_epsilon": plan["query_epsilon"], "radius": plan["radius"],
               "rdp_order": alpha, "sample_weight": pp.sample_weight,
