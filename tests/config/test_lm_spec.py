@@ -52,6 +52,14 @@ def test_jsonl_paths_are_resolved_against_the_spec(tmp_path):
     ({"data": {"builtin": "pii-corpus"}, "teacher": {"arch": {"width": 100, "heads": 3}}}, "[teacher].arch"),
     ({"data": {"builtin": "digits", "canaries": "c.jsonl"}}, "takes no files"),
     ({"data": {"builtin": "pii-corpus"}, "privacy": {"mechanism": "dp-sgd", "epsilon": 1.0}}, "[privacy].mechanism"),
+    ({"data": {"builtin": "pii-corpus"}, "softlabels": {"private_prediction": {"shards": 1}}},
+     "[softlabels].private_prediction.shards: Input should be greater than or equal to 2 (got 1)"),
+    ({"data": {"builtin": "pii-corpus"}, "softlabels": {"private_prediction": {"epsilon": 4}}},
+     "[softlabels].private_prediction.shards: Field required"),
+    ({"data": {"builtin": "pii-corpus"}, "softlabels": {"private_prediction": {"shards": 4, "sample_weight": 1}}},
+     "[softlabels].private_prediction.sample_weight"),
+    ({"data": {"builtin": "digits"}, "softlabels": {"private_prediction": {"shards": 4}}},
+     "['private_prediction'] set the causal-LM soft-label store or its private release"),
 ])
 def test_invalid_combinations_name_the_field(raw, message):
     with pytest.raises(ConfigError) as error:
@@ -94,3 +102,9 @@ def test_worst_canary_check_reads_the_excess_over_each_canarys_own_baseline():
     unmeasured = evaluate_gate({"attacks": [], "probes": [], "utility": {"perplexity_ratio": 1.0}}, s.gate)
     check = next(c for c in unmeasured["checks"] if c["name"].startswith("canary_excess_bits"))
     assert check["value"] is None and not check["passed"]  # no canary measured: fails closed
+
+
+def test_private_prediction_defaults():
+    pp = spec({"data": {"builtin": "pii-corpus"}, "softlabels": {"private_prediction": {"shards": 8}}}
+              ).softlabels.private_prediction
+    assert (pp.shards, pp.epsilon, pp.delta, pp.query_fraction, pp.sample_weight) == (8, 8.0, None, 1.0, 0.5)

@@ -14,7 +14,28 @@ from distillguard.config.base import Section
 
 
 LM_LOGPROB_BITS = (2, 3, 4, 5, 6, 7, 8, 16, 32)  # what lm.softlabel_codec writes
-LM_STORE_FIELDS = ("logprob_bits",)
+LM_STORE_FIELDS = ("logprob_bits", "private_prediction")  # causal-LM only: the store and its private release
+
+
+class PrivatePredictionConfig(Section):
+    """causal-lm: private prediction (PMixED, Flemings et al. 2024) from a partitioned teacher ensemble.
+
+    The members are split into ``shards`` disjoint parts by a seeded hash of each document;
+    one teacher per shard is fine-tuned from a public model trained on the transfer text only.
+    At each queried position of the transfer text, each shard teacher's next-token
+    distribution is mixed with the public model's just enough to stay within a max-divergence
+    ball around it, the mixtures are averaged, one token is sampled, and the stored label is
+    ``(1 - sample_weight) * public + sample_weight * onehot(sample)``. The ball's radius is
+    chosen so that the label stage's queries together cost at most ``epsilon``.
+    """
+
+    shards: int = Field(..., ge=2, le=256, description="Disjoint member shards, one teacher each.")
+    epsilon: float = Field(8.0, gt=0, le=100, description="Target ε of the whole label stage (all queries).")
+    delta: float | None = Field(None, gt=0, lt=1, description="δ of (ε, δ); default min(1 / (10 n_members), 1e-5).")
+    query_fraction: float = Field(1.0, gt=0, le=1, description="Share of the transfer text's positions answered "
+                                  "privately (a seeded public choice); the others get the public model's labels.")
+    sample_weight: float = Field(0.5, gt=0, lt=1, description="Weight of the private sample's one-hot in the "
+                                 "stored label; the rest is the public model's distribution.")
 
 
 RELEASE_KEYS = ("labels", "top_k", "round_to", "mix_uniform", "logit_noise")
@@ -54,6 +75,9 @@ class SoftLabelConfig(Section):
     round_to: float | None = Field(None, gt=0, le=1, description="Round released probabilities to multiples of this step.")
     mix_uniform: float = Field(0.0, ge=0, le=1, description="Mix with the uniform distribution: (1-λ)p + λ/C.")
     logit_noise: float = Field(0.0, ge=0, description="σ of Gaussian noise added to the teacher's logits.")
+    private_prediction: PrivatePredictionConfig | None = Field(
+        None, description="causal-lm: release private predictions of a partitioned teacher ensemble mixed with a "
+                          "public model (PMixED), e.g. { shards = 8, epsilon = 8 }; none: the teacher's labels.")
     logprob_bits: int = Field(
         4, description="causal-lm: bits per stored top-k log-probability in the soft-label store (2-8: quantized on "
                        "a log scale per token position, error <= half a step; 16 / 32: float16 / float32 values). "

@@ -256,7 +256,7 @@ class ClassifierSpec(Spec):
             problems.append(f"[deploy]: {', '.join(lm_release)} apply to causal LMs' generation only")
         lm_store = self.softlabels.lm_store_changed()
         if lm_store:
-            problems.append(f"[softlabels]: {lm_store} set the causal-LM soft-label store; "
+            problems.append(f"[softlabels]: {lm_store} set the causal-LM soft-label store or its private release; "
                             "leave them out for classifiers")
         return problems
 

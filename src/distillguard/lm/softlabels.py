@@ -41,7 +41,7 @@ LM benchmark's teacher (V = 2048): 144 B per token at 4 bits, 393 in the first l
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -130,6 +130,7 @@ def write_soft_labels(
     logprob_bits: int = codec.DEFAULT_LOGPROB_BITS,
     schema_version: int = codec.SCHEMA_VERSION,
     extra_meta: Mapping[str, Any] | None = None,
+    labeller: Callable[..., dict[str, torch.Tensor]] | None = None,
 ) -> dict[str, Any]:
     """Label token blocks with the teacher and stream them to Parquet shards in ``folder``.
 
@@ -149,6 +150,7 @@ def write_soft_labels(
         schema_version: 2 (default, the compact layout) or 1 (the first layout: int32
             ids, ``logprob_bits`` 16 or 32), kept for comparisons and tests.
         extra_meta: JSON-able facts to record (teacher hash, tokenizer hash, ...).
+        labeller: ``labeller(batch, k=k)`` → :func:`label_batch`'s dict (private prediction).
 
     Returns:
         The meta dict, also written to ``folder/softlabels.json``.
@@ -163,7 +165,8 @@ def write_soft_labels(
     block_len = n_blocks = n_tokens = 0
     context = context_length(teacher)
     try:
-        for batch, labels in _labelled_batches(teacher, _batches(blocks, batch_size), k=k, context=context):
+        label = labeller or (lambda batch, k: label_batch(teacher, batch, k=k))  # noqa: E731
+        for batch, labels in _labelled_batches(label, _batches(blocks, batch_size), k=k, context=context):
             tokens = sum(len(b) for b in batch)
             shards.write(_batch_table(labels, first_block=n_blocks, k=k, **layout), rows=len(batch), tokens=tokens)
             n_blocks, n_tokens = n_blocks + len(batch), n_tokens + tokens
@@ -236,8 +239,8 @@ class _ShardWriter:
             self.shards[-1]["sha256"] = sha256_file(self.folder / self.shards[-1]["file"])
 
 
-def _labelled_batches(teacher: PreTrainedModel, batches: Iterable[list[Sequence[int]]], *, k: int, context: int
-                      ) -> Iterator[tuple[list[Sequence[int]], dict[str, torch.Tensor]]]:
+def _labelled_batches(label: Callable[..., dict[str, torch.Tensor]], batches: Iterable[list[Sequence[int]]], *,
+                      k: int, context: int) -> Iterator[tuple[list[Sequence[int]], dict[str, torch.Tensor]]]:
     """(batch, its labels) in order. Under torchrun the ranks take turns, batch by batch.
 
     Rank r labels batches r, r + N, … of each round of N; the round's labels are gathered
@@ -253,20 +256,20 @@ def _labelled_batches(teacher: PreTrainedModel, batches: Iterable[list[Sequence[
             raise ValueError(f"a block of {longest} tokens exceeds the teacher's context of {context}; "
                              "use block_len <= n_positions")
         if here.size == 1:
-            yield batch, label_batch(teacher, batch, k=k)
+            yield batch, label(batch, k=k)
             continue
         round_.append(batch)
         if len(round_) == here.size:
-            yield from _label_round(teacher, round_, k=k)
+            yield from _label_round(label, round_, k=k)
             round_ = []
     if here.size > 1:
-        yield from _label_round(teacher, round_, k=k)  # every rank joins the last gather, even with nothing left
+        yield from _label_round(label, round_, k=k)  # every rank joins the last gather, even with nothing left
 
 
-def _label_round(teacher: PreTrainedModel, round_: list[list[Sequence[int]]], *, k: int
+def _label_round(label: Callable[..., dict[str, torch.Tensor]], round_: list[list[Sequence[int]]], *, k: int
                  ) -> Iterator[tuple[list[Sequence[int]], dict[str, torch.Tensor]]]:
     here = distributed.world()
-    mine = label_batch(teacher, round_[here.rank], k=k) if here.rank < len(round_) else None
+    mine = label(round_[here.rank], k=k) if here.rank < len(round_) else None
     labels = distributed.gather({name: t.cpu() for name, t in mine.items()} if mine is not None else None)
     for batch, labelled in zip(round_, labels):
         yield batch, labelled

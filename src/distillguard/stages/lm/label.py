@@ -78,6 +78,26 @@ def guard_secret_contexts(spec: Spec, transfer: list[str], keep) -> tuple[list[i
     return keep, record
 
 
+def private_model_files(shards: int) -> list[str]:
+    """The teacher folder's files the private release reads: the public model's and each shard teacher's."""
+    from distillguard.lm.private_prediction import PUBLIC_DIR, SHARDS_DIR
+
+    folders = [PUBLIC_DIR] + [f"{SHARDS_DIR}/shard-{i:03d}" for i in range(shards)]
+    return [f"{folder}/{name}" for folder in folders for name in ("model.safetensors", "config.json")]
+
+
+def _privacy(spec: Spec, labeller, plan) -> dict:
+    """The stage record's ``privacy`` block under private prediction (report.json reads it); none otherwise."""
+    if labeller is None:
+        return {}
+    from distillguard.stages.lm.private import privacy_record
+
+    record = privacy_record(spec, labeller, plan)
+    progress.log(f"private prediction: {record['queries']} queries, eps = {record['epsilon']:.3g} "
+                 f"(delta = {record['delta']:.3g}), mean lambda = {record['mean_lambda']:.3g}")
+    return {"privacy": record}
+
+
 def run_lm_label_stage(spec: Spec, run: RunDir) -> bool:
     seed = spec.run.seed
     inputs = {f"data.{role}": text_fingerprint(spec.data, role, seed=seed)
@@ -85,6 +105,11 @@ def run_lm_label_stage(spec: Spec, run: RunDir) -> bool:
     inputs.update(model_hashes(run, "teacher", "teacher"))
     params = {"data": spec.data.fingerprint_params(), "seed": seed, "temperature": 1.0, "top_k": spec.distill.top_k,
               "logprob_bits": spec.softlabels.logprob_bits}
+    private = spec.softlabels.private_prediction
+    if private is not None:
+        params["private_prediction"] = private.model_dump(mode="json")
+        inputs.update({f"teacher/{rel}": run.output_hash("teacher", f"teacher/{rel}")
+                       for rel in private_model_files(private.shards)})
     # The guard compares the transfer text with the private text, so this stage reads
     # members and nonmembers (the teacher's side of the wall); the distill stage does not.
 
@@ -104,12 +129,19 @@ def run_lm_label_stage(spec: Spec, run: RunDir) -> bool:
         vocab = int(teacher.get_output_embeddings().weight.shape[0])
         k = min(spec.distill.top_k, vocab)
         blocks = iter_token_blocks(tokenizer, kept, block_len=context_length(teacher))
+        labeller = plan = None
+        if private is not None:  # the private release: counted before anything is answered
+            from distillguard.stages.lm.private import private_labeller
+
+            blocks = list(blocks)
+            labeller, plan = private_labeller(spec, run / "teacher", blocks)
         facts = {"teacher_sha256": inputs["teacher/model.safetensors"], "transfer_sha256": inputs["data.transfer"],
                  "kept_documents": [int(i) for i in keep], "leak_policy": spec.data.leak_policy,
-                 "leak_guard": leaks.to_dict(), "prefix_guard": contexts}
+                 "leak_guard": leaks.to_dict(), "prefix_guard": contexts,
+                 "release": "private-prediction" if private is not None else "teacher"}
         with progress.task("label: teacher top-k on transfer text", len(kept)) as advance:
             meta = write_soft_labels(teacher, blocks, folder=folder, k=k, logprob_bits=spec.softlabels.logprob_bits,
-                                     extra_meta=facts)
+                                     extra_meta=facts, labeller=labeller)
             advance(len(kept))
         save_tokenizer(tokenizer, folder / TOKENIZER_DIR)
         flagged = int(leaks.transfer_rows.size)
@@ -117,7 +149,7 @@ def run_lm_label_stage(spec: Spec, run: RunDir) -> bool:
                 "leak_guard": {"policy": spec.data.leak_policy, "method": leaks.method, "criterion": leaks.criterion,
                                "flagged": flagged, "n_exact": leaks.n_exact, "n_near": leaks.n_near,
                                "dropped": flagged if spec.data.leak_policy == "drop" else 0},
-                "prefix_guard": contexts}
+                "prefix_guard": contexts, **_privacy(spec, labeller, plan)}
 
     return execute_stage(run, "label", params=params, inputs=inputs, output=OUTPUT, build=build)
 

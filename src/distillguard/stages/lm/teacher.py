@@ -24,15 +24,14 @@ OUTPUT = "teacher"
 
 def run_lm_teacher_stage(spec: Spec, run: RunDir) -> bool:
     seed = spec.run.seed
-    inputs = {f"data.{role}": text_fingerprint(spec.data, role, seed=seed) for role in ("members", "transfer", "canaries")}
-    if spec.teacher.path is not None:
-        inputs["teacher.path"] = folder_digest(spec.teacher.path, what="[teacher].path")
-    if spec.teacher.tokenizer.path is not None:
-        inputs["tokenizer.path"] = folder_digest(spec.teacher.tokenizer.path, what="[teacher.tokenizer].path")
+    inputs = _inputs(spec)
     params = {"teacher": spec.section_dict("teacher"), "data": spec.data.fingerprint_params(), "seed": seed}
+    private = spec.softlabels.private_prediction
+    if private is not None:  # shard teachers, and a public model that reads the guards' verdicts (ε: label stage's)
+        params["private_prediction"] = {"shards": private.shards}
+        inputs["data.nonmembers"] = text_fingerprint(spec.data, "nonmembers", seed=seed)
     if distributed.batch_parts() > 1:  # gradients in parts round differently from one piece
         params["batch_parts"] = distributed.batch_parts()
-
     checkpoints = checkpoint_store(spec, run, "teacher")
 
     def build(folder: Path) -> dict:
@@ -70,11 +69,35 @@ def run_lm_teacher_stage(spec: Spec, run: RunDir) -> bool:
             "train_ids": list(range(len(members))), "val_ids": [],
             "note": "document indices of the members file; every member was trained on"})
         atomic_write_json(folder / "training_log.json", log)
+        ensemble = None if private is None else _private_ensemble(spec, folder, tokenizer, members)
         return {"source": source, "n_train": len(members), "n_val": 0, "n_tokens": blocks.n_tokens,
                 "tokenizer": {"source": tokenizer_source, "vocab_size": len(tokenizer),
                               "checked_no_secret_in_vocab": True},
                 "canaries": [{"canary_id": c.canary_id, "declared": c.declared, "counted": c.counted} for c in counts],
-                "privacy": None}
+                "privacy": None, **({"private_prediction": ensemble} if ensemble is not None else {})}
 
     return execute_stage(run, "teacher", params=params, inputs=inputs, output=OUTPUT, build=build,
                          checkpoints=checkpoints)
+
+
+def _private_ensemble(spec: Spec, folder: Path, tokenizer, members: list[str]) -> dict:
+    """``[softlabels] private_prediction``: the public model, on the transfer documents the guards keep, and
+    the shard teachers, into ``folder`` (:mod:`distillguard.stages.lm.private`)."""
+    from distillguard.stages.lm.label import guard_secret_contexts, guard_transfer_text
+    from distillguard.stages.lm.private import train_teacher_ensemble
+
+    transfer = load_texts(spec.data, "transfer", seed=spec.run.seed)
+    keep, _ = guard_transfer_text(spec, transfer)
+    keep, _ = guard_secret_contexts(spec, transfer, keep)
+    return train_teacher_ensemble(spec, folder, tokenizer, members, [transfer[i] for i in keep])
+
+
+def _inputs(spec: Spec) -> dict[str, str]:
+    """The data and user-given folders the teacher stage reads, by hash."""
+    seed = spec.run.seed
+    inputs = {f"data.{role}": text_fingerprint(spec.data, role, seed=seed) for role in ("members", "transfer", "canaries")}
+    if spec.teacher.path is not None:
+        inputs["teacher.path"] = folder_digest(spec.teacher.path, what="[teacher].path")
+    if spec.teacher.tokenizer.path is not None:
+        inputs["tokenizer.path"] = folder_digest(spec.teacher.tokenizer.path, what="[teacher.tokenizer].path")
+    return inputs
