@@ -168,6 +168,15 @@ def run_one(folder: Path, spec: str) -> tuple[dict, dict]:
     return report, cost
 
 
+def read_existing(folder: Path) -> tuple[dict, dict]:
+    """A finished run's report and what it cost when it ran (``cost.json``)."""
+    report = json.loads((folder / "run" / "report.json").read_text())
+    recorded = folder / "cost.json"
+    cost = json.loads(recorded.read_text()) if recorded.exists() else {"wall_s": float("nan"), "cpu_s": float("nan"),
+                                                                        "load": [None, None]}
+    return report, cost
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
@@ -175,6 +184,8 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=Path("runs/bench-real-data"),
                         help="run folders (default runs/bench-real-data); a rerun reuses finished stages")
     parser.add_argument("--out", type=Path, default=None, help="also write the table and raw rows (.json) here")
+    parser.add_argument("--existing", action="store_true",
+                        help="read the finished runs in --keep instead of running (a run missing there is skipped)")
     add_docs_flag(parser)
     args = parser.parse_args()
 
@@ -182,7 +193,10 @@ def main() -> None:
     for defense in args.defenses:  # defense-major: an interrupted benchmark still has whole columns
         for dataset in args.datasets:
             folder = args.keep / dataset.replace("/", "-") / defense
-            report, cost = run_one(folder, spec_text(dataset, defense))
+            if args.existing and not (folder / "run" / "report.json").exists():
+                print(f"skipped: {dataset} {defense} (no finished run in {folder})", flush=True)
+                continue
+            report, cost = (read_existing(folder) if args.existing else run_one(folder, spec_text(dataset, defense)))
             costs.append({"dataset": dataset, "defense": defense, **cost})
             _, teacher_name, student_name = DEFENSES[defense]
             if teacher_name:
@@ -197,7 +211,7 @@ def main() -> None:
     times += [f"| {c['dataset']} | {c['defense']} | {c['wall_s']:.0f} | {c['cpu_s']:.0f} | {c.get('threads', 2)} | "
               f"{c['load'][0]}→{c['load'][1]} |" for c in costs]
     print(text + "\n\n" + "\n".join(times))
-    if args.datasets == list(DATASETS) and args.defenses == list(DEFENSES):
+    if args.datasets == list(DATASETS):  # every data set; the defenses that ran are the table's rows
         publish(args, "real-data.md", "real-data", text + "\n\n" + "\n".join(times))
     if args.out:
         args.out.write_text(text + "\n\n" + "\n".join(times) + "\n")

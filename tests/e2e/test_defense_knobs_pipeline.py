@@ -71,9 +71,10 @@ def test_shadows_replay_selection_on_their_own_teachers_and_noise() -> None:
         entropy = -(softmax(z) * np.log(softmax(z))).sum(axis=1)
         assert set(r.rows) == set(np.argsort(entropy)[:30])
         assert not np.allclose(softmax(r.targets), softmax(z[r.rows]), atol=1e-3)  # noised
-    # Off by default: the shadows release exactly their teachers' logits on every record.
+    # Plain KD's release (soft labels, no knob): the shadows release exactly their teachers' logits on every record.
     plain = replay_releases(logits, transfer_X=np.zeros((n, 3)), pool=pool, canaries=None,
-                            membership=paired_membership(40, S, seed=0), spec=parse_spec({}, base_dir="."))
+                            membership=paired_membership(40, S, seed=0),
+                            spec=parse_spec({"softlabels": {"labels": "soft"}}, base_dir="."))
     assert all(np.array_equal(r.rows, np.arange(n)) and np.allclose(r.targets, z) for r, z in zip(plain, logits))
 
 

@@ -67,10 +67,13 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path):
     # A long teacher (many tiny epochs) so the interrupt lands inside its training.
     (tmp_path / "spec.toml").write_text(SPEC.replace("epochs = 15", "epochs = 100000", 1))
     # A shell's background jobs inherit SIGINT ignored (and Python then keeps ignoring it):
-    # give the child the default disposition, as an interactive terminal would.
-    process = subprocess.Popen([sys.executable, "-m", "distillguard", "run", "spec.toml", "--run-dir", "out"],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # a trampoline gives the child the default disposition, as an interactive terminal would,
+    # then execs the CLI. Not preexec_fn: Python code between fork and exec can deadlock when
+    # this test process runs threads (JAX, once another test imported it).
+    command = [sys.executable, "-m", "distillguard", "run", "spec.toml", "--run-dir", "out"]
+    trampoline = f"import os, signal; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv({command[0]!r}, {command!r})"
+    process = subprocess.Popen([sys.executable, "-c", trampoline], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     checkpoint = tmp_path / "out" / ".checkpoints" / "teacher" / "teacher.pt"
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:

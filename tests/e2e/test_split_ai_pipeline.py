@@ -18,6 +18,7 @@ SPEC = (
     "[data.synth]\nfeatures = 80\nclasses = 10\nclusters = 5\n"
     "[teacher]\nhidden = [64]\nepochs = 12\n[teacher.split_ai]\nk = 4\nl = 2\n"
     "[student]\nhidden = [32]\nepochs = 10\n"
+    '[softlabels]\nlabels = "soft"\n'  # the released labels are then the routed logits themselves
     "[audit]\nshadows = 4\ncanaries = 0\nbootstrap = 0\n"
 )
 

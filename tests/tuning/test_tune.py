@@ -113,7 +113,7 @@ def test_tune_on_csv_splits_never_reads_the_test_split(tmp_path) -> None:
     assert "chosen:" in result.stdout
     summary = json.loads((tmp_path / "t" / "tune.json").read_text())
     first = summary["evaluations"][0]
-    assert first["name"] == "plain KD (your spec)" and 0.0 <= first["auc"] <= 1.0 and first["shadows"] == 4
+    assert first["name"] == "your spec" and 0.0 <= first["auc"] <= 1.0 and first["shadows"] == 4
     assert summary["skipped"]  # 12 candidates do not fit in 30 s
     assert summary["elapsed_seconds"] <= 30 + max(e["seconds"] for e in summary["evaluations"])
     assert (tmp_path / "test.csv").read_bytes() == garbage
@@ -140,7 +140,7 @@ def test_shadow_teacher_cache_gives_the_same_audit_and_is_shared_downstream(tmp_
         trained = distillguard.run(parse_spec(base, base_dir=tmp_path), run_dir=tmp_path / "a").report
         assert len(list(cache.glob("*.safetensors"))) == 1
         reused = distillguard.run(parse_spec(base, base_dir=tmp_path), run_dir=tmp_path / "b").report
-        knob = distillguard.run(parse_spec({**base, "softlabels": {"labels": "hard"}}, base_dir=tmp_path),
+        knob = distillguard.run(parse_spec({**base, "softlabels": {"labels": "soft"}}, base_dir=tmp_path),
                                 run_dir=tmp_path / "k").report
         assert len(list(cache.glob("*.safetensors"))) == 1  # a downstream knob shares the shadow teachers
     assert trained["attacks"] == reused["attacks"]  # loading gives exactly what training gave

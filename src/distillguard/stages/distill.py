@@ -64,7 +64,7 @@ def run_distill_stage(spec: Spec, run: RunDir) -> bool:
             "teacher_sha256": meta["teacher_sha256"]})
         atomic_write_json(folder / "training_log.json", log)
         record = {"n_transfer": int(sum(data.rows.sizes))}
-        if "transfer_set" in meta:  # the student saw the members' inputs (never their labels): say so
+        if "student_saw" in meta.get("transfer_set", {}):  # self-distillation: the members' inputs, never labels
             record["student_inputs"] = meta["transfer_set"]["student_saw"]
         return record
 
