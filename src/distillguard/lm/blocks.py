@@ -9,7 +9,7 @@ needs masking in the losses.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -97,3 +97,14 @@ def pad_blocks(blocks: list[list[int]], *, block_len: int, pad_id: int) -> Token
             raise ValueError(f"block {row} has {len(block)} tokens, more than block_len={block_len}")
         ids[row, : len(block)] = torch.tensor(block, dtype=torch.int64)
     return TokenBlocks(ids, lengths, pad_id)
+
+
+def batch_with_mask(blocks: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token blocks as one batch right-padded to the longest: ``ids`` (B, L) int64, 0-padded; ``mask`` (B, L)."""
+    length = max(len(b) for b in blocks)
+    ids = torch.zeros((len(blocks), length), dtype=torch.int64)
+    mask = torch.zeros((len(blocks), length), dtype=torch.bool)
+    for row, block in enumerate(blocks):
+        ids[row, : len(block)] = torch.as_tensor(block, dtype=torch.int64)
+        mask[row, : len(block)] = True
+    return ids, mask

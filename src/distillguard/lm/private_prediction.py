@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from distillguard.lm.blocks import encode_blocks
+from distillguard.lm.blocks import batch_with_mask, encode_blocks
 from distillguard.lm.losses import sparse_from_logits
 from distillguard.lm.train import train_causal_lm
 from distillguard.privacy.private_prediction import data_dependent_query_epsilon, mixing_weights
@@ -116,7 +116,7 @@ class PrivateLabeller:
 
     @torch.no_grad()
     def __call__(self, blocks: Sequence[Sequence[int]], *, k: int) -> dict[str, torch.Tensor]:
-        ids, mask = _pad(blocks)
+        ids, mask = batch_with_mask(blocks)
         queried = torch.zeros_like(mask)
         for row, block in enumerate(blocks):
             queried[row, : len(block)] = torch.from_numpy(query_mask(block, fraction=self.fraction, seed=self.seed))
@@ -156,16 +156,6 @@ class PrivateLabeller:
         self.dd_max = max(self.dd_max, float(costs.max()))
         self.dd_sum += float(costs.sum())
         self.dd_square_sum += float((costs ** 2).sum())
-
-
-def _pad(blocks: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    length = max(len(b) for b in blocks)
-    ids = torch.zeros((len(blocks), length), dtype=torch.int64)
-    mask = torch.zeros((len(blocks), length), dtype=torch.bool)
-    for row, block in enumerate(blocks):
-        ids[row, : len(block)] = torch.as_tensor(block, dtype=torch.int64)
-        mask[row, : len(block)] = True
-    return ids, mask
 
 
 def _log_probs(model: PreTrainedModel, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

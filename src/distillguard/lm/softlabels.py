@@ -50,6 +50,7 @@ import torch
 
 from distillguard import distributed
 from distillguard.lm import softlabel_codec as codec
+from distillguard.lm.blocks import batch_with_mask
 from distillguard.lm.losses import sparse_from_logits
 from distillguard.lm.models import context_length
 from distillguard.runs import atomic_write_json, sha256_file
@@ -79,12 +80,7 @@ def label_batch(teacher: PreTrainedModel, blocks: Sequence[Sequence[int]], *, k:
         ``ids`` (B, L) int64 (right-padded), ``mask`` (B, L) bool, ``topk_ids`` (B, L, k),
         ``topk_logprobs`` (B, L, k) float32, ``leftover`` (B, L) float32.
     """
-    length = max(len(b) for b in blocks)
-    ids = torch.zeros((len(blocks), length), dtype=torch.int64)
-    mask = torch.zeros((len(blocks), length), dtype=torch.bool)
-    for row, block in enumerate(blocks):
-        ids[row, : len(block)] = torch.as_tensor(block, dtype=torch.int64)
-        mask[row, : len(block)] = True
+    ids, mask = batch_with_mask(blocks)
     device = teacher.device
     logits = teacher(input_ids=ids.to(device), attention_mask=mask.long().to(device)).logits  # (B, L, V)
     topk_ids, topk_logprobs, leftover = sparse_from_logits(logits, k=k)  # (B, L, k), (B, L, k), (B, L)
