@@ -154,6 +154,7 @@ def run_one(folder: Path, spec: str) -> tuple[dict, dict]:
     """Run one spec; returns its report and what it cost (wall, CPU, load average)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "spec.toml").write_text(spec)
+    began = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # the manifest's clock and format
     load_before, cpu_before, started = os.getloadavg()[0], resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     report = distillguard.run(folder / "spec.toml", run_dir=folder / "run").report
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
@@ -162,8 +163,8 @@ def run_one(folder: Path, spec: str) -> tuple[dict, dict]:
             "load": [round(load_before, 1), round(os.getloadavg()[0], 1)], "threads": torch.get_num_threads()}
     stages = json.loads((folder / "run" / "manifest.json").read_text())["stages"]
     recorded = folder / "cost.json"
-    if cost["wall_s"] < 0.5 * sum(r["seconds"] for r in stages.values()) and recorded.exists():
-        return report, json.loads(recorded.read_text())  # every stage was reused: the first run's cost
+    if all(r["finished"] < began for r in stages.values()) and recorded.exists():
+        return report, json.loads(recorded.read_text())  # no stage ran now (all reused): the first run's cost
     recorded.write_text(json.dumps(cost))
     return report, cost
 
