@@ -117,3 +117,26 @@ def test_classifiers_release_hard_labels_unless_the_user_chose_a_release() -> No
     assert lm.softlabels.is_identity()
     again = parse_spec(tomllib.loads(parse_spec({}, base_dir=Path(".")).to_toml()), base_dir=Path("."))
     assert again.softlabels.labels == "hard"  # the resolved spec says so and reads back the same
+
+
+def test_the_defended_default_is_the_whole_recipe_only_where_no_defense_was_chosen() -> None:
+    """Hard labels + a label-smoothed teacher + far-from-private transfer; each part yields to a user's choice."""
+    default = parse_spec({}, base_dir=Path("."))
+    assert (default.softlabels.labels, default.teacher.label_smoothing) == ("hard", 0.3)
+    assert (default.transfer.select, default.transfer.keep_fraction) == ("far_from_private", 0.7)
+    assert default.teacher.weight_decay == 0.0
+    again = parse_spec(tomllib.loads(default.to_toml()), base_dir=Path("."))
+    assert again.model_dump() == default.model_dump()  # the resolved spec reads back as the same run
+    plain = parse_spec({"softlabels": {"labels": "soft"}}, base_dir=Path("."))  # plain KD: nothing defended
+    assert plain.teacher.label_smoothing == 0.0 and plain.transfer.is_identity()
+    own_teacher = parse_spec({"teacher": {"weight_decay": 0.01}}, base_dir=Path("."))  # a teacher-side choice
+    assert own_teacher.softlabels.labels == "hard" and own_teacher.teacher.label_smoothing == 0.0
+    assert own_teacher.transfer.is_identity()
+    own_rule = parse_spec({"transfer": {"select": "low_entropy", "keep_fraction": 0.5}}, base_dir=Path("."))
+    assert own_rule.teacher.label_smoothing == 0.3 and own_rule.transfer.select == "low_entropy"
+    sized = parse_spec({"transfer": {"size": 100}, "teacher": {"epochs": 5}}, base_dir=Path("."))  # not defenses
+    assert sized.transfer.select == "far_from_private" and sized.teacher.label_smoothing == 0.3
+    dp = parse_spec({"privacy": {"mechanism": "dp-sgd", "epsilon": 8.0}}, base_dir=Path("."))
+    assert dp.teacher.label_smoothing == 0.0 and dp.transfer.is_identity()
+    text = parse_spec({"data": {"builtin": "bbc-news"}}, base_dir=Path("."))  # token ids: no distance
+    assert text.softlabels.labels == "hard" and text.transfer.is_identity() and text.teacher.label_smoothing == 0.0

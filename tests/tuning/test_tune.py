@@ -40,12 +40,19 @@ def test_default_space_is_valid_specs_and_starts_with_the_users_own() -> None:
     for candidate in space:
         candidate.apply(spec)  # every candidate validates as a spec
     names = [c.name for c in space]
-    assert names[1].startswith("Split-AI") and any(n.startswith("HAMP") for n in names)
-    # the default spec already releases hard labels: that candidate is not tried twice, plain KD is the contrast
-    assert spec.softlabels.labels == "hard" and "hard labels" not in names and names[-1] == "plain KD (soft labels)"
+    assert names[2].startswith("Split-AI") and any(n.startswith("HAMP") for n in names)
+    # the default spec is the defended recipe: "hard labels only" and plain KD take its other parts out again
+    assert names[1] == "hard labels only" and names[-1] == "plain KD (soft labels)"
+    for name in ("hard labels only", "plain KD (soft labels)"):
+        undone = next(c for c in space if c.name == name).apply(spec)
+        assert undone.teacher.label_smoothing == 0.0 and undone.transfer.is_identity(), name
+    hamp = next(c for c in space if c.name.startswith("HAMP")).apply(spec)
+    assert hamp.teacher.label_smoothing == 0.0 and hamp.teacher.hamp is not None
     soft = parse_spec({"softlabels": {"labels": "soft"}}, base_dir=Path("."))
-    soft_names = [c.name for c in default_space(soft, n_transfer=3000)]
-    assert soft_names[1] == "hard labels" and "plain KD (soft labels)" not in soft_names
+    soft_space = default_space(soft, n_transfer=3000)
+    soft_names = [c.name for c in soft_space]
+    assert soft_names[1] == "hard labels only" and "plain KD (soft labels)" not in soft_names
+    assert soft_space[1].overrides == {"softlabels": {"labels": "hard"}}  # nothing to undo in a plain-KD spec
     # where a teacher defense cannot apply, it is not offered (and the rest still validate)
     pate = parse_spec({"privacy": {"mechanism": "pate"}, "softlabels": {}}, base_dir=Path("."))
     assert not any(c.name.startswith("Split-AI") for c in default_space(pate, n_transfer=3000))

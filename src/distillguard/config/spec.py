@@ -91,7 +91,7 @@ class Spec(Section):
         if is_text_data(raw.get("data")):
             raw = with_lm_defaults(raw)
         else:
-            raw = with_defended_release(raw)
+            raw = with_defended_release(raw, text=is_text_classification_data(raw.get("data")))
             if is_text_classification_data(raw.get("data")):
                 raw = with_text_clf_defaults(raw)
         audit = dict(raw.get("audit") or {}) if isinstance(raw.get("audit", {}), dict) else raw.get("audit")

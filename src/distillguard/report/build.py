@@ -72,11 +72,17 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
     if not spec.is_lm and spec.scan is None:
         _warn_on_label_coverage(run, report["warnings"])
     # RUN stands for the run folder, so the report is the same wherever the folder is (the CLI fills it in)
-    report["gate"] = gate_verdict(report, spec.gate, spec_path="RUN/spec.toml",
-                                  hard_labels=not spec.is_lm and spec.softlabels.labels == "hard")
+    hard = not spec.is_lm and spec.softlabels.labels == "hard"
+    report["gate"] = gate_verdict(report, spec.gate, spec_path="RUN/spec.toml", hard_labels=hard, defended=_defended(spec))
     report["warnings"] += [f"pool too small for the gate: {p['reason']}; {p['fix']}"
                            for p in report["gate"]["power"]["problems"] if p["kind"] == "pool"]
     return report
+
+
+def _defended(spec: Spec) -> bool:
+    """The classifier student already has the whole defended default (or more on the teacher's side)."""
+    return (not spec.is_lm and spec.softlabels.labels == "hard" and spec.teacher.label_smoothing > 0
+            and spec.transfer.select == "far_from_private")
 
 
 def _as_scan(report: dict[str, Any], metrics: dict[str, Any]) -> None:

@@ -28,12 +28,14 @@ INCONCLUSIVE_EXIT = 3
 
 
 def gate_verdict(report: dict[str, Any], gate: GateConfig, *, spec_path: str | None = None,
-                 hard_labels: bool = False) -> dict[str, Any]:
+                 hard_labels: bool = False, defended: bool = False) -> dict[str, Any]:
     """:func:`evaluate_gate` plus ``verdict``, ``power``, the reasons and the next steps.
 
     ``passed`` is true only for the verdict ``"pass"``. ``spec_path`` (the run's resolved
     spec) goes into the next-step commands of a failed or inconclusive verdict;
-    ``hard_labels``: the student already learned from hard labels, so that step is not offered.
+    ``hard_labels``: the student already learned from hard labels, so that step is not offered;
+    ``defended``: the whole defended default (hard labels, a label-smoothed teacher, far-from-private
+    transfer) is in place, so the next step is a stronger teacher-side defense.
     """
     result = evaluate_gate(report, gate)
     attack = _gate_result(report, result)
@@ -54,7 +56,8 @@ def gate_verdict(report: dict[str, Any], gate: GateConfig, *, spec_path: str | N
         result["note"] = ("the teacher does not leak measurably either (its interval is within the gate's bar): "
                           "distillation was not needed for privacy on these data")
     if verdict != "pass":
-        result["next_steps"] = next_steps(report, spec_path=spec_path, verdict=verdict, hard_labels=hard_labels)
+        result["next_steps"] = next_steps(report, spec_path=spec_path, verdict=verdict, hard_labels=hard_labels,
+                                          defended=defended)
     return result
 
 
@@ -176,7 +179,7 @@ def _teacher_at_chance(report: dict[str, Any], gate: GateConfig, attack: dict[st
 
 
 def next_steps(report: dict[str, Any], *, spec_path: str | None, verdict: str,
-               hard_labels: bool = False) -> list[dict[str, str]]:
+               hard_labels: bool = False, defended: bool = False) -> list[dict[str, str]]:
     """The closest options that may pass, each with the command to run (no record values)."""
     spec = spec_path or "SPEC"
     name = report.get("run", {}).get("name") or "run"
@@ -190,19 +193,28 @@ def next_steps(report: dict[str, Any], *, spec_path: str | None, verdict: str,
                                                 f"distillguard run runs/{name}-tune/best.toml"}]
     if report.get("model_kind") != "causal-lm":
         steps += [
-            {"what": "regularise the teacher and label only the transfer records farthest from the members, on top "
-                     "of the hard labels (passed the gate on purchase-synth: docs/defenses/plain-kd.md)",
-             "command": 'add [teacher] weight_decay = 0.02 and label_smoothing = 0.3, and [transfer] select = '
-                        '"far_from_private" and keep_fraction = 0.7 to the spec, then distillguard run SPEC'}
-            if hard_labels else
-            {"what": "release hard labels only (docs/defenses/plain-kd.md)",
-             "command": 'add [softlabels] labels = "hard" to the spec, then distillguard run SPEC'},
+            _release_step(hard_labels=hard_labels, defended=defended),
             {"what": "train the teacher with DP-SGD for a formal guarantee (docs/defenses/dp-sgd.md)",
              "command": 'add [privacy] mechanism = "dp-sgd" and epsilon = 8 to the spec, then distillguard run SPEC'},
             {"what": "PATE: noisy votes of teachers on disjoint partitions (docs/defenses/pate.md)",
              "command": 'add [privacy] mechanism = "pate" to the spec, then distillguard run SPEC'},
         ]
     return steps
+
+
+def _release_step(*, hard_labels: bool, defended: bool) -> dict[str, str]:
+    """The next defense up from what the student already has."""
+    if defended:
+        return {"what": "train the teacher as Split-AI (SELENA): each transfer record is answered only by sub-teachers "
+                        "that never saw its nearest members (docs/defenses/split-ai.md)",
+                "command": 'add [teacher.split_ai] k = 10 and l = 3 to the spec, then distillguard run SPEC'}
+    if hard_labels:
+        return {"what": "smooth the teacher's labels and label only the transfer records farthest from the members, "
+                        "on top of the hard labels (the defended default: docs/results/real-data.md)",
+                "command": 'add [teacher] label_smoothing = 0.3 and [transfer] select = "far_from_private" and '
+                           'keep_fraction = 0.7 to the spec, then distillguard run SPEC'}
+    return {"what": "release hard labels only (docs/defenses/plain-kd.md)",
+            "command": 'add [softlabels] labels = "hard" to the spec, then distillguard run SPEC'}
 
 
 def _scan_next_steps(spec: str, verdict: str) -> list[dict[str, str]]:

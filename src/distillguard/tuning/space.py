@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from distillguard.config import Spec
+from distillguard.config.softlabels import DEFENDED_TEACHER, DEFENDED_TRANSFER
 from distillguard.errors import ConfigError
 
 
@@ -44,9 +45,10 @@ def override(spec: Spec, overrides: dict[str, dict[str, Any]]) -> Spec:
 def default_space(spec: Spec, *, n_transfer: int) -> list[Candidate]:
     """The candidates tried by default, most promising first; the first is the spec itself."""
     student_small = max(16, spec.student.hidden[0] // 4) if spec.student.hidden else 32
+    undo = _without_defended_default(spec)
     space = [
         Candidate("your spec"),
-        Candidate("hard labels", {"softlabels": {"labels": "hard"}}),
+        Candidate("hard labels only", _merged({"softlabels": {"labels": "hard"}}, undo)),
         Candidate("low-entropy transfer 50% + hard labels",
                   {"transfer": {"select": "low_entropy", "keep_fraction": 0.5}, "softlabels": {"labels": "hard"}}),
         Candidate("top-1 + uniform mix 0.5", {"softlabels": {"labels": "soft", "top_k": 1, "mix_uniform": 0.5}}),
@@ -65,7 +67,7 @@ def default_space(spec: Spec, *, n_transfer: int) -> list[Candidate]:
         Candidate("half the transfer set + hard labels",
                   {"transfer": {"size": max(1, n_transfer // 2)}, "softlabels": {"labels": "hard"}}),
         Candidate("temperature 4", {"distill": {"temperature": 4.0}, "softlabels": {"labels": "soft"}}),
-        Candidate("plain KD (soft labels)", {"softlabels": {"labels": "soft"}}),  # the contrast: more accurate, leakier
+        Candidate("plain KD (soft labels)", _merged({"softlabels": {"labels": "soft"}}, undo)),  # the contrast
     ]
     if spec.teacher.split_ai is not None:  # Split-AI trains its own sub-teachers: no [teacher] ensemble
         space = [c for c in space if "ensemble" not in c.overrides.get("teacher", {})]
@@ -73,6 +75,29 @@ def default_space(spec: Spec, *, n_transfer: int) -> list[Candidate]:
             space = [c for c in space if "transfer" not in c.overrides]
     space = _with_teacher_defenses(space, spec)
     return space[:1] + [c for c in space[1:] if _changes(spec, c.overrides)]
+
+
+def _without_defended_default(spec: Spec) -> dict[str, dict[str, Any]]:
+    """Overrides that take the defended default's teacher and transfer parts back out of ``spec``.
+
+    The default spec already smooths the teacher and selects far-from-private transfer
+    records (:func:`distillguard.config.softlabels.with_defended_release`), so "plain KD" and
+    "hard labels only" must undo those parts to be what their names say.
+    """
+    undo: dict[str, dict[str, Any]] = {}
+    if spec.teacher.label_smoothing == DEFENDED_TEACHER["label_smoothing"]:
+        undo["teacher"] = {"label_smoothing": 0.0}
+    if (spec.transfer.select, spec.transfer.keep_fraction) == tuple(DEFENDED_TRANSFER.values()):
+        undo["transfer"] = {"select": "all", "keep_fraction": 1.0}
+    return undo
+
+
+def _merged(*parts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        for section, values in part.items():
+            out[section] = {**out.get(section, {}), **values}
+    return out
 
 
 def _changes(spec: Spec, overrides: dict[str, dict[str, Any]]) -> bool:
@@ -95,9 +120,11 @@ def _with_teacher_defenses(space: list[Candidate], spec: Spec) -> list[Candidate
     trains_plainly = teacher.path is None and mechanism == "none"
     if trains_plainly and teacher.ensemble == 1 and teacher.split_ai is None:
         space.insert(2, Candidate("Split-AI teacher (k=10, l=3)", {"teacher": {"split_ai": {"k": 10, "l": 3}}}))
-    if teacher.path is None and mechanism != "dp-sgd" and teacher.hamp is None and teacher.label_smoothing == 0:
+    smoothing_undone = _without_defended_default(spec).get("teacher", {})  # HAMP sets its own targets
+    if teacher.path is None and mechanism != "dp-sgd" and teacher.hamp is None and (
+            teacher.label_smoothing == 0 or smoothing_undone):
         at = next(i for i, c in enumerate(space) if c.name.startswith("regularised teacher")) + 1
         space.insert(at, Candidate("HAMP teacher (gamma 0.95, alpha 0.1)",
-                                   {"teacher": {"hamp": {"gamma": 0.95, "alpha": 0.1}}}))
+                                   {"teacher": {"hamp": {"gamma": 0.95, "alpha": 0.1}, **smoothing_undone}}))
     return space
 
