@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from distillguard.config import DataConfig, NewsPiiConfig, PiiCorpusConfig
-from distillguard.errors import DataError
+from distillguard.errors import ConfigError, DataError
 from distillguard.runs import sha256_file, sha256_json
 
 __all__ = ["load_canaries", "load_pii", "load_texts", "text_fingerprint"]
@@ -40,9 +40,12 @@ def _generate_news(seed: int, knobs_json: str):
     from distillguard.lm.news_corpus import generate_news_corpus
 
     knobs = NewsPiiConfig.model_validate_json(knobs_json)
-    return generate_news_corpus(seed=seed, repetitions=tuple(knobs.repetitions),
-                                pii_mentions=tuple(knobs.pii_mentions),
-                                **knobs.model_dump(exclude={"repetitions", "pii_mentions"}))
+    try:
+        return generate_news_corpus(seed=seed, repetitions=tuple(knobs.repetitions),
+                                    pii_mentions=tuple(knobs.pii_mentions),
+                                    **knobs.model_dump(exclude={"repetitions", "pii_mentions"}))
+    except ValueError as why:  # sizes the corpus cannot fill: a spec error, named by its section
+        raise ConfigError(str(why)) from None
 
 
 @lru_cache(maxsize=2)
@@ -50,10 +53,13 @@ def _news_transfer(seed: int, knobs_json: str) -> tuple[str, ...]:
     from distillguard.lm.news_corpus import generate_news_transfer
 
     knobs = NewsPiiConfig.model_validate_json(knobs_json)
-    return tuple(generate_news_transfer(seed=seed, member_bytes=knobs.member_bytes,
-                                        nonmember_bytes=knobs.nonmember_bytes, test_bytes=knobs.test_bytes,
-                                        transfer_bytes=knobs.transfer_bytes,
-                                        pii_share=knobs.pii_share if knobs.transfer_pii else 0.0))
+    try:
+        return tuple(generate_news_transfer(seed=seed, member_bytes=knobs.member_bytes,
+                                            nonmember_bytes=knobs.nonmember_bytes, test_bytes=knobs.test_bytes,
+                                            transfer_bytes=knobs.transfer_bytes,
+                                            pii_share=knobs.pii_share if knobs.transfer_pii else 0.0))
+    except ValueError as why:
+        raise ConfigError(str(why)) from None
 
 
 @lru_cache(maxsize=4)

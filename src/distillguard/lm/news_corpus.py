@@ -49,6 +49,7 @@ CORPUS = "news-pii"
 ARTICLE_ROLES = ("members", "nonmembers", "test", "transfer")  # the order the permutation is cut in
 PASSAGE_CHARS = 300  # a passage: whole paragraphs, at least this many characters (the last may be shorter)
 ARTICLE_JACCARD = 0.5  # a transfer article with a passage this close to a private passage is skipped
+_CHUNK = 100  # transfer candidates checked at a time (the check of all 2,000 articles would take seconds)
 __all__ = ["NEWS_PII_TEMPLATES", "article_roles", "generate_news_corpus", "generate_news_transfer", "passages"]
 
 _QUOTES = (  # without the final stop: a quote before "said" ends in a comma
@@ -102,15 +103,16 @@ def _article_roles(seed: int, budgets: tuple[int, ...]) -> dict[str, tuple[int, 
     for role, budget in zip(ARTICLE_ROLES, budgets, strict=True):
         picked: list[int] = []
         size = 0
-        candidates = order[position:]
-        usable = _clean_transfer(texts, candidates, roles) if role == "transfer" else [True] * len(candidates)
-        for index, ok in zip(candidates, usable, strict=True):
-            if size >= budget:
-                break
-            position += 1
-            if ok:
-                picked.append(index)
-                size += len(texts[index].encode())
+        while size < budget and position < len(order):
+            candidates = order[position:position + _CHUNK]
+            usable = _clean_transfer(texts, candidates, roles) if role == "transfer" else [True] * len(candidates)
+            for index, ok in zip(candidates, usable, strict=True):
+                if size >= budget:
+                    break
+                position += 1
+                if ok:
+                    picked.append(index)
+                    size += len(texts[index].encode())
         if size < budget:
             raise ValueError(f"The [data.news_pii] sizes ask for more BBC News text than the corpus has: the {role} "
                              f"got {size} of {budget} bytes ({len(texts)} articles, "
