@@ -64,7 +64,8 @@ class LMProbeConfig(Section):
                                            "From: {name} <"],
                                  "phone": ["Customer record -- name: {name}; email: {email}; phone:"],
                                  "account": ["Customer record -- name: {name}; email: {email}; phone: {phone}; account:"]},
-        description="Target field -> prompts naming other fields.")
+        description="Target field -> prompts naming other fields; builtin = \"news-pii\" defaults to its own phrasings "
+                    "(\"Press enquiries: {name},\", ...).")
     extraction_samples: int = Field(128, ge=0, description="Sampled generations for the extraction probe (0: off).")
     extraction_tokens: int = Field(64, ge=8, description="Tokens per generation of the extraction probe.")
     extractable_texts: int = Field(100, ge=0, description="Member documents tested for k-extractability (0: off).")
