@@ -2,7 +2,8 @@
 
 Usage: python benchmarks/bench_lm_demo.py [--spec examples/pii-corpus.toml] [--run-dir DIR] [--existing]
 With --existing, only prints the tables of a finished run in DIR. Prints markdown and writes it into
-docs/results/lm-demo.md. Not a test: numbers depend on the machine (and on how busy its cores are).
+docs/results/lm-demo.md (for examples/news-pii.toml: docs/results/lm-news.md). Not a test: numbers
+depend on the machine (and on how busy its cores are).
 """
 
 from __future__ import annotations
@@ -76,8 +77,9 @@ def main() -> None:
         print(f"torch threads: {torch.get_num_threads()}; total wall time {time.perf_counter() - started:.0f} s\n")
     text = tables(run_dir)
     print(text)
-    if args.spec == parser.get_default("spec"):  # the page documents the shipped example
-        publish(args, "lm-demo.md", "lm-demo", text)
+    pages = {parser.get_default("spec"): ("lm-demo.md", "lm-demo"), "examples/news-pii.toml": ("lm-news.md", "lm-news")}
+    if args.spec in pages:  # the pages document the shipped examples
+        publish(args, *pages[args.spec], text)
 
 
 if __name__ == "__main__":

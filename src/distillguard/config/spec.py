@@ -220,10 +220,11 @@ class Spec(Section):
 
         Unset optional keys are left out, and so are the tables of a built-in data set the
         run does not use (``[data.synth]`` outside purchase-synth, ``[data.pii_corpus]``
-        outside pii-corpus); loading the file gives the same spec either way.
+        outside pii-corpus, ``[data.news_pii]`` outside news-pii); loading the file gives the
+        same spec either way.
         """
         resolved = _drop_none(self.model_dump(mode="json"))
-        for table, builtin in (("synth", "purchase-synth"), ("pii_corpus", "pii-corpus")):
+        for table, builtin in (("synth", "purchase-synth"), ("pii_corpus", "pii-corpus"), ("news_pii", "news-pii")):
             if self.data.builtin != builtin:
                 resolved["data"].pop(table, None)
         return tomli_w.dumps(resolved)
@@ -240,7 +241,7 @@ class ClassifierSpec(Spec):
             if getattr(self, section).kind == "causal-lm":
                 what = self.data.format or self.data.builtin or Path(str(self.data.members)).suffix.lstrip(".")
                 problems.append(f'[{section}].kind: "causal-lm" needs text data (format = "jsonl" or builtin = '
-                                f'"pii-corpus"), got {what!r}')
+                                f'"pii-corpus" | "news-pii"), got {what!r}')
         problems += self._text_problems()
         bad = [a for a in self.audit.attacks if a in LM_ATTACKS and a != "loss"]
         if bad:

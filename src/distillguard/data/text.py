@@ -1,8 +1,9 @@
 """Text data for language models: one loader per role, as :mod:`distillguard.data` for tables.
 
-A role is a JSONL file (``{"text": ...}`` per line) or a role of the built-in
-``pii-corpus``. The transfer text of the built-in is generated from its own stream
-(:func:`~distillguard.lm.pii_corpus.generate_transfer_texts`), so the label and distill
+A role is a JSONL file (``{"text": ...}`` per line) or a role of a built-in corpus,
+``pii-corpus`` or ``news-pii``. The transfer text of a built-in is generated from its own
+streams (:func:`~distillguard.lm.pii_corpus.generate_transfer_texts`,
+:func:`~distillguard.lm.news_corpus.generate_news_transfer`), so the label and distill
 stages can produce it without generating the sensitive roles. Canaries and PII records
 come from their optional files or from the built-in.
 """
@@ -12,8 +13,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from distillguard.config import DataConfig, PiiCorpusConfig
-from distillguard.errors import DataError
+from distillguard.config import DataConfig, NewsPiiConfig, PiiCorpusConfig
+from distillguard.errors import ConfigError, DataError
 from distillguard.runs import sha256_file, sha256_json
 
 __all__ = ["load_canaries", "load_pii", "load_texts", "text_fingerprint"]
@@ -23,8 +24,42 @@ def _source(cfg: DataConfig, role: str) -> str:
     return str(getattr(cfg, role)) if cfg.builtin is None else f"builtin {cfg.builtin} {role} text"
 
 
-def _builtin(seed: int, knobs: PiiCorpusConfig):
-    return _generate(seed, knobs.model_dump_json())
+def _builtin(seed: int, cfg: DataConfig):
+    if cfg.builtin == "news-pii":
+        return _generate_news(seed, cfg.news_pii.model_dump_json())
+    return _generate(seed, cfg.pii_corpus.model_dump_json())
+
+
+def _knobs(cfg: DataConfig) -> NewsPiiConfig | PiiCorpusConfig:
+    return cfg.news_pii if cfg.builtin == "news-pii" else cfg.pii_corpus
+
+
+@lru_cache(maxsize=2)
+def _generate_news(seed: int, knobs_json: str):
+    """The whole news-pii corpus, cached per (seed, knobs)."""
+    from distillguard.lm.news_corpus import generate_news_corpus
+
+    knobs = NewsPiiConfig.model_validate_json(knobs_json)
+    try:
+        return generate_news_corpus(seed=seed, repetitions=tuple(knobs.repetitions),
+                                    pii_mentions=tuple(knobs.pii_mentions),
+                                    **knobs.model_dump(exclude={"repetitions", "pii_mentions"}))
+    except ValueError as why:  # sizes the corpus cannot fill: a spec error, named by its section
+        raise ConfigError(str(why)) from None
+
+
+@lru_cache(maxsize=2)
+def _news_transfer(seed: int, knobs_json: str) -> tuple[str, ...]:
+    from distillguard.lm.news_corpus import generate_news_transfer
+
+    knobs = NewsPiiConfig.model_validate_json(knobs_json)
+    try:
+        return tuple(generate_news_transfer(seed=seed, member_bytes=knobs.member_bytes,
+                                            nonmember_bytes=knobs.nonmember_bytes, test_bytes=knobs.test_bytes,
+                                            transfer_bytes=knobs.transfer_bytes,
+                                            pii_share=knobs.pii_share if knobs.transfer_pii else 0.0))
+    except ValueError as why:
+        raise ConfigError(str(why)) from None
 
 
 @lru_cache(maxsize=4)
@@ -57,10 +92,12 @@ def load_texts(cfg: DataConfig, role: str, *, seed: int) -> list[str]:
 
     if cfg.builtin is None:
         return read_jsonl_texts(Path(getattr(cfg, role)))
-    knobs = cfg.pii_corpus
+    if role == "transfer" and cfg.builtin == "news-pii":
+        return list(_news_transfer(seed, cfg.news_pii.model_dump_json()))
     if role == "transfer":
+        knobs = cfg.pii_corpus
         return list(_builtin_transfer(seed, knobs.transfer_bytes or knobs.member_bytes, knobs.transfer_in_domain))
-    return list(getattr(_builtin(seed, knobs), role))
+    return list(getattr(_builtin(seed, cfg), role))
 
 
 def load_canaries(cfg: DataConfig, *, seed: int) -> list:
@@ -68,7 +105,7 @@ def load_canaries(cfg: DataConfig, *, seed: int) -> list:
     from distillguard.lm.data import read_canaries
 
     if cfg.builtin is not None:
-        return list(_builtin(seed, cfg.pii_corpus).canaries)
+        return list(_builtin(seed, cfg).canaries)
     return read_canaries(cfg.canaries) if cfg.canaries is not None else []
 
 
@@ -77,14 +114,14 @@ def load_pii(cfg: DataConfig, *, seed: int) -> list:
     from distillguard.lm.data import read_pii
 
     if cfg.builtin is not None:
-        return list(_builtin(seed, cfg.pii_corpus).pii)
+        return list(_builtin(seed, cfg).pii)
     return read_pii(cfg.pii) if cfg.pii is not None else []
 
 
 def text_fingerprint(cfg: DataConfig, role: str, *, seed: int) -> str:
     """sha256 of a role's file (or of the built-in's parameters: it is regenerated from them)."""
     if cfg.builtin is not None:
-        return sha256_json({"builtin": cfg.builtin, "seed": seed, "knobs": cfg.pii_corpus.model_dump(),
+        return sha256_json({"builtin": cfg.builtin, "seed": seed, "knobs": _knobs(cfg).model_dump(),
                             "role": role})
     path = getattr(cfg, role)
     if path is None:

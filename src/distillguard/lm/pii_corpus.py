@@ -111,19 +111,19 @@ def generate_pii_corpus(
                              pii_mentions=pii_mentions, pii_people_per_count=pii_people_per_count)
     sizes = {"members": target_bytes, "nonmembers": nonmember_bytes or target_bytes,
              "test": test_bytes or max(1000, target_bytes // 4)}
-    canaries = _plant_canaries([r for r in repetitions for _ in range(canaries_per_count)], seed=seed,
+    canaries = plant_canaries([r for r in repetitions for _ in range(canaries_per_count)], seed=seed,
                                secret_digits=secret_digits)
 
     def frequent(role: str) -> list[int]:
         people = int(pii_people_per_count * sizes[role] / target_bytes + 0.5)
         return [m for m in pii_mentions for _ in range(people)]
 
-    roles = {role: _RoleWriter(role, seed=seed) for role in ROLES}
+    roles = {role: RoleWriter(role, seed=seed) for role in ROLES}
     members = roles["members"].documents(sizes["members"], canaries=canaries, frequent=frequent("members"))
-    decoys = [CanarySpec(c.prefix, _secret(roles["nonmembers"].rng, c.secret), 1, suffix=c.suffix) for c in canaries
+    decoys = [CanarySpec(c.prefix, decoy_secret(roles["nonmembers"].rng, c.secret), 1, suffix=c.suffix) for c in canaries
               for _ in range(c.repetitions)]
     nonmembers = roles["nonmembers"].documents(sizes["nonmembers"], canaries=decoys, frequent=frequent("nonmembers"))
-    test_decoys = [CanarySpec(c.prefix, _secret(roles["test"].rng, c.secret), 1, suffix=c.suffix) for c in canaries]
+    test_decoys = [CanarySpec(c.prefix, decoy_secret(roles["test"].rng, c.secret), 1, suffix=c.suffix) for c in canaries]
     test = roles["test"].documents(sizes["test"], canaries=test_decoys, frequent=frequent("test"))
     transfer = generate_transfer_texts(seed=seed, target_bytes=transfer_bytes or target_bytes,
                                        in_domain=transfer_in_domain)
@@ -151,9 +151,11 @@ def _check_corpus_parameters(*, target_bytes: int, repetitions: Sequence[int], c
                          f"{pii_people_per_count!r} instead.")
 
 
-def _plant_canaries(counts: list[int], *, seed: int, secret_digits: tuple[int, int]) -> list[CanarySpec]:
-    """One canary per repetition count in ``counts``, with distinct secrets, from one seeded stream."""
-    canary_rng = random.Random(derive_seed(seed, "pii-corpus", "canaries"))
+def plant_canaries(counts: list[int], *, seed: int, secret_digits: tuple[int, int],
+                   corpus: str = "pii-corpus") -> list[CanarySpec]:
+    """One canary per repetition count in ``counts``, with distinct secrets, from one seeded stream
+    (``corpus`` names the stream, so each built-in corpus draws its own secrets)."""
+    canary_rng = random.Random(derive_seed(seed, corpus, "canaries"))
     canaries: list[CanarySpec] = []
     for index, count in enumerate(counts):
         while (canary := _make_canary(index, count, canary_rng, secret_digits)).secret in {c.secret for c in canaries}:
@@ -169,7 +171,7 @@ def _make_canary(index: int, repetitions: int, rng: random.Random, digits: tuple
     return CanarySpec(prefix, "".join(rng.choice(DIGITS) for _ in range(length)), repetitions, suffix=CANARY_SUFFIX)
 
 
-def _secret(rng: random.Random, like: str) -> str:
+def decoy_secret(rng: random.Random, like: str) -> str:
     """A fresh secret of ``like``'s length (decoys for nonmembers and test)."""
     while (secret := "".join(rng.choice(DIGITS) for _ in like)) == like:
         pass
@@ -181,21 +183,22 @@ def _role_of(name: str) -> str:
     return PEOPLE_ROLES[int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big") % len(PEOPLE_ROLES)]
 
 
-class _RoleWriter:
+class RoleWriter:
     """Writes one role's documents from its own Faker and ``random.Random`` streams."""
 
-    def __init__(self, role: str, *, seed: int, stream: str | None = None) -> None:
+    def __init__(self, role: str, *, seed: int, stream: str | None = None, corpus: str = "pii-corpus") -> None:
         from faker import Faker
 
         self.role = role  # the hash bucket of its people
         stream = stream or role
-        self.rng = random.Random(derive_seed(seed, "pii-corpus", stream))
+        self.rng = random.Random(derive_seed(seed, corpus, stream))
         self.fake = Faker("en_US")
-        self.fake.seed_instance(derive_seed(seed, "pii-corpus", stream, "faker"))
+        self.fake.seed_instance(derive_seed(seed, corpus, stream, "faker"))
         self.people: list[PiiRecord] = []
         self._names: set[str] = set()
 
-    def _person(self) -> PiiRecord:
+    def person(self) -> PiiRecord:
+        """A fresh fictional person of this writer's hash bucket (name, email, phone, account)."""
         while True:
             first, last = self.fake.first_name(), self.fake.last_name()
             name = f"{first} {last}"
@@ -233,7 +236,7 @@ class _RoleWriter:
 
     def _mention(self, count: int, docs: list[str]) -> int:
         """Append ``count`` documents about one fresh person to ``docs``; their bytes."""
-        person = self._person()
+        person = self.person()
         mentions = [self.rng.choice(_DOC_TEMPLATES)(self, person) for _ in range(count)]
         # the record lists what the text discloses about the person, nothing more
         shown = {k: v for k, v in person.attributes.items() if any(v in doc for doc in mentions)}
@@ -249,7 +252,7 @@ class _RoleWriter:
                 f"[{t[2]}] agent: noted, thanks {first}. {self.fake.sentence()}")
 
 
-def _email(w: _RoleWriter, p: PiiRecord) -> str:
+def _email(w: RoleWriter, p: PiiRecord) -> str:
     agent = w.fake.first_name()
     first = p.name.split()[0]
     return (f"From: {p.name} <{p.attributes['email']}>\nTo: {agent} at Customer Support\n"
@@ -258,7 +261,7 @@ def _email(w: _RoleWriter, p: PiiRecord) -> str:
             f"Best,\n{first}")
 
 
-def _chat(w: _RoleWriter, p: PiiRecord) -> str:
+def _chat(w: RoleWriter, p: PiiRecord) -> str:
     first = p.name.split()[0]
     t = w._clock(5)
     return (f"[{t[0]}] {first}: hi, I need to update my details\n"
@@ -268,24 +271,24 @@ def _chat(w: _RoleWriter, p: PiiRecord) -> str:
             f"[{t[4]}] {first}: yes. {w.fake.sentence()}")
 
 
-def _record(w: _RoleWriter, p: PiiRecord) -> str:
+def _record(w: RoleWriter, p: PiiRecord) -> str:
     a = p.attributes
     return (f"Customer record -- name: {p.name}; email: {a['email']}; phone: {a['phone']}; "
             f"account: {a['account']}. Note: {w.fake.sentence()}")
 
 
-def _sentences(w: _RoleWriter, p: PiiRecord) -> str:
+def _sentences(w: RoleWriter, p: PiiRecord) -> str:
     first = p.name.split()[0]
     return (f"The email address of {p.name} is {p.attributes['email']}. {first} can be reached at "
             f"{p.attributes['phone']}. {w.fake.paragraph(nb_sentences=2)}")
 
 
-def _ticket(w: _RoleWriter, p: PiiRecord) -> str:
+def _ticket(w: RoleWriter, p: PiiRecord) -> str:
     return (f"Ticket #{w.rng.randint(10000, 99999)}: {p.name} ({p.attributes['email']}) reported that "
             f"{w.fake.sentence().lower()} Callback number: {p.attributes['phone']}.")
 
 
-_DOC_TEMPLATES: tuple[Callable[[_RoleWriter, PiiRecord], str], ...] = (_email, _chat, _record, _sentences, _ticket)
+_DOC_TEMPLATES: tuple[Callable[[RoleWriter, PiiRecord], str], ...] = (_email, _chat, _record, _sentences, _ticket)
 
 
 def generate_transfer_texts(*, seed: int, target_bytes: int = 300_000, in_domain: float = 0.75) -> list[str]:
@@ -309,7 +312,7 @@ def generate_transfer_texts(*, seed: int, target_bytes: int = 300_000, in_domain
         raise ValueError("The 'in_domain' parameter of generate_transfer_texts must be in [0, 1]. "
                          f"Got {in_domain!r} instead.")
     domain_bytes = int(round(in_domain * target_bytes))
-    writer = _RoleWriter("transfer", seed=seed, stream="transfer-in-domain")
+    writer = RoleWriter("transfer", seed=seed, stream="transfer-in-domain")
     docs = writer.documents(domain_bytes) if domain_bytes else []
     docs += _public_texts(seed=seed, target_bytes=target_bytes - sum(len(d.encode()) + 1 for d in docs))
     if domain_bytes and len(docs) > 1:
