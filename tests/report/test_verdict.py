@@ -80,6 +80,11 @@ def test_clear_leak_fails_even_on_a_small_pool_with_next_steps():
     hard = gate_verdict(_report(n=45, student=(0.85, (0.75, 0.93))), GATE, hard_labels=True)
     hard_commands = [s["command"] for s in hard["next_steps"]]
     assert not any("labels =" in c for c in hard_commands) and any("far_from_private" in c for c in hard_commands)
+    # the whole defended default in place: the next step is a teacher-side defense, not a knob it already has
+    defended = gate_verdict(_report(n=45, student=(0.85, (0.75, 0.93))), GATE, hard_labels=True, defended=True)
+    defended_commands = [s["command"] for s in defended["next_steps"]]
+    assert not any("labels =" in c or "far_from_private" in c for c in defended_commands)
+    assert any("[teacher.split_ai]" in c for c in defended_commands)
 
 
 def test_narrow_interval_over_the_bar_fails():
