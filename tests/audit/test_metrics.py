@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 from distillguard.audit import metrics as M
-from distillguard.report.plots import save_roc_plot
+from distillguard.report.plots import save_roc_plot, without_plots
 
 SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
 MEMBERS = np.array([1, 1, 0, 1, 0, 0], dtype=bool)
@@ -165,3 +165,8 @@ def test_save_roc_plot_writes_png(tmp_path):
     save_roc_plot(curves, path, title="loss: teacher vs student")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["roc.png"]  # no temp file left behind
+    with without_plots():  # the tuner's candidates: no plot, and drawing resumes after the block
+        save_roc_plot(curves, tmp_path / "skipped.png", title="skipped")
+    assert not (tmp_path / "skipped.png").exists()
+    save_roc_plot(curves, tmp_path / "again.png", title="again")
+    assert (tmp_path / "again.png").is_file()

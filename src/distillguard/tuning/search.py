@@ -32,6 +32,7 @@ from distillguard.errors import ConfigError
 from distillguard.models.artifact import load_classifier
 from distillguard.runs import atomic_write_json, atomic_write_text, read_json, sha256_json
 from distillguard.pipeline import run as run_pipeline
+from distillguard.report.plots import without_plots
 from distillguard.tuning.pareto import choose, pareto_front
 from distillguard.tuning.result import Evaluation, TuneResult
 from distillguard.tuning.space import Candidate, default_space, override
@@ -197,7 +198,8 @@ def _evaluate(candidate: Candidate, spec: Spec, work: Workspace, *, folder: Path
     if cached.is_file():
         return Evaluation(**read_json(cached))
     started = time.monotonic()
-    report = run_pipeline(candidate_spec, run_dir=run_dir).report
+    with without_plots():  # nobody opens a candidate's report: its numbers are what the search reads
+        report = run_pipeline(candidate_spec, run_dir=run_dir).report
     seconds = time.monotonic() - started
     student, _ = load_classifier(run_dir / "student")
     correct = student.logits(work.nonmembers.X).argmax(axis=1) == work.nonmembers.y
