@@ -13,7 +13,11 @@ from scan_support import recompute
 
 
 def test_scanning_a_runs_teacher_reproduces_its_audit(finished_run, tmp_path):
-    spec = E2E_SPEC.replace('name = "tiny"', 'name = "rescan"') + f'[scan]\nmodel = "{finished_run / "teacher"}"\n'
+    # the run's teacher recipe as RUN/spec.toml resolved it: the defended default smooths the teacher's labels,
+    # and a scan (which trains no student) does not fill that in by itself
+    assert "label_smoothing = 0.3" in (finished_run / "spec.toml").read_text()
+    spec = (E2E_SPEC.replace('name = "tiny"', 'name = "rescan"').replace("[teacher]\n", "[teacher]\nlabel_smoothing = 0.3\n")
+            + f'[scan]\nmodel = "{finished_run / "teacher"}"\n')
     (tmp_path / "scan.toml").write_text(spec)
     result = run_cli("scan", "scan.toml", "--run-dir", "scan", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

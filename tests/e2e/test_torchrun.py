@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 SPEC = """
 [run]
 name = "ddp"
-shard_rows = 256          # 4 shards, labelled round-robin by the two ranks
+shard_rows = 256          # 700 of 1,000 transfer rows kept (far from private): 3 shards, round-robin by the two ranks
 batch_split = 2           # the single-process run computes each gradient in the ranks' two halves
 [data]
 builtin = "purchase-synth"
@@ -84,7 +84,7 @@ def test_torchrun_run_folder_is_written_once_by_rank_zero(runs: tuple[Path, Path
     assert not list(two.glob(".*.partial")) and not list(two.glob(".*.rank*"))
     ids_one, logits_one, _, meta = read_soft_labels(one / "softlabels")
     ids_two, logits_two, _, _ = read_soft_labels(two / "softlabels")
-    assert len(meta["shards"]) == 4  # shards 0, 2 from rank 0 and 1, 3 from rank 1, in one folder
+    assert len(meta["shards"]) == 3 and len(ids_two) == 700  # shards 0, 2 from rank 0 and 1 from rank 1, in one folder
     np.testing.assert_array_equal(ids_one, ids_two)
     np.testing.assert_array_equal(logits_two, logits_one)
 

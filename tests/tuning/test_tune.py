@@ -147,7 +147,8 @@ def test_shadow_teacher_cache_gives_the_same_audit_and_is_shared_downstream(tmp_
         trained = distillguard.run(parse_spec(base, base_dir=tmp_path), run_dir=tmp_path / "a").report
         assert len(list(cache.glob("*.safetensors"))) == 1
         reused = distillguard.run(parse_spec(base, base_dir=tmp_path), run_dir=tmp_path / "b").report
-        knob = distillguard.run(parse_spec({**base, "softlabels": {"labels": "soft"}}, base_dir=tmp_path),
+        student = {**base["student"], "hidden": [8]}  # downstream of the teacher (plain KD would unsmooth it)
+        knob = distillguard.run(parse_spec({**base, "student": student}, base_dir=tmp_path),
                                 run_dir=tmp_path / "k").report
         assert len(list(cache.glob("*.safetensors"))) == 1  # a downstream knob shares the shadow teachers
     assert trained["attacks"] == reused["attacks"]  # loading gives exactly what training gave
