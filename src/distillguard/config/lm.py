@@ -91,4 +91,7 @@ def with_lm_defaults(raw: dict[str, Any]) -> dict[str, Any]:
         given = out.get(section, {})
         if isinstance(given, dict):
             out[section] = {**defaults, **given}
+    transfer = out.get("transfer")
+    if isinstance(transfer, dict) and isinstance(transfer.get("synthetic"), dict):  # a text generator, not MST
+        out["transfer"] = {**transfer, "synthetic": {"mechanism": "dp-lm", **transfer["synthetic"]}}
     return out
