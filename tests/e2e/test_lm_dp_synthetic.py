@@ -69,3 +69,14 @@ def test_the_student_learns_from_the_synthetic_text_and_the_reference_from_the_p
     report = json.loads((dp_run / "report.json").read_text())
     assert "not the DP synthetic text" in report["reference_model"]["what"]
     assert report["utility"]["student"]["test_perplexity"] > 1  # measured, whatever it is
+
+
+def test_a_table_generator_on_text_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "spec.toml").write_text(SPEC.replace('accountant = "rdp"\n', 'mechanism = "mst"\n'))
+    done = subprocess.run([sys.executable, "-m", "distillguard", "run", "spec.toml", "--run-dir", "run"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "[transfer.synthetic].mechanism" in lines[0]
+    assert '\'mst\' models table columns; a causal LM takes "dp-lm"' in lines[0]
+    assert not (tmp_path / "run" / "teacher").exists()
