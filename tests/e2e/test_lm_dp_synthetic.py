@@ -72,7 +72,9 @@ def test_the_student_learns_from_the_synthetic_text_and_the_reference_from_the_p
 
 
 def test_a_table_generator_on_text_is_one_line_and_exit_2(tmp_path):
-    (tmp_path / "spec.toml").write_text(SPEC.replace('accountant = "rdp"\n', 'mechanism = "mst"\n'))
+    section = '[transfer.synthetic]\nepsilon = 4.0\nrows = 40\nepochs = 2\nbatch_size = 16\naccountant = "rdp"\n'
+    assert section in SPEC
+    (tmp_path / "spec.toml").write_text(SPEC.replace(section, '[transfer.synthetic]\nmechanism = "mst"\nrows = 40\n'))
     done = subprocess.run([sys.executable, "-m", "distillguard", "run", "spec.toml", "--run-dir", "run"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
