@@ -95,7 +95,8 @@ def document_examples(tokenizer: PreTrainedTokenizerBase, texts: list[str], *, c
     if eos is None:
         raise ValueError("the tokenizer has no eos_token; train it with train_bpe_tokenizer or set eos_token")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    rows = [[eos, *ids, eos] for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+    encoded = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]  # longer ones: cut below
+    rows = [[eos, *ids, eos] for ids in encoded]
     ids = torch.full((len(rows), context), pad, dtype=torch.int64)
     lengths = torch.tensor([min(len(r), context) for r in rows], dtype=torch.int64)
     for i, row in enumerate(rows):
