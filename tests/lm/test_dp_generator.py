@@ -113,17 +113,17 @@ def test_guards_drop_copies_and_canary_prefixes_and_draw_again(small_corpus):
     clean = [f"a public note number {i} about the weather and the trains" for i in range(40)]
     rounds = []
 
-    def draw(n, seed):  # round 1: two copies, one canary prefix and an empty document; then clean text
-        rounds.append(seed)
+    def draw(n, seed):  # round 1: two copies, one canary prefix and an empty document; then the shortfall, clean
+        rounds.append((n, seed))
         if len(rounds) == 1:
             return [members[0], members[1] + " ", f"hello {canary.prefix}", "  ", *clean[: n - 4]]
-        return clean[len(rounds) * 5: len(rounds) * 5 + n]
+        return clean[20: 20 + n]
 
     out = guarded_synthetic_text(draw, rows=10, private={"members": members, "nonmembers": small_corpus.nonmembers},
                                  canaries=small_corpus.canaries, jaccard=0.7, seed=0)
-    assert len(out.texts) == 10 and len(rounds) == 2 and len(set(rounds)) == 2
+    assert len(out.texts) == 10 and [n for n, _ in rounds] == [10, 4] and rounds[0][1] != rounds[1][1]
     r = out.record
-    assert (r["drawn"], r["dropped_empty"], r["dropped_copies"], r["dropped_exact"], r["dropped_prefix"]) == (20, 1, 2, 2, 1)
+    assert (r["drawn"], r["dropped_empty"], r["dropped_copies"], r["dropped_exact"], r["dropped_prefix"]) == (14, 1, 2, 2, 1)
     assert not set(out.texts) & set(members) and not any(canary.prefix in t for t in out.texts)
     with pytest.raises(DataError, match=r"only 0 of rows = 3 synthetic documents passed the guards"):
         guarded_synthetic_text(lambda n, seed: members[:n], rows=3, private={"members": members}, canaries=[],

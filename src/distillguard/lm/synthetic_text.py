@@ -5,7 +5,7 @@ documents from the DP-SGD generator (:mod:`distillguard.lm.dp_generator`), drop 
 empty one, every one the text leak guard flags as an exact or near copy of a member or
 nonmember document (:func:`~distillguard.data.leakguard_text.find_text_leaks`), and every
 one that holds a canary's prefix (:func:`~distillguard.lm.prefix_guard.find_secret_contexts`),
-and draw again until ``rows`` pass. Sampling spends no budget; the guards' drops are
+and draw the shortfall again until ``rows`` pass. Sampling spends no budget; the guards' drops are
 decided by comparing with the private text, a data-dependent filter outside the
 generator's ε (as in the classifier track), which the record counts.
 """
@@ -34,7 +34,7 @@ class SyntheticText:
 
 def guarded_synthetic_text(draw: Callable[[int, int], list[str]], *, rows: int, private: dict[str, list[str]],
                            canaries: list[CanarySpec], jaccard: float, seed: int) -> SyntheticText:
-    """Draw with ``draw(n, seed)`` and guard until ``rows`` documents pass.
+    """Draw with ``draw(n, seed)`` and guard until ``rows`` documents pass (each round draws the shortfall).
 
     Args:
         draw: ``(n, seed) -> n`` sampled documents (the DP generator's sampler).
@@ -47,11 +47,12 @@ def guarded_synthetic_text(draw: Callable[[int, int], list[str]], *, rows: int, 
     """
     kept: list[str] = []
     counts = {"drawn": 0, "dropped_empty": 0, "dropped_copies": 0, "dropped_exact": 0, "dropped_prefix": 0}
-    for round_ in range(MAX_DRAWS):
-        texts = draw(rows, derive_seed(seed, "synthetic-text", "sample", round_))
+    for round_ in range(MAX_DRAWS):  # each round draws what is still missing
+        texts = draw(rows - len(kept), derive_seed(seed, "synthetic-text", "sample", round_))
         counts["drawn"] += len(texts)
+        drawn = len(texts)
         texts = [t for t in texts if t.strip()]
-        counts["dropped_empty"] += rows - len(texts)
+        counts["dropped_empty"] += drawn - len(texts)
         leaks = find_text_leaks(texts, private, jaccard_threshold=jaccard, seed=seed)
         copied = {int(i) for i in leaks.transfer_rows}
         counts["dropped_copies"] += len(copied)
