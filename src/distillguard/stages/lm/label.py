@@ -11,6 +11,11 @@ Then the kept documents are packed into blocks and labeled as a stream of Parque
 whatever the corpus length), at T = 1 with the leftover mass. The tokenizer (fitted on
 public text and checked for secrets) is copied to ``softlabels/tokenizer`` so the distill
 stage never opens teacher/.
+
+With ``[transfer.synthetic]`` (``dp-lm``) the teacher labels documents sampled from a DP-SGD
+generator of the members instead (:mod:`distillguard.stages.lm.synthetic`), kept as
+``synthetic_texts.jsonl``; the transfer role is still guarded, since the audit's reference
+model trains on its kept documents.
 """
 
 from __future__ import annotations
