@@ -60,6 +60,19 @@ def test_jsonl_paths_are_resolved_against_the_spec(tmp_path):
      "[softlabels].private_prediction.sample_weight"),
     ({"data": {"builtin": "digits"}, "softlabels": {"private_prediction": {"shards": 4}}},
      "['private_prediction'] set the causal-LM soft-label store or its private release"),
+    ({"data": {"builtin": "pii-corpus"}, "transfer": {"synthetic": {"mechanism": "mst"}}},
+     '[transfer.synthetic].mechanism: \'mst\' models table columns; a causal LM takes "dp-lm"'),
+    ({"data": {"builtin": "digits"}, "transfer": {"synthetic": {"mechanism": "dp-lm"}}},
+     '[transfer.synthetic].mechanism: "dp-lm" trains a causal-LM generator on text; a classifier takes "mst"'),
+    ({"data": {"builtin": "digits"}, "transfer": {"synthetic": {"epochs": 3, "max_grad_norm": 2.0}}},
+     "['epochs', 'max_grad_norm'] set the dp-lm generator; mechanism = \"mst\" takes epsilon, delta and rows only"),
+    ({"data": {"builtin": "pii-corpus"}, "transfer": {"synthetic": {}},
+      "softlabels": {"private_prediction": {"shards": 2}}},
+     "[transfer.synthetic]: not supported with [softlabels] private_prediction"),
+    ({"data": {"builtin": "pii-corpus"}, "transfer": {"synthetic": {"batch_size": 0}}},
+     "[transfer].synthetic.batch_size: Input should be greater than or equal to 1 (got 0)"),
+    ({"data": {"builtin": "pii-corpus"}, "transfer": {"size": 100, "synthetic": {}}},
+     "[transfer]: the classifier defense knobs are not supported for causal LMs"),
 ])
 def test_invalid_combinations_name_the_field(raw, message):
     with pytest.raises(ConfigError) as error:
@@ -108,3 +121,12 @@ def test_private_prediction_defaults():
     pp = spec({"data": {"builtin": "pii-corpus"}, "softlabels": {"private_prediction": {"shards": 8}}}
               ).softlabels.private_prediction
     assert (pp.shards, pp.epsilon, pp.delta, pp.query_fraction, pp.sample_weight) == (8, 8.0, None, 1.0, 0.5)
+
+
+def test_lm_synthetic_transfer_defaults_to_the_dp_lm_generator():
+    s = spec({"data": {"builtin": "pii-corpus"}, "transfer": {"synthetic": {"epsilon": 8, "rows": 500}}})
+    synthetic = s.transfer.synthetic
+    assert (synthetic.mechanism, synthetic.epsilon, synthetic.rows) == ("dp-lm", 8.0, 500)
+    assert (synthetic.epochs, synthetic.batch_size, synthetic.max_grad_norm, synthetic.accountant) == (4, 64, 1.0, "prv")
+    again = parse_spec(__import__("tomllib").loads(s.to_toml()), base_dir=Path("/tmp"))
+    assert again == s  # the resolved spec reloads to the same spec

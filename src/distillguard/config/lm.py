@@ -104,4 +104,7 @@ def with_lm_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     if (isinstance(data, dict) and data.get("builtin") == "news-pii" and isinstance(audit, dict)
             and isinstance(audit.get("lm", {}), dict)):
         out["audit"] = {**audit, "lm": {"pii_templates": NEWS_PII_TEMPLATES, **audit.get("lm", {})}}
+    transfer = out.get("transfer")
+    if isinstance(transfer, dict) and isinstance(transfer.get("synthetic"), dict):  # a text generator, not MST
+        out["transfer"] = {**transfer, "synthetic": {"mechanism": "dp-lm", **transfer["synthetic"]}}
     return out

@@ -133,22 +133,48 @@ class SoftLabelConfig(Section):
                 "mix_uniform": self.mix_uniform, "logit_noise": self.logit_noise}
 
 
+DP_LM_FIELDS = ("epochs", "batch_size", "lr", "max_grad_norm", "accountant", "max_tokens")  # the generator's
+
+
 class SyntheticTransferConfig(Section):
     """``[transfer.synthetic]``: a DP synthetic transfer set, for when no public data exist.
 
     The label stage fits a differentially private generator on the members (the teacher's
-    training table) and the teacher labels its samples instead of the transfer records;
-    the student never sees a private record. The audit's shadows each fit their own
-    generator on their own training set (see docs/defenses.md).
+    training table, or its documents) and the teacher labels its samples instead of the
+    transfer records; the student never sees a private record. The audit's shadows each fit
+    their own generator on their own training set (see docs/defenses/synthetic-transfer.md).
     """
 
-    mechanism: Literal["mst"] = Field(
+    mechanism: Literal["mst", "dp-lm"] = Field(
         "mst", description="mst: MST (McKenna et al. 2021), Gaussian-noised 1- and 2-way marginals on a tree, fitted "
-                           "with Private-PGM; needs pip install \"distillguard[synth]\". Tabular data only.")
-    epsilon: float = Field(3.0, gt=0, le=100, description="The generator's ε (its whole budget, zCDP-accounted).")
+                           "with Private-PGM; needs pip install \"distillguard[synth]\"; tables only. dp-lm: causal "
+                           "LMs (the default there): a generator of the teacher's architecture trained with DP-SGD "
+                           "(Opacus) on the member documents, then sampled.")
+    epsilon: float = Field(3.0, gt=0, le=100, description="The generator's ε (its whole budget; mst: zCDP-accounted, "
+                                                          "dp-lm: the DP-SGD noise is calibrated to it).")
     delta: float | None = Field(None, gt=0, lt=1, description="The generator's δ; default min(1/(10·members), 1e-5).")
-    rows: int = Field(3000, ge=10, le=1_000_000, description="Synthetic rows sampled (before copies of private "
-                                                             "records are dropped, which more draws replace).")
+    rows: int = Field(3000, ge=10, le=1_000_000, description="Synthetic rows (mst) or documents (dp-lm) sampled "
+                                                             "(before copies of private records are dropped, which "
+                                                             "more draws replace).")
+    epochs: int = Field(4, ge=1, le=1000, description="dp-lm: DP-SGD epochs of the generator over the member documents.")
+    batch_size: int = Field(64, ge=1, description="dp-lm: expected Poisson batch; each member document is in a batch "
+                                                  "with probability batch_size / members.")
+    lr: float = Field(3e-3, gt=0, description="dp-lm: AdamW learning rate of the generator.")
+    max_grad_norm: float = Field(1.0, gt=0, description="dp-lm: per-document gradient clipping bound C.")
+    accountant: Literal["prv", "rdp"] = Field("prv", description="dp-lm: Opacus accountant (prv: Gopi et al. 2021; "
+                                                                 "rdp: Mironov 2017).")
+    max_tokens: int | None = Field(None, ge=1, description="dp-lm: tokens per sampled document at most; default the "
+                                                           "generator's context minus one.")
+
+    @model_validator(mode="after")
+    def _generator_fields(self) -> SyntheticTransferConfig:
+        if self.mechanism == "mst":
+            changed = [name for name in DP_LM_FIELDS
+                       if getattr(self, name) != SyntheticTransferConfig.model_fields[name].default]
+            if changed:
+                raise ValueError(f"{changed} set the dp-lm generator; mechanism = \"mst\" takes epsilon, delta "
+                                 "and rows only")
+        return self
 
 
 class TransferConfig(Section):

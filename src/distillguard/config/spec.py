@@ -243,6 +243,9 @@ class ClassifierSpec(Spec):
                 problems.append(f'[{section}].kind: "causal-lm" needs text data (format = "jsonl" or builtin = '
                                 f'"pii-corpus" | "news-pii"), got {what!r}')
         problems += self._text_problems()
+        if self.transfer.synthetic is not None and self.transfer.synthetic.mechanism == "dp-lm":
+            problems.append('[transfer.synthetic].mechanism: "dp-lm" trains a causal-LM generator on text; a '
+                            'classifier takes "mst"')
         bad = [a for a in self.audit.attacks if a in LM_ATTACKS and a != "loss"]
         if bad:
             problems.append(f"[audit].attacks: {bad} are language-model attacks; a classifier takes "
@@ -320,11 +323,26 @@ class LMSpec(Spec):
             generation_policy(self.deploy, audited_generation(self.audit.lm))
         except ValueError as why:
             problems.append(f"[deploy]: {why}")
-        return problems + self._classifier_knob_problems()
+        return problems + self._synthetic_problems() + self._classifier_knob_problems()
+
+    def _synthetic_problems(self) -> list[str]:
+        """``[transfer.synthetic]`` for causal LMs: the dp-lm generator, and not beside private prediction."""
+        synthetic = self.transfer.synthetic
+        if synthetic is None:
+            return []
+        problems = []
+        if synthetic.mechanism != "dp-lm":
+            problems.append(f'[transfer.synthetic].mechanism: {synthetic.mechanism!r} models table columns; a causal '
+                            'LM takes "dp-lm"')
+        if self.softlabels.private_prediction is not None:
+            problems.append("[transfer.synthetic]: not supported with [softlabels] private_prediction (its public "
+                            "model and queries are the transfer text's); use one of the two")
+        return problems
 
     def _classifier_knob_problems(self) -> list[str]:
+        transfer = self.transfer.model_copy(update={"synthetic": None})  # dp-lm synthetic text is the LM's own
         knobs = [name for name, off in (("[softlabels]", self.softlabels.is_identity()),
-                                        ("[transfer]", self.transfer.is_identity()),
+                                        ("[transfer]", transfer.is_identity()),
                                         ("[teacher].ensemble", self.teacher.ensemble == 1),
                                         ("[teacher.split_ai]", self.teacher.split_ai is None),
                                         ("[teacher.hamp]", self.teacher.hamp is None),

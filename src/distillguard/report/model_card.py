@@ -142,6 +142,14 @@ def exposure_summary(probes: list[dict[str, Any]]) -> list[dict[str, Any]]:
              "max_bits": max(p["max_bits"] for p in g)} for (r, t), g in sorted(groups.items())]
 
 
+def _lm_transfer_lines(transfer_set: dict[str, Any] | None) -> list[str]:
+    if not transfer_set or transfer_set.get("mechanism") != "dp-lm":
+        return []
+    return ["", f"Its transfer text was {transfer_set['rows']} DP synthetic documents sampled from a generator "
+                f"trained with DP-SGD on the sensitive documents (ε = {transfer_set['epsilon']:.2f}, δ = "
+                f"{transfer_set['delta']:g}); the ε covers the generator only, not the teacher's labels."]
+
+
 def render_lm_model_card(report: dict[str, Any]) -> str:
     """Markdown README for a language model's deploy/: aggregate numbers only, never a secret or PII value."""
     u, gate = report["utility"], report["gate"]
@@ -151,6 +159,7 @@ def render_lm_model_card(report: dict[str, Any]) -> str:
         "A causal language model trained by knowledge distillation (distillguard): it learned only from a",
         "teacher's top-k next-token distributions on public transfer text and never saw the sensitive",
         "training documents. The teacher is not part of this folder.",
+        *_lm_transfer_lines(report.get("transfer_set")),
         "",
         "## Utility (held-out text of the private distribution)",
         "",

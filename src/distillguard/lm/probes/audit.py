@@ -40,9 +40,7 @@ def audit_language_models(spec: Spec, run: RunDir) -> tuple[dict, ScoreRows]:
     models_and_ref = {**models, "reference": reference}
     members, nonmembers = load_texts(data, "members", seed=seed), load_texts(data, "nonmembers", seed=seed)
     metrics: dict[str, Any] = {"utility": lm_utility(models_and_ref, tokenizer, load_texts(data, "test", seed=seed)),
-                               "warnings": [], "reference_model": {
-                                   "what": "the student's architecture trained on the transfer text only "
-                                           f"({spec.audit.lm.reference_epochs} epochs; 0 = untrained)"}}
+                               "warnings": [], "reference_model": {"what": _reference_what(spec, meta)}}
     counts = {c["canary_id"]: c["counted"] for c in (run.stage("teacher") or {}).get("canaries", [])}
     probes = exposure_probes(spec, models_and_ref, tokenizer, load_canaries(data, seed=seed), counts)
     probes += pii_probes(spec, models_and_ref, tokenizer, load_pii(data, seed=seed))
@@ -57,6 +55,15 @@ def audit_language_models(spec: Spec, run: RunDir) -> tuple[dict, ScoreRows]:
         metrics["warnings"].append(warning)
     metrics["populations"] = {"all": {"n_members": n, "n_nonmembers": n}}
     return metrics, rows
+
+
+def _reference_what(spec: Spec, meta: dict) -> str:
+    what = (f"the student's architecture trained on the transfer text only ({spec.audit.lm.reference_epochs} epochs; "
+            "0 = untrained)")
+    if meta.get("transfer_set", {}).get("source") == "synthetic":  # it must not learn what the generator learned
+        what += ("; the public transfer role's guarded documents, not the DP synthetic text the student learned "
+                 "from (that text depends on the members)")
+    return what
 
 
 def train_reference(spec: Spec, tokenizer, transfer: list[str]):

@@ -11,6 +11,11 @@ Then the kept documents are packed into blocks and labeled as a stream of Parque
 whatever the corpus length), at T = 1 with the leftover mass. The tokenizer (fitted on
 public text and checked for secrets) is copied to ``softlabels/tokenizer`` so the distill
 stage never opens teacher/.
+
+With ``[transfer.synthetic]`` (``dp-lm``) the teacher labels documents sampled from a DP-SGD
+generator of the members instead (:mod:`distillguard.stages.lm.synthetic`), kept as
+``synthetic_texts.jsonl``; the transfer role is still guarded, since the audit's reference
+model trains on its kept documents.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from distillguard.config import Spec
 from distillguard.data.text import load_texts, text_fingerprint
 from distillguard.runs import RunDir
 from distillguard.stages.common import execute_stage
-from distillguard.stages.lm.common import model_hashes
+from distillguard.stages.lm.common import folder_digest, model_hashes
 
 OUTPUT = "softlabels"
 TOKENIZER_DIR = "tokenizer"
@@ -98,6 +103,19 @@ def _privacy(spec: Spec, labeller, plan) -> dict:
     return {"privacy": record}
 
 
+def _texts_to_label(spec: Spec, tokenizer, public: list[str], folder: Path) -> tuple[list[str], dict]:
+    """(the documents the teacher labels, the stage's ``transfer_set`` entry): the guarded transfer documents, or
+    with ``[transfer.synthetic]`` the DP synthetic ones (written to ``synthetic_texts.jsonl``)."""
+    if spec.transfer.synthetic is None:
+        return public, {}
+    from distillguard.lm.data import write_jsonl_texts
+    from distillguard.stages.lm.synthetic import SYNTHETIC_FILE, synthetic_transfer_text
+
+    texts, record = synthetic_transfer_text(spec, tokenizer)
+    write_jsonl_texts(folder / SYNTHETIC_FILE, texts)
+    return texts, {"transfer_set": record}
+
+
 def run_lm_label_stage(spec: Spec, run: RunDir) -> bool:
     seed = spec.run.seed
     inputs = {f"data.{role}": text_fingerprint(spec.data, role, seed=seed)
@@ -105,7 +123,12 @@ def run_lm_label_stage(spec: Spec, run: RunDir) -> bool:
     inputs.update(model_hashes(run, "teacher", "teacher"))
     params = {"data": spec.data.fingerprint_params(), "seed": seed, "temperature": 1.0, "top_k": spec.distill.top_k,
               "logprob_bits": spec.softlabels.logprob_bits}
-    private = spec.softlabels.private_prediction
+    private, synthetic = spec.softlabels.private_prediction, spec.transfer.synthetic
+    if synthetic is not None:  # the teacher labels DP synthetic text sampled from a generator of the members
+        params["synthetic"] = synthetic.model_dump(mode="json")
+        params["teacher_arch"] = spec.section_dict("teacher")  # the generator is built like the teacher
+        if spec.teacher.path is not None:
+            inputs["teacher.path"] = folder_digest(spec.teacher.path, what="[teacher].path")
     if private is not None:
         params["private_prediction"] = private.model_dump(mode="json")
         inputs.update({f"teacher/{rel}": run.output_hash("teacher", f"teacher/{rel}")
@@ -124,8 +147,8 @@ def run_lm_label_stage(spec: Spec, run: RunDir) -> bool:
         if leaks.transfer_rows.size:
             progress.log(f"[yellow]leak guard ({spec.data.leak_policy}): {leaks.summary()}[/yellow]")
         keep, contexts = guard_secret_contexts(spec, transfer, keep)
-        kept = [transfer[int(i)] for i in keep]
         teacher, tokenizer = load_causal_lm(run / "teacher")
+        kept, transfer_set = _texts_to_label(spec, tokenizer, [transfer[int(i)] for i in keep], folder)
         vocab = int(teacher.get_output_embeddings().weight.shape[0])
         k = min(spec.distill.top_k, vocab)
         blocks = iter_token_blocks(tokenizer, kept, block_len=context_length(teacher))
@@ -138,7 +161,7 @@ def run_lm_label_stage(spec: Spec, run: RunDir) -> bool:
         facts = {"teacher_sha256": inputs["teacher/model.safetensors"], "transfer_sha256": inputs["data.transfer"],
                  "kept_documents": [int(i) for i in keep], "leak_policy": spec.data.leak_policy,
                  "leak_guard": leaks.to_dict(), "prefix_guard": contexts,
-                 "release": "private-prediction" if private is not None else "teacher"}
+                 "release": "private-prediction" if private is not None else "teacher", **transfer_set}
         with progress.task("label: teacher top-k on transfer text", len(kept)) as advance:
             meta = write_soft_labels(teacher, blocks, folder=folder, k=k, logprob_bits=spec.softlabels.logprob_bits,
                                      extra_meta=facts, labeller=labeller)
@@ -149,7 +172,7 @@ def run_lm_label_stage(spec: Spec, run: RunDir) -> bool:
                 "leak_guard": {"policy": spec.data.leak_policy, "method": leaks.method, "criterion": leaks.criterion,
                                "flagged": flagged, "n_exact": leaks.n_exact, "n_near": leaks.n_near,
                                "dropped": flagged if spec.data.leak_policy == "drop" else 0},
-                "prefix_guard": contexts, **_privacy(spec, labeller, plan)}
+                "prefix_guard": contexts, **_privacy(spec, labeller, plan), **transfer_set}
 
     return execute_stage(run, "label", params=params, inputs=inputs, output=OUTPUT, build=build)
 
