@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import distillguard
 from distillguard import progress
-from distillguard.cli import app
+from distillguard.cli import INTERNAL_ERROR_EXIT, app
 from distillguard.config import load_spec
 from distillguard.config.loading import demo_spec
 
@@ -76,3 +76,19 @@ def test_no_bar_draws_nothing():
     with progress.enabled(console):
         pass
     assert console.file.getvalue() == ""
+
+
+def test_an_internal_error_has_its_own_exit_code_never_a_verdicts(tmp_path, monkeypatch):
+    """A bug exits 4 with its traceback, so a script reading 1 as "the gate failed" is never misled."""
+    from distillguard import api
+
+    def broken(*args, **kwargs):
+        raise KeyError("transfer_set")
+
+    monkeypatch.setattr(api, "run", broken)
+    result = CliRunner().invoke(app, ["run", "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == INTERNAL_ERROR_EXIT == 4
+    assert "KeyError: 'transfer_set'" in result.output and "internal error (exit 4)" in result.output
+    monkeypatch.undo()
+    user_error = CliRunner().invoke(app, ["run", str(tmp_path / "missing.toml")])  # bad input stays exit 2
+    assert user_error.exit_code == 2 and "internal error" not in user_error.output

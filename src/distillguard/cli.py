@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -20,6 +22,8 @@ from rich.table import Table
 from distillguard import api, distributed, progress
 from distillguard.errors import DistillGuardError
 from distillguard.report.verdict import INCONCLUSIVE_EXIT
+
+INTERNAL_ERROR_EXIT = 4  # an unexpected exception (1 is a failing gate, 2 bad input, 3 an inconclusive gate)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Distill a private teacher into a student you can ship, and audit what it leaks.")
@@ -85,6 +89,15 @@ def _guard(fn, *args: Any, **kwargs: Any) -> Any:
         err.print(_state.get("interrupted") or "interrupted: finished stages and training checkpoints "
                   "(RUN/.checkpoints) are kept; run the same command again to resume", markup=False, soft_wrap=True)
         raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort, click.ClickException):
+        raise
+    except Exception:  # a bug, not bad input: its own exit code, so a script never mistakes it for a verdict
+        if _state["debug"]:
+            raise
+        err.print(traceback.format_exc().rstrip(), markup=False, highlight=False, soft_wrap=True)
+        err.print(f"internal error (exit {INTERNAL_ERROR_EXIT}): a bug in distillguard, not in your input; finished "
+                  "stages are kept. Please report it with the traceback above.", markup=False, soft_wrap=True)
+        raise typer.Exit(INTERNAL_ERROR_EXIT) from None
 
 
 def _is_main_rank() -> bool:

@@ -71,7 +71,7 @@ def run(request, tmp_path_factory):
         text = csv_spec_text(extra=models)
     (folder / "spec.toml").write_text(text)
     result = run_cli("run", "spec.toml", "--run-dir", "out", cwd=folder)
-    assert result.returncode in (0, 1), result.stderr
+    assert result.returncode == 0, result.stderr  # run exits 0 whatever the verdict (4: a bug)
     return folder / "out"
 
 

@@ -33,7 +33,7 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_news_pii_runs_through_the_lm_pipeline(tmp_path):
     (tmp_path / "spec.toml").write_text(TINY_NEWS_SPEC)
     done = cli("run", "spec.toml", "--run-dir", "run", cwd=tmp_path)
-    assert done.returncode in (0, 1), done.stderr[-3000:]  # 1: the gate failed (a tiny student), the run completed
+    assert done.returncode == 0, done.stderr[-3000:]  # run exits 0 whatever the verdict (4: a bug)
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["leak_guard"]["flagged"] == 0 and report["leak_guard"]["policy"] == "fail"
     assert report["tokenizer"]["checked_no_secret_in_vocab"] is True

@@ -31,7 +31,7 @@ def test_synthetic_transfer_run_records_the_mechanism_and_the_student_reads_only
     write_csv_splits(tmp_path, n_features=9)
     (tmp_path / "spec.toml").write_text(csv_spec_text(extra=SPEC))
     result = run_cli("run", "spec.toml", "--run-dir", "out", cwd=tmp_path)
-    assert result.returncode in (0, 1), result.stderr  # 1: the gate's verdict, not an error
+    assert result.returncode == 0, result.stderr  # run exits 0 whatever the verdict; 4 is a bug
     run = tmp_path / "out"
     report = json.loads((run / "report.json").read_text())
     source = report["transfer_set"]

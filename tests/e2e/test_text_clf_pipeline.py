@@ -41,7 +41,7 @@ def test_bbc_news_runs_and_the_bundle_loads_with_plain_transformers(tmp_path):
 
     (tmp_path / "spec.toml").write_text('[run]\nname = "bbc"\n[data]\nbuiltin = "bbc-news"\n' + TINY)
     result = run_cli("run", "spec.toml", "--run-dir", "out", cwd=tmp_path)
-    assert result.returncode in (0, 1), result.stderr  # 1: the gate (tiny models, few records)
+    assert result.returncode == 0, result.stderr  # run exits 0 whatever the verdict (4: a bug)
     run = tmp_path / "out"
     report = json.loads((run / "report.json").read_text())
     spec = load_spec(run / "spec.toml")
@@ -93,7 +93,7 @@ def test_jsonl_texts_run_with_a_dropped_copy(tmp_path):
     transfer.to_json(tmp_path / "transfer.jsonl", orient="records", lines=True)
     (tmp_path / "spec.toml").write_text(SPEC)
     result = run_cli("run", "spec.toml", "--run-dir", "out", cwd=tmp_path)
-    assert result.returncode in (0, 1), result.stderr
+    assert result.returncode == 0, result.stderr  # run exits 0 whatever the verdict (4: a bug)
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["stages"]["label"]["leak_guard"]["flagged"] == 1
     assert manifest["stages"]["label"]["n_records"] == 29  # transfer row 4 was never labelled
