@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from distillguard.attack_names import LM_ATTACKS
 from distillguard.config.base import Section
+from distillguard.config.softlabels import with_defended_lm_release
 
 
 class LMArchConfig(Section):
@@ -85,10 +86,11 @@ LM_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def with_lm_defaults(raw: dict[str, Any]) -> dict[str, Any]:
-    """A raw spec with the causal-LM defaults of :data:`LM_DEFAULTS` where the user gave none."""
+    """A raw spec with the causal-LM defaults of :data:`LM_DEFAULTS` where the user gave none, and the
+    defended release (:func:`~distillguard.config.softlabels.with_defended_lm_release`)."""
     out = dict(raw)
     for section, defaults in LM_DEFAULTS.items():
         given = out.get(section, {})
         if isinstance(given, dict):
             out[section] = {**defaults, **given}
-    return out
+    return with_defended_lm_release(out)
