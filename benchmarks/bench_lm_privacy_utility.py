@@ -123,14 +123,41 @@ def row_cells(label: str, report: dict, manifest: dict, target: str) -> list[str
         eps = _epsilon(report)
         seconds = " / ".join(f"{manifest['stages'][s]['seconds']:.0f}" if s in manifest["stages"] else "–"
                              for s in ("teacher", "label", "distill", "audit"))
+    if target != "teacher" and privacy.get("mechanism") == "private-prediction":
+        label = (f"private prediction, ε = {privacy['target_epsilon']:g}, {privacy['shards']} shards, "
+                 f"{100 * privacy['query_fraction']:g}% of positions queried")
+    missed = targets_missed(None if attack is None else attack["auc_ci"][1], tpr, canary, pii, ratio)
     return [label, eps, "–" if lam is None or target == "teacher" else f"{lam:.1e}",
             f"{ppl:.2f} ({ratio:.2f}×)", auc, "n/a" if tpr is None else f"{100 * tpr:.1f}%",
             "n/a" if canary is None else f"{canary:+.2f}", "n/a" if pii is None else f"{100 * pii:.1f}%",
-            gate, seconds]
+            gate, missed, seconds]
+
+
+# Issue 17's targets for the default LM run's student: AUC (upper 95% bound, as the gate reads it) <= 0.60,
+# TPR at 1% FPR <= 3%, worst canary <= 2 bits above its baseline, PII exact match 0, perplexity <= 1.2x the teacher's.
+TARGETS = {"auc": 0.60, "tpr": 0.03, "canary": 2.0, "pii": 0.0, "ratio": 1.2}
+
+
+def targets_missed(auc_upper: float | None, tpr: float | None, canary: float | None, pii: float | None,
+                   ratio: float) -> str:
+    """Which of :data:`TARGETS` a row misses, and by how much ("none" when it meets them all)."""
+    misses = []
+    if auc_upper is not None and auc_upper > TARGETS["auc"]:
+        misses.append(f"AUC +{auc_upper - TARGETS['auc']:.3f}")
+    if tpr is not None and tpr > TARGETS["tpr"]:
+        misses.append(f"TPR +{100 * (tpr - TARGETS['tpr']):.1f} pts")
+    if canary is not None and canary > TARGETS["canary"]:
+        misses.append(f"canary +{canary - TARGETS['canary']:.2f} bits")
+    if pii is not None and pii > TARGETS["pii"]:
+        misses.append(f"PII +{100 * pii:.1f}%")
+    if ratio > TARGETS["ratio"]:
+        misses.append(f"perplexity +{ratio - TARGETS['ratio']:.2f}×")
+    return ", ".join(misses) or "none"
 
 
 HEADER = ["model", "ε", "mean λ", "test perplexity (× teacher)", "reference attack AUC [95% CI]", "TPR @ 1% FPR",
-          "worst canary above baseline (bits)", "PII exact match", "gate", "stage seconds (teacher / label / distill / audit)"]
+          "worst canary above baseline (bits)", "PII exact match", "gate (the spec's)", "issue-17 targets missed",
+          "stage seconds (teacher / label / distill / audit)"]
 
 
 def table(rows: list[tuple[str, Path | None, str | None]]) -> str:
@@ -145,7 +172,7 @@ def table(rows: list[tuple[str, Path | None, str | None]]) -> str:
         body.append(row_cells("undefended teacher", report, manifest, "teacher"))
     for label, folder, why in rows:
         if folder is None or not (folder / "report.json").is_file():
-            body.append([label] + ["–"] * (len(HEADER) - 3) + [f"not run ({why or 'no finished run folder'})", "–"])
+            body.append([label] + ["–"] * (len(HEADER) - 4) + [f"not run ({why or 'no finished run folder'})", "–", "–"])
             continue
         report = json.loads((folder / "report.json").read_text())
         body.append(row_cells(label, report, json.loads((folder / "manifest.json").read_text()), "student"))
