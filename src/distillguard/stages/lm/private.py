@@ -61,7 +61,8 @@ def private_labeller(spec: Spec, teacher_folder: Path, blocks: list[list[int]]):
                           "counts every query); run it without torchrun")
     pp, seed = spec.softlabels.private_prediction, spec.run.seed
     delta = pp.delta if pp.delta is not None else default_delta(len(load_texts(spec.data, "members", seed=seed)))
-    queries = count_queries(blocks, fraction=pp.query_fraction, seed=seed)
+    query_seed = derive_seed(seed, "private-prediction")  # the labeller's: it draws the same positions
+    queries = count_queries(blocks, fraction=pp.query_fraction, seed=query_seed)
     eps_q = query_epsilon_for_target(pp.epsilon, max(queries, 1), delta=delta)
     radius = radius_for_query_epsilon(eps_q, pp.shards)
     shards = [load_causal_lm(teacher_folder / SHARDS_DIR / f"shard-{i:03d}")[0] for i in range(pp.shards)]
@@ -69,7 +70,7 @@ def private_labeller(spec: Spec, teacher_folder: Path, blocks: list[list[int]]):
     for model in (*shards, public):
         model.eval()
     labeller = PrivateLabeller(shards, public, radius=radius, sample_weight=pp.sample_weight,
-                               query_fraction=pp.query_fraction, seed=derive_seed(seed, "private-prediction"))
+                               query_fraction=pp.query_fraction, seed=query_seed)
     return labeller, {"delta": delta, "queries": queries, "query_epsilon": eps_q, "radius": radius}
 
 
