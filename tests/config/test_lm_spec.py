@@ -114,7 +114,7 @@ def test_a_causal_lm_spec_without_a_release_key_gets_private_prediction_with_few
     """The LM default release (docs/results/lm-privacy-utility.md), shown in the resolved spec."""
     s = spec({"data": {"builtin": "pii-corpus"}, "softlabels": {"logprob_bits": 8}})  # a store key is no release key
     pp = s.softlabels.private_prediction
-    assert (pp.shards, pp.epsilon, pp.query_fraction, pp.sample_weight) == (8, 8.0, 0.05, 0.5)
+    assert (pp.shards, pp.epsilon, pp.query_fraction, pp.sample_weight) == (8, 2.0, 0.05, 0.5)
     resolved = __import__("tomllib").loads(s.to_toml())
     assert resolved["softlabels"]["private_prediction"]["query_fraction"] == 0.05
     assert parse_spec(resolved, base_dir=Path("/tmp")) == s

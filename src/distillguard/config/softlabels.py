@@ -62,7 +62,7 @@ def with_defended_release(raw: dict[str, Any]) -> dict[str, Any]:
 
 LM_RELEASE_KEYS = (*RELEASE_KEYS, "private_prediction")
 # The causal-LM default release (docs/results/lm-privacy-utility.md): private prediction with few queries.
-DEFENDED_LM_RELEASE: dict[str, Any] = {"shards": 8, "epsilon": 8.0, "query_fraction": 0.05}
+DEFENDED_LM_RELEASE: dict[str, Any] = {"shards": 8, "epsilon": 2.0, "query_fraction": 0.05}
 
 
 def with_defended_lm_release(raw: dict[str, Any]) -> dict[str, Any]:
@@ -106,7 +106,7 @@ class SoftLabelConfig(Section):
     private_prediction: PrivatePredictionConfig | None = Field(
         None, description="causal-lm: release private predictions of a partitioned teacher ensemble mixed with a "
                           "public model (PMixED). A causal-LM spec that sets no release key of [softlabels] gets "
-                          "{ shards = 8, epsilon = 8, query_fraction = 0.05 } (docs/results/lm-privacy-utility.md); "
+                          "{ shards = 8, epsilon = 2, query_fraction = 0.05 } (docs/results/lm-privacy-utility.md); "
                           "false: plain KD (the teacher's top-k labels), as labels = \"soft\" is.")
     logprob_bits: int = Field(
         4, description="causal-lm: bits per stored top-k log-probability in the soft-label store (2-8: quantized on "
