@@ -58,7 +58,8 @@ def private_labeller(spec: Spec, teacher_folder: Path, blocks: list[list[int]]):
 
     if distributed.world().size > 1:
         raise ConfigError("[softlabels].private_prediction: the label stage runs in one process (its accountant "
-                          "counts every query); run it without torchrun")
+                          "counts every query); run it without torchrun, or set private_prediction = false "
+                          "(plain KD)")
     pp, seed = spec.softlabels.private_prediction, spec.run.seed
     delta = pp.delta if pp.delta is not None else default_delta(len(load_texts(spec.data, "members", seed=seed)))
     query_seed = derive_seed(seed, "private-prediction")  # the labeller's: it draws the same positions
