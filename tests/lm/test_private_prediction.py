@@ -142,3 +142,18 @@ def test_a_shard_teacher_is_independent_of_the_members_its_shard_excludes(small_
     for name in before:
         same = all(torch.equal(before[name][k], after[name][k]) for k in before[name])
         assert same == (name != changed), name
+
+
+def test_the_default_lm_release_refuses_torchrun_before_any_model_trains(monkeypatch, tmp_path):
+    """Under torchrun the teacher stage of a default causal-LM spec stops at once, naming plain KD as the way out."""
+    from distillguard import distributed
+    from distillguard.config import parse_spec
+    from distillguard.errors import ConfigError
+    from distillguard.runs import RunDir
+    from distillguard.stages.lm.teacher import run_lm_teacher_stage
+
+    spec = parse_spec({"data": {"builtin": "pii-corpus"}}, base_dir=tmp_path)  # private prediction by default
+    monkeypatch.setattr(distributed, "world", lambda: distributed.World(rank=0, size=2))
+    with pytest.raises(ConfigError, match=r"run it without torchrun, or set private_prediction = false"):
+        run_lm_teacher_stage(spec, RunDir(tmp_path / "run"))
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())  # nothing trained or written
