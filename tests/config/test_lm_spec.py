@@ -130,3 +130,30 @@ def test_lm_synthetic_transfer_defaults_to_the_dp_lm_generator():
     assert (synthetic.epochs, synthetic.batch_size, synthetic.max_grad_norm, synthetic.accountant) == (4, 64, 1.0, "prv")
     again = parse_spec(__import__("tomllib").loads(s.to_toml()), base_dir=Path("/tmp"))
     assert again == s  # the resolved spec reloads to the same spec
+
+
+def test_a_causal_lm_spec_without_a_release_key_gets_private_prediction_with_few_queries():
+    """The LM default release (docs/results/lm-privacy-utility.md), shown in the resolved spec."""
+    s = spec({"data": {"builtin": "pii-corpus"}, "softlabels": {"logprob_bits": 8}})  # a store key is no release key
+    pp = s.softlabels.private_prediction
+    assert (pp.shards, pp.epsilon, pp.query_fraction, pp.sample_weight) == (8, 2.0, 0.05, 0.5)
+    resolved = __import__("tomllib").loads(s.to_toml())
+    assert resolved["softlabels"]["private_prediction"]["query_fraction"] == 0.05
+    assert parse_spec(resolved, base_dir=Path("/tmp")) == s
+    chosen = spec({"data": {"builtin": "pii-corpus"}, "softlabels": {"private_prediction": True}})
+    assert chosen.softlabels.private_prediction == pp  # true: the default recipe
+
+
+@pytest.mark.parametrize("softlabels", [{"private_prediction": False}, {"labels": "soft"}])
+def test_plain_kd_for_a_causal_lm_is_one_setting_away(softlabels):
+    s = spec({"data": {"builtin": "pii-corpus"}, "softlabels": softlabels})
+    assert s.softlabels.private_prediction is None and s.softlabels.labels == "soft"
+    again = parse_spec(__import__("tomllib").loads(s.to_toml()), base_dir=Path("/tmp"))
+    assert again.softlabels.private_prediction is None  # the resolved spec stays plain KD when reloaded
+
+
+def test_a_chosen_private_prediction_is_kept_and_classifiers_keep_their_default():
+    s = spec({"data": {"builtin": "pii-corpus"}, "softlabels": {"private_prediction": {"shards": 4, "epsilon": 2}}})
+    assert (s.softlabels.private_prediction.shards, s.softlabels.private_prediction.query_fraction) == (4, 1.0)
+    clf = spec({"data": {"builtin": "digits"}})
+    assert clf.softlabels.private_prediction is None and clf.softlabels.labels == "hard"

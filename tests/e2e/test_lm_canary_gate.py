@@ -30,6 +30,7 @@ SPEC = (
     'transfer = "transfer.jsonl"\ntest = "test.jsonl"\ncanaries = "canaries.jsonl"\nleak_policy = "warn"\n'
     "[teacher]\nepochs = 8\nlr = 3e-3\n" + ARCH + "tokenizer = { vocab_size = 512 }\n"
     "[student]\nepochs = 3\nlr = 3e-3\n" + ARCH + "[distill]\ntop_k = 16\n"
+    "[softlabels]\nprivate_prediction = false\n"  # plain KD, which leaks the canary
     "[audit]\nbootstrap = 20\n[audit.lm]\nexposure_references = 500\nreference_epochs = 1\nmia_texts = 10\n"
     "extraction_samples = 0\nextractable_texts = 0\ndivergence_samples = 0\n"
 )

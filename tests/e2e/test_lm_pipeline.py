@@ -30,7 +30,8 @@ TINY_LM_SPEC = (
     "[data.pii_corpus]\nmember_bytes = 12000\nnonmember_bytes = 6000\ntest_bytes = 3000\ntransfer_bytes = 20000\n"
     "canaries_per_count = 1\npii_mentions = [4, 8]\npii_people_per_count = 1\n"
     "[teacher]\nepochs = 8\nlr = 3e-3\n" + TINY_ARCH + "tokenizer = { vocab_size = 512 }\n"
-    "[student]\nepochs = 1\nlr = 3e-3\n" + TINY_ARCH + "[distill]\nloss = \"jsd\"\ntop_k = 16\n" + TINY_AUDIT
+    "[student]\nepochs = 1\nlr = 3e-3\n" + TINY_ARCH + "[distill]\nloss = \"jsd\"\ntop_k = 16\n"
+    "[softlabels]\nprivate_prediction = false\n" + TINY_AUDIT  # plain KD: the teacher's own top-k labels
 )
 
 

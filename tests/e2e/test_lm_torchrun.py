@@ -25,6 +25,7 @@ SPEC = (
     "canaries_per_count = 1\npii_mentions = [4]\npii_people_per_count = 1\n"
     "[teacher]\nepochs = 4\nlr = 3e-3\nbatch_size = 7\n" + ARCH + "tokenizer = { vocab_size = 400 }\n"
     "[student]\nepochs = 2\nlr = 3e-3\nbatch_size = 5\n" + ARCH + "[distill]\nloss = \"jsd\"\ntop_k = 16\n"
+    "[softlabels]\nprivate_prediction = false\n"  # private prediction labels in one process
     "[audit]\nbootstrap = 10\n[audit.lm]\nexposure_references = 50\nreference_epochs = 1\nmia_texts = 20\n"
     "pii_records = 5\npii_samples = 1\npii_tokens = 8\nextraction_samples = 2\nextraction_tokens = 8\n"
     "extractable_texts = 3\nextractable_k = 8\nextractable_suffix = 4\ndivergence_samples = 1\n"

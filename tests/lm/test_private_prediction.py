@@ -113,3 +113,47 @@ def test_the_sampled_distribution_moves_within_the_bound_when_one_shard_changes(
     shift = (before.mean(0).log() - after.mean(0).log()).abs().max().item()
     assert 0 < shift <= query_epsilon(0.05, 3) + 1e-9
     assert shift <= math.log1p(math.expm1(0.1) / 3) + 1e-9
+
+
+def test_a_shard_teacher_is_independent_of_the_members_its_shard_excludes(small_corpus, small_tokenizer, tmp_path):
+    """Add one member: its shard's teacher changes, the public model and every other shard teacher are
+    bit for bit the same (the ensemble's answer then moves only through that shard's term, bounded above)."""
+    from distillguard.lm.models import build_causal_lm
+    from distillguard.lm.private_prediction import train_private_ensemble
+
+    members, extra = list(small_corpus.members[:24]), small_corpus.members[24]
+    recipe = {"epochs": 1, "lr": 3e-3, "batch_size": 8, "weight_decay": 0.0}
+
+    def weights(docs: list[str]) -> dict[str, dict[str, torch.Tensor]]:
+        saved: dict[str, dict[str, torch.Tensor]] = {}
+
+        def save(model, where) -> None:
+            where.mkdir(parents=True)
+            saved[where.name] = {k: v.clone() for k, v in model.state_dict().items()}
+
+        train_private_ensemble(lambda: build_causal_lm(TINY, tokenizer=small_tokenizer, seed=0), small_tokenizer,
+                               members=docs, public_texts=small_corpus.transfer[:20], shards=3, recipe=recipe,
+                               seed=0, folder=tmp_path / str(len(docs)), save=save)
+        return saved
+
+    before, after = weights(members), weights(members + [extra])
+    changed = f"shard-{shard_of(extra, shards=3, seed=0):03d}"
+    assert set(before) == set(after) == {"public", "shard-000", "shard-001", "shard-002"}
+    for name in before:
+        same = all(torch.equal(before[name][k], after[name][k]) for k in before[name])
+        assert same == (name != changed), name
+
+
+def test_the_default_lm_release_refuses_torchrun_before_any_model_trains(monkeypatch, tmp_path):
+    """Under torchrun the teacher stage of a default causal-LM spec stops at once, naming plain KD as the way out."""
+    from distillguard import distributed
+    from distillguard.config import parse_spec
+    from distillguard.errors import ConfigError
+    from distillguard.runs import RunDir
+    from distillguard.stages.lm.teacher import run_lm_teacher_stage
+
+    spec = parse_spec({"data": {"builtin": "pii-corpus"}}, base_dir=tmp_path)  # private prediction by default
+    monkeypatch.setattr(distributed, "world", lambda: distributed.World(rank=0, size=2))
+    with pytest.raises(ConfigError, match=r"run it without torchrun, or set private_prediction = false"):
+        run_lm_teacher_stage(spec, RunDir(tmp_path / "run"))
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())  # nothing trained or written

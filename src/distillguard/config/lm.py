@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from distillguard.attack_names import LM_ATTACKS
 from distillguard.config.base import Section
+from distillguard.config.softlabels import with_defended_lm_release
 
 
 class LMArchConfig(Section):
@@ -93,8 +94,9 @@ LM_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 def with_lm_defaults(raw: dict[str, Any]) -> dict[str, Any]:
-    """A raw spec with the causal-LM defaults of :data:`LM_DEFAULTS` where the user gave none
-    (and, for ``builtin = "news-pii"``, the PII probe's prompts in that corpus's phrasings)."""
+    """A raw spec with the causal-LM defaults of :data:`LM_DEFAULTS` where the user gave none, the
+    defended release (:func:`~distillguard.config.softlabels.with_defended_lm_release`) and, for
+    ``builtin = "news-pii"``, the PII probe's prompts in that corpus's phrasings."""
     out = dict(raw)
     for section, defaults in LM_DEFAULTS.items():
         given = out.get(section, {})
@@ -107,4 +109,4 @@ def with_lm_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     transfer = out.get("transfer")
     if isinstance(transfer, dict) and isinstance(transfer.get("synthetic"), dict):  # a text generator, not MST
         out["transfer"] = {**transfer, "synthetic": {"mechanism": "dp-lm", **transfer["synthetic"]}}
-    return out
+    return with_defended_lm_release(out)

@@ -43,6 +43,14 @@ def train_teacher_ensemble(spec: Spec, folder: Path, tokenizer, members: list[st
                                       on_model=lambda name: advance(1))
 
 
+def check_one_process() -> None:
+    """Private prediction runs in one process: refuse torchrun before any model trains (the teacher stage)."""
+    if distributed.world().size > 1:
+        raise ConfigError("[softlabels].private_prediction: the label stage runs in one process (its accountant "
+                          "counts every query); run it without torchrun, or set private_prediction = false "
+                          "(plain KD)")
+
+
 def count_queries(blocks: list[list[int]], *, fraction: float, seed: int) -> int:
     """Positions the label stage will answer privately (public: token ids and the seed alone)."""
     from distillguard.lm.private_prediction import query_mask
@@ -56,12 +64,11 @@ def private_labeller(spec: Spec, teacher_folder: Path, blocks: list[list[int]]):
     from distillguard.lm.private_prediction import PUBLIC_DIR, SHARDS_DIR, PrivateLabeller
     from distillguard.privacy.private_prediction import query_epsilon_for_target, radius_for_query_epsilon
 
-    if distributed.world().size > 1:
-        raise ConfigError("[softlabels].private_prediction: the label stage runs in one process (its accountant "
-                          "counts every query); run it without torchrun")
+    check_one_process()
     pp, seed = spec.softlabels.private_prediction, spec.run.seed
     delta = pp.delta if pp.delta is not None else default_delta(len(load_texts(spec.data, "members", seed=seed)))
-    queries = count_queries(blocks, fraction=pp.query_fraction, seed=seed)
+    query_seed = derive_seed(seed, "private-prediction")  # the labeller's: it draws the same positions
+    queries = count_queries(blocks, fraction=pp.query_fraction, seed=query_seed)
     eps_q = query_epsilon_for_target(pp.epsilon, max(queries, 1), delta=delta)
     radius = radius_for_query_epsilon(eps_q, pp.shards)
     shards = [load_causal_lm(teacher_folder / SHARDS_DIR / f"shard-{i:03d}")[0] for i in range(pp.shards)]
@@ -69,7 +76,7 @@ def private_labeller(spec: Spec, teacher_folder: Path, blocks: list[list[int]]):
     for model in (*shards, public):
         model.eval()
     labeller = PrivateLabeller(shards, public, radius=radius, sample_weight=pp.sample_weight,
-                               query_fraction=pp.query_fraction, seed=derive_seed(seed, "private-prediction"))
+                               query_fraction=pp.query_fraction, seed=query_seed)
     return labeller, {"delta": delta, "queries": queries, "query_epsilon": eps_q, "radius": radius}
 
 

@@ -28,6 +28,9 @@ def run_lm_teacher_stage(spec: Spec, run: RunDir) -> bool:
     params = {"teacher": spec.section_dict("teacher"), "data": spec.data.fingerprint_params(), "seed": seed}
     private = spec.softlabels.private_prediction
     if private is not None:  # shard teachers, and a public model that reads the guards' verdicts (ε: label stage's)
+        from distillguard.stages.lm.private import check_one_process
+
+        check_one_process()
         params["private_prediction"] = {"shards": private.shards}
         inputs["data.nonmembers"] = text_fingerprint(spec.data, "nonmembers", seed=seed)
     if distributed.batch_parts() > 1:  # gradients in parts round differently from one piece
