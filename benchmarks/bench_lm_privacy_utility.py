@@ -98,6 +98,9 @@ def _worst_canary(report: dict, target: str) -> float | None:
 
 def _epsilon(report: dict) -> str:
     privacy = report.get("privacy") or {}
+    made = report.get("transfer_set") or {}
+    if privacy.get("epsilon") is None and made.get("epsilon") is not None:  # the DP generator of the transfer text
+        return f"{made['epsilon']:.2f} (δ = {made['delta']:.0e}; the transfer text's generator)"
     if privacy.get("epsilon") is None:
         return "none"
     text = f"{privacy['epsilon']:.2f} (δ = {privacy['delta']:.0e})"
