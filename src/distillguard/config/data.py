@@ -60,10 +60,11 @@ class SynthConfig(Section):
     flip: float = Field(0.2, ge=0.0, le=0.5, description="Per-feature noise around a class prototype.")
 
 
-class PiiCorpusConfig(Section):
-    """Sizes and knobs of the built-in ``pii-corpus`` (seeded Faker; see :mod:`distillguard.lm.pii_corpus`)."""
+class _PlantedTextConfig(Section):
+    """What the two built-in LM corpora share: role sizes, planted canaries, frequently named people."""
 
-    member_bytes: int = Field(300_000, ge=1000, description="Approximate UTF-8 size of the members text.")
+    member_bytes: int = Field(300_000, ge=1000, description="Approximate UTF-8 size of the member text (news-pii: of "
+                                                            "the member articles; the planted paragraphs come on top).")
     nonmember_bytes: int | None = Field(None, ge=1000, description="Default: member_bytes.")
     test_bytes: int | None = Field(None, ge=1000, description="Default: member_bytes // 4.")
     transfer_bytes: int | None = Field(None, ge=1000, description="Default: member_bytes.")
@@ -73,48 +74,35 @@ class PiiCorpusConfig(Section):
     pii_mentions: list[int] = Field(
         default_factory=lambda: [4, 8, 16],
         description="Document counts of the frequently mentioned people (the others get 1-3 documents); [] for none.")
+
+    @field_validator("repetitions", "pii_mentions")
+    @classmethod
+    def _positive_counts(cls, counts: list[int]) -> list[int]:
+        if any(c < 1 for c in counts):
+            raise ValueError(f"counts must be >= 1, got {counts}")
+        return counts
+
+
+class PiiCorpusConfig(_PlantedTextConfig):
+    """Sizes and knobs of the built-in ``pii-corpus`` (seeded Faker; see :mod:`distillguard.lm.pii_corpus`)."""
+
     pii_people_per_count: int = Field(
         10, ge=0, description="Frequent people at each pii_mentions count in the members (other roles: in proportion).")
     transfer_in_domain: float = Field(
         0.75, ge=0, le=1, description="Share of the transfer bytes that is in-domain public text (emails, chats, "
                                       "records of other people); the rest is general public-style text.")
 
-    @field_validator("repetitions", "pii_mentions")
-    @classmethod
-    def _positive_counts(cls, counts: list[int]) -> list[int]:
-        if any(c < 1 for c in counts):
-            raise ValueError(f"counts must be >= 1, got {counts}")
-        return counts
 
-
-class NewsPiiConfig(Section):
+class NewsPiiConfig(_PlantedTextConfig):
     """Sizes and knobs of the built-in ``news-pii``: BBC News articles with planted PII and canaries
-    (see :mod:`distillguard.lm.news_corpus`)."""
+    (see :mod:`distillguard.lm.news_corpus`). A document is a passage of an article."""
 
-    member_bytes: int = Field(300_000, ge=1000, description="UTF-8 bytes of member articles (the planted paragraphs "
-                                                            "come on top).")
-    nonmember_bytes: int | None = Field(None, ge=1000, description="Default: member_bytes.")
-    test_bytes: int | None = Field(None, ge=1000, description="Default: member_bytes // 4.")
-    transfer_bytes: int | None = Field(None, ge=1000, description="Default: member_bytes.")
-    repetitions: list[int] = Field(default_factory=lambda: [1, 4, 16], min_length=1,
-                                   description="Canary repetition counts planted in the members.")
-    canaries_per_count: int = Field(2, ge=0, description="Canaries planted at each repetition count.")
-    pii_mentions: list[int] = Field(
-        default_factory=lambda: [4, 8, 16],
-        description="Passage counts of the frequently named people (the others get 1-3 passages); [] for none.")
     pii_people_per_count: int = Field(
         5, ge=0, description="Frequent people at each pii_mentions count in the members (other roles: in proportion).")
     pii_share: float = Field(0.5, gt=0, le=1, description="Share of each role's passages that carry a contact "
                                                           "paragraph naming a fictional person.")
     transfer_pii: bool = Field(True, description="Plant contact paragraphs of other fictional people in the transfer "
                                                  "passages too (false: the articles alone).")
-
-    @field_validator("repetitions", "pii_mentions")
-    @classmethod
-    def _positive_counts(cls, counts: list[int]) -> list[int]:
-        if any(c < 1 for c in counts):
-            raise ValueError(f"counts must be >= 1, got {counts}")
-        return counts
 
 
 class TextDataConfig(Section):
