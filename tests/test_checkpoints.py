@@ -124,6 +124,16 @@ def test_store_is_owner_only_and_tied_to_the_fingerprint(tmp_path: Path):
     assert not any(store.root.glob("*.pt"))
 
 
+@pytest.fixture(autouse=True)
+def _python_sigint_handler():
+    """Ctrl-C as an interactive Python sees it, even where the suite was started with SIGINT
+    ignored (a background job of a non-interactive shell inherits SIG_IGN, and Python then
+    installs no KeyboardInterrupt handler)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 class _InterruptingFile:
     """A file object whose ``at``-th write sends this process SIGINT: Ctrl-C mid-save."""
 
