@@ -21,7 +21,9 @@ def test_text_data_selects_the_lm_track_and_its_defaults():
     assert s.audit.shadows == 0 and set(s.audit.attacks) == {"loss", "zlib", "min_k", "min_k_pp", "reference"}
     assert s.gate.attack == "reference" and s.gate.max_accuracy_gap is None
     assert s.audit.lm.exposure_references == 2000 and s.distill.lm_loss() == "forward_kl"
-    assert s.distill.hard_tokens == "digits" and s.student.epochs == 8
+    assert s.distill.hard_tokens == "digits" and s.teacher.epochs == 8
+    # the default release has a public model, and the student is fine-tuned from it
+    assert (s.student.start, s.student.epochs, s.student.lr) == ("public", 1, 3e-4)
     assert s.data.pii_corpus.pii_mentions == [4, 8, 16] and s.data.pii_corpus.transfer_in_domain == 0.75
     again = parse_spec(__import__("tomllib").loads(s.to_toml()), base_dir=Path("/tmp"))
     assert again == s  # the resolved spec reloads to the same spec
@@ -73,6 +75,14 @@ def test_jsonl_paths_are_resolved_against_the_spec(tmp_path):
      "[transfer].synthetic.batch_size: Input should be greater than or equal to 1 (got 0)"),
     ({"data": {"builtin": "pii-corpus"}, "transfer": {"size": 100, "synthetic": {}}},
      "[transfer]: the classifier defense knobs are not supported for causal LMs"),
+    ({"data": {"builtin": "pii-corpus"}, "softlabels": {"private_prediction": False}, "student": {"start": "public"}},
+     '[student].start: "public" starts from the public model of [softlabels] private_prediction'),
+    ({"data": {"builtin": "pii-corpus"}, "student": {"start": "public", "arch": {"layers": 1}}},
+     '[student].start: "public" needs [student].arch equal to [teacher].arch'),
+    ({"data": {"builtin": "pii-corpus"}, "student": {"start": "public", "path": "init"}},
+     '[student].start: "public" and [student].path both choose the first weights'),
+    ({"data": {"builtin": "digits"}, "student": {"start": "scratch"}},
+     "[student].start: 'scratch' chooses a causal LM student's first weights; leave it out for classifiers"),
 ])
 def test_invalid_combinations_name_the_field(raw, message):
     with pytest.raises(ConfigError) as error:
@@ -157,3 +167,65 @@ def test_a_chosen_private_prediction_is_kept_and_classifiers_keep_their_default(
     assert (s.softlabels.private_prediction.shards, s.softlabels.private_prediction.query_fraction) == (4, 1.0)
     clf = spec({"data": {"builtin": "digits"}})
     assert clf.softlabels.private_prediction is None and clf.softlabels.labels == "hard"
+
+
+@pytest.mark.parametrize(("raw", "public"), [
+    ({}, True),                                                  # the default release, the teacher's arch
+    ({"student": {"arch": {"layers": 1}}}, False),               # a smaller student cannot take those weights
+    ({"student": {"start": "scratch"}}, False),
+    ({"softlabels": {"private_prediction": False}}, False),      # plain KD has no public model
+    ({"teacher": {"path": "base"}}, False),                      # auto does not guess a loaded model's arch
+    ({"teacher": {"path": "base"}, "student": {"start": "public"}}, True),
+])
+def test_the_student_starts_from_the_public_model_only_where_it_can(raw, public):
+    s = spec({"data": {"builtin": "pii-corpus"}, **raw})
+    assert s.student_starts_from_public() is public
+    assert s.student.start == ("public" if public else "scratch")  # auto is resolved in the spec
+    resolved = __import__("tomllib").loads(s.to_toml())
+    assert resolved["student"]["start"] == s.student.start and parse_spec(resolved, base_dir=Path("/tmp")) == s
+
+
+@pytest.mark.parametrize(("student", "recipe"), [
+    ({}, (1, 3e-4)),                          # a public start is fine-tuned
+    ({"epochs": 3}, (3, 3e-3)),               # a recipe key given: the user's recipe, the track's other default
+    ({"lr": 1e-3}, (8, 1e-3)),
+    ({"start": "scratch"}, (8, 3e-3)),        # trained from scratch: the track's recipe
+])
+def test_a_public_start_gets_a_fine_tune_recipe_unless_the_spec_sets_one(student, recipe):
+    s = spec({"data": {"builtin": "pii-corpus"}, "student": student})
+    assert (s.student.epochs, s.student.lr) == recipe
+
+
+def test_the_audit_reference_keeps_a_from_scratch_recipe_when_the_student_is_a_fine_tune():
+    """A reference trained at the fine-tune's lr 3e-4 would be a weaker reference (every canary's baseline moves)."""
+    from distillguard.lm.probes.audit import _reference_recipe
+
+    fine_tuned = spec({"data": {"builtin": "pii-corpus"}, "teacher": {"lr": 2e-3, "batch_size": 8}})
+    assert fine_tuned.student.lr == 3e-4 and _reference_recipe(fine_tuned) == (2e-3, 8)
+    scratch = spec({"data": {"builtin": "pii-corpus"}, "student": {"start": "scratch", "lr": 1e-3, "batch_size": 4}})
+    assert _reference_recipe(scratch) == (1e-3, 4)
+
+
+def test_the_lm_gate_reads_the_worse_of_the_reference_attack_and_its_public_model_variant():
+    s = spec({"data": {"builtin": "pii-corpus"}})
+
+    def row(attack, upper, tpr):
+        return {"attack": attack, "target": "student", "population": "all", "auc": upper - 0.05,
+                "auc_ci": [upper - 0.1, upper], "tpr_at_fpr": {"0.01": tpr}}
+
+    def membership(attacks):
+        checks = evaluate_gate({"attacks": attacks, "probes": [], "utility": {}}, s.gate)["checks"]
+        return {c["name"].split("[")[0]: c for c in checks if c["name"].startswith(("auc_upper", "tpr_at_fpr"))}
+
+    alone = membership([row("reference", 0.55, 0.02)])
+    assert alone["auc_upper"]["passed"] and alone["auc_upper"]["name"] == "auc_upper[reference/student/all]"
+    both = membership([row("reference", 0.55, 0.02), row("public_reference", 0.63, 0.01)])
+    assert both["auc_upper"]["value"] == 0.63 and not both["auc_upper"]["passed"]
+    assert both["auc_upper"]["name"] == "auc_upper[reference|public_reference/student/all]"
+    assert both["tpr_at_fpr<=0.01"]["value"] == 0.02  # each check its own worst
+    from distillguard.report.verdict import _gate_result
+
+    report = {"attacks": [row("reference", 0.55, 0.02), row("public_reference", 0.63, 0.01)]}
+    assert _gate_result(report, evaluate_gate(report, s.gate))["attack"] == "public_reference"  # the verdict's row
+    variant_only = membership([row("public_reference", 0.5, 0.0)])  # the chosen attack missing: fails closed
+    assert variant_only["auc_upper"]["value"] is None and not variant_only["auc_upper"]["passed"]

@@ -69,8 +69,29 @@ def test_shard_teachers_and_public_model_stay_in_the_quarantined_teacher_folder(
         assert (pp_run / "teacher" / "shards" / f"shard-{i:03d}" / "model.safetensors").is_file()
     assert (pp_run / "teacher" / "public" / "model.safetensors").is_file()
     assert (pp_run / "teacher" / "shards").stat().st_mode & 0o077 == 0
-    assert not list((pp_run / "softlabels").rglob("*.safetensors"))
+    # the one model beside the labels is the public model (transfer text only), byte for byte
+    copied = list((pp_run / "softlabels").rglob("*.safetensors"))
+    assert copied == [pp_run / "softlabels" / "public-model" / "model.safetensors"]
+    assert copied[0].read_bytes() == (pp_run / "teacher" / "public" / "model.safetensors").read_bytes()
     assert json.loads((pp_run / "softlabels" / "softlabels.json").read_text())["release"] == "private-prediction"
     assert not any(name.startswith("teacher") for name in manifest["stages"]["distill"]["inputs"])
     label_inputs = manifest["stages"]["label"]["inputs"]
     assert "teacher/shards/shard-002/model.safetensors" in label_inputs and "teacher/public/config.json" in label_inputs
+
+
+def test_the_student_starts_from_the_public_model_and_the_report_shows_what_the_labels_added(pp_run):
+    manifest = json.loads((pp_run / "manifest.json").read_text())
+    assert manifest["stages"]["distill"]["start"] == "public model"
+    utility = json.loads((pp_run / "report.json").read_text())["utility"]
+    assert utility["student_start"] == "public model"
+    public, student = utility["public_model"]["test_perplexity"], utility["student"]["test_perplexity"]
+    # one epoch on the release's labels (the public model's distribution almost everywhere) moves it a little
+    assert student != public and 0.8 < student / public < 1.25
+    assert "public model (transfer text only; the student&#39;s start)" in (pp_run / "report.html").read_text() \
+        or "public model (transfer text only; the student's start)" in (pp_run / "report.html").read_text()
+    attacks = {(a["target"], a["attack"]): a for a in json.loads((pp_run / "report.json").read_text())["attacks"]}
+    # the public model is also the student's sharpest reference: both models are scored against it
+    assert {("student", "public_reference"), ("teacher", "public_reference")} <= set(attacks)
+    assert 0.0 <= attacks[("student", "public_reference")]["auc"] <= 1.0
+    card = (pp_run / "deploy" / "README.md").read_text()
+    assert "public model (transfer text only; this student's start)" in card

@@ -57,3 +57,25 @@ def test_positive_and_gradient_flows_to_student_only():
     loss = kd_loss(s, t, temperature=2.0)
     loss.backward()
     assert float(loss) > 0 and s.grad is not None and s.grad.abs().sum() > 0
+
+
+def test_same_numbers_as_torch_kl_div_and_one_vmapped_call_for_stacked_students():
+    """Written out so that vmap has a rule for every op: the audit's stacked shadow students then take one loss
+    call per step instead of one per model, with kl_div's loss and gradient to the bit."""
+    from torch.func import vmap
+
+    from distillguard.train.stacked import loss_vmappable
+
+    g = torch.Generator().manual_seed(2)
+    for B, C, T in ((64, 100, 2.0), (3, 2, 0.5)):
+        s, t = torch.randn(B, C, generator=g, requires_grad=True), 3 * torch.randn(B, C, generator=g)
+        ours = kd_loss(s, t, temperature=T)
+        torch_kl = F.kl_div(F.log_softmax(s / T, -1), F.log_softmax(t / T, -1), log_target=True,
+                            reduction="batchmean") * T * T
+        assert torch.equal(ours, torch_kl)
+        assert torch.equal(torch.autograd.grad(ours, s)[0], torch.autograd.grad(torch_kl, s)[0])
+    stacked_s, stacked_t = torch.randn(4, 8, 10, generator=g), torch.randn(4, 8, 10, generator=g)
+    loss = lambda z, y: kd_loss(z, y, temperature=2.0)  # noqa: E731
+    assert loss_vmappable(loss, stacked_s, stacked_t)
+    per_model = torch.stack([loss(z, y) for z, y in zip(stacked_s, stacked_t)])
+    assert torch.allclose(vmap(loss)(stacked_s, stacked_t), per_model, rtol=1e-6)

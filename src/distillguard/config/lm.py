@@ -109,4 +109,37 @@ def with_lm_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     transfer = out.get("transfer")
     if isinstance(transfer, dict) and isinstance(transfer.get("synthetic"), dict):  # a text generator, not MST
         out["transfer"] = {**transfer, "synthetic": {"mechanism": "dp-lm", **transfer["synthetic"]}}
-    return with_defended_lm_release(out)
+    return with_student_start(with_defended_lm_release(out), given=raw.get("student"))
+
+
+# A student started from the public model is fine-tuned, not trained: every epoch on the
+# release's labels (the public model's own distribution, 4-bit and top-k, plus sampled and
+# digit tokens on text it already fitted) costs test perplexity. On news-pii, from the
+# public model's 178.9: 180.9 after one epoch at 3e-4, 184.8 after four; 192.3 after one
+# at 3e-3, 204.6 after eight (docs/results/lm-news.md).
+PUBLIC_START_RECIPE = {"epochs": 1, "lr": 3e-4}
+
+
+def with_student_start(raw: dict[str, Any], *, given: Any) -> dict[str, Any]:
+    """``[student] start = "auto"`` resolved to ``"public"`` or ``"scratch"``, and a fine-tune recipe for a public start.
+
+    Auto starts from the private release's public model when there is one, the student has
+    no ``path``, the teacher is built (no ``path``) and both have one architecture; the
+    resolved spec shows the choice. A public start gets :data:`PUBLIC_START_RECIPE` unless
+    the user set the student's ``epochs`` or ``lr``.
+    """
+    student, teacher, softlabels = raw.get("student"), raw.get("teacher", {}), raw.get("softlabels", {})
+    if not (isinstance(student, dict) and isinstance(teacher, dict) and isinstance(softlabels, dict)):
+        return raw
+    start = student.get("start", "auto")
+    if start == "auto":
+        try:
+            same_arch = LMArchConfig(**student.get("arch", {})) == LMArchConfig(**teacher.get("arch", {}))
+        except (TypeError, ValueError):  # an invalid arch: validation names it
+            return raw
+        public = (softlabels.get("private_prediction") is not None and student.get("path") is None
+                  and teacher.get("path") is None and same_arch)
+        start = "public" if public else "scratch"
+    chosen = given if isinstance(given, dict) else {}
+    recipe = PUBLIC_START_RECIPE if start == "public" and not {"epochs", "lr"} & set(chosen) else {}
+    return {**raw, "student": {**student, "start": start, **recipe}}

@@ -118,3 +118,10 @@ class StudentConfig(ModelConfig):
     )
     path: Path | None = Field(None, description="causal-lm: start the student from this local Hugging Face folder "
                                                 "(its tokenizer must be the teacher's).")
+    start: Literal["auto", "public", "scratch"] = Field(
+        "auto", description="causal-lm: where the student's weights start. \"public\": from the private-prediction "
+                            "release's public model (trained on the guarded transfer text only, so it costs no ε); "
+                            "\"scratch\": a fresh initialisation; \"auto\": public under [softlabels] "
+                            "private_prediction when the student's arch is the teacher's and neither has a path "
+                            "(the resolved spec shows the choice). A public start is fine-tuned: epochs = 1, "
+                            "lr = 3e-4 unless the spec sets either.")

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 PUBLIC_DIR = "public"
 SHARDS_DIR = "shards"
+PUBLIC_COPY_DIR = "public-model"  # the public model's copy beside the soft labels, for the student to start from
 
 
 def shard_of(text: str, *, shards: int, seed: int) -> int:

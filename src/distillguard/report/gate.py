@@ -8,6 +8,19 @@ from distillguard.config import GateConfig
 from distillguard.report.canaries import canary_table
 
 
+# A variant of an attack that the audit runs beside it when it can, and that the gate reads
+# too: the LM reference attack with the private release's public model as the reference
+# (lm/probes/audit.py), the sharper one wherever the student started from that model.
+SHARPER: dict[str, tuple[str, ...]] = {"reference": ("public_reference",)}
+
+
+def _worst(values: list[float | None]) -> float | None:
+    """The largest of the attacks' values; None (fails closed) if any is missing or none ran."""
+    if not values or any(v is None for v in values):
+        return None
+    return max(values)
+
+
 def _check(name: str, value: float | None, threshold: float) -> dict[str, Any]:
     passed = value is not None and value <= threshold
     check = {"name": name, "value": value, "threshold": threshold, "passed": passed}
@@ -19,21 +32,25 @@ def _check(name: str, value: float | None, threshold: float) -> dict[str, Any]:
 def evaluate_gate(report: dict[str, Any], gate: GateConfig) -> dict[str, Any]:
     """Every configured check on the chosen attack/target/population; passes only if all do.
 
+    Where the audit also ran a sharper variant of the chosen attack (:data:`SHARPER`), each
+    membership check reads the worse of the two.
     The AUC check reads the upper end of the confidence interval, so a small audit cannot
     pass by luck; a number that could not be measured fails the check.
     """
-    result = next(
-        (a for a in report.get("attacks", [])
-         if a["attack"] == gate.attack and a["target"] == gate.target and a["population"] == gate.population),
-        None,
-    )
-    where = f"{gate.attack}/{gate.target}/{gate.population}"
+    def result(name: str) -> dict[str, Any] | None:
+        return next((a for a in report.get("attacks", []) if a["attack"] == name and a["target"] == gate.target
+                     and a["population"] == gate.population), None)
+
+    chosen = result(gate.attack)
+    sharper = [r for r in map(result, SHARPER.get(gate.attack, ())) if r is not None]
+    results = [chosen, *sharper] if chosen is not None else []  # the chosen attack missing: fails closed
+    where = f"{'|'.join([gate.attack, *(r['attack'] for r in sharper)])}/{gate.target}/{gate.population}"
     checks = []
     if gate.max_auc is not None:
-        value = None if result is None else (result["auc_ci"][1] if result.get("auc_ci") else result["auc"])
+        value = _worst([r["auc_ci"][1] if r.get("auc_ci") else r["auc"] for r in results])
         checks.append(_check(f"auc_upper[{where}]", value, gate.max_auc))
     for fpr, threshold in gate.max_tpr_at_fpr.items():
-        value = None if result is None else result["tpr_at_fpr"].get(fpr)
+        value = _worst([r["tpr_at_fpr"].get(fpr) for r in results])
         checks.append(_check(f"tpr_at_fpr<={fpr}[{where}]", value, threshold))
     if gate.max_accuracy_gap is not None:
         checks.append(_check("accuracy_gap", report.get("utility", {}).get("accuracy_gap"), gate.max_accuracy_gap))

@@ -167,6 +167,8 @@ def render_lm_model_card(report: dict[str, Any]) -> str:
         "|---|---|",
         f"| teacher (not shipped) | {_fmt(u['teacher'].get('test_perplexity'))} |",
         f"| this student | {_fmt(u['student'].get('test_perplexity'))} |",
+        *([f"| public model (transfer text only; this student's start) | "
+           f"{_fmt(u['public_model'].get('test_perplexity'))} |"] if u.get("public_model") else []),
         "",
         "## Memorization probes",
         "",

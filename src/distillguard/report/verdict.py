@@ -17,7 +17,7 @@ import math
 from typing import Any
 
 from distillguard.config import GateConfig
-from distillguard.report.gate import evaluate_gate
+from distillguard.report.gate import SHARPER, evaluate_gate
 
 #: A TPR at FPR ≤ f is read from at least this many false positives: n_nonmembers · f ≥ 5.
 MIN_FALSE_POSITIVES = 5
@@ -62,8 +62,17 @@ def gate_verdict(report: dict[str, Any], gate: GateConfig, *, spec_path: str | N
 
 
 def _gate_result(report: dict[str, Any], result: dict[str, Any]) -> dict[str, Any] | None:
-    return next((a for a in report.get("attacks", []) if a["attack"] == result["attack"]
-                 and a["target"] == result["target"] and a["population"] == result["population"]), None)
+    """The attack row the gate's AUC check read: the chosen attack's, or its sharper variant's where that one
+    has the higher upper end (:data:`~distillguard.report.gate.SHARPER`)."""
+    def row(name: str) -> dict[str, Any] | None:
+        return next((a for a in report.get("attacks", []) if a["attack"] == name
+                     and a["target"] == result["target"] and a["population"] == result["population"]), None)
+
+    chosen = row(result["attack"])
+    if chosen is None:
+        return None
+    rows = [chosen, *(r for r in map(row, SHARPER.get(result["attack"], ())) if r is not None)]
+    return max(rows, key=lambda a: a["auc_ci"][1] if a.get("auc_ci") else a["auc"])
 
 
 def audit_power(report: dict[str, Any], gate: GateConfig, attack: dict[str, Any] | None) -> dict[str, Any]:

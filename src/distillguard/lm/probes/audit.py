@@ -26,6 +26,9 @@ from distillguard.runs import RunDir, read_json
 from distillguard.seeding import derive_seed
 
 
+PUBLIC_REFERENCE = "public_reference"  # the reference attack with the private release's public model
+
+
 def audit_language_models(spec: Spec, run: RunDir) -> tuple[dict, ScoreRows]:
     """Every number of the LM audit and the per-text membership scores."""
     from distillguard.lm.models import load_causal_lm
@@ -39,7 +42,9 @@ def audit_language_models(spec: Spec, run: RunDir) -> tuple[dict, ScoreRows]:
     reference = train_reference(spec, tokenizer, transfer)
     models_and_ref = {**models, "reference": reference}
     members, nonmembers = load_texts(data, "members", seed=seed), load_texts(data, "nonmembers", seed=seed)
-    metrics: dict[str, Any] = {"utility": lm_utility(models_and_ref, tokenizer, load_texts(data, "test", seed=seed)),
+    test = load_texts(data, "test", seed=seed)
+    public = _public_model(run)
+    metrics: dict[str, Any] = {"utility": lm_utility({**models_and_ref, **public}, tokenizer, test),
                                "warnings": [], "reference_model": {"what": _reference_what(spec, meta)}}
     counts = {c["canary_id"]: c["counted"] for c in (run.stage("teacher") or {}).get("canaries", [])}
     probes = exposure_probes(spec, models_and_ref, tokenizer, load_canaries(data, seed=seed), counts)
@@ -47,7 +52,8 @@ def audit_language_models(spec: Spec, run: RunDir) -> tuple[dict, ScoreRows]:
     with np.errstate(divide="ignore", invalid="ignore"):  # ratios of generations with nothing to score are NaN
         probes += generation_probes(spec, models, tokenizer, members, transfer, reference)
     metrics["probes"] = probes
-    attacks, rows, n = membership_attacks(spec, models, tokenizer, members, nonmembers, reference)
+    attacks, rows, n = membership_attacks(spec, models, tokenizer, members, nonmembers, reference,
+                                          public=public.get("public_model"))
     metrics["attacks"] = attacks
     texts, _, is_member = mia_pool(spec, members, nonmembers)
     metrics["exchangeability"], warning = text_exchangeability_check(texts, is_member, seed=seed)
@@ -66,6 +72,19 @@ def _reference_what(spec: Spec, meta: dict) -> str:
     return what
 
 
+def _reference_recipe(spec: Spec) -> tuple[float, int]:
+    """(lr, batch size) of the reference model, which is trained from scratch.
+
+    The student's recipe, unless the student is a fine-tune of the public model: its small
+    learning rate (3e-4 by default) would leave a from-scratch reference at 690 test
+    perplexity after one epoch on news-pii instead of 600, shifting every canary's baseline.
+    The public model's own recipe (the teacher's) then stands in.
+    """
+    if spec.student_starts_from_public():
+        return spec.teacher.lr, spec.teacher.batch_size
+    return spec.student.lr, spec.student.batch_size
+
+
 def train_reference(spec: Spec, tokenizer, transfer: list[str]):
     """The reference model: student architecture, plain LM loss on the kept transfer text."""
     from distillguard.lm.blocks import encode_blocks
@@ -77,11 +96,22 @@ def train_reference(spec: Spec, tokenizer, transfer: list[str]):
     epochs = spec.audit.lm.reference_epochs
     if epochs:
         blocks = encode_blocks(tokenizer, transfer, block_len=context_length(model))
+        lr, batch_size = _reference_recipe(spec)
         with progress.task("audit: reference model on transfer text", epochs) as advance:
-            train_causal_lm(model, blocks, epochs=epochs, lr=spec.student.lr, batch_size=spec.student.batch_size,
+            train_causal_lm(model, blocks, epochs=epochs, lr=lr, batch_size=batch_size,
                             seed=derive_seed(spec.run.seed, "reference", "train"), on_epoch=lambda e: advance(1))
     model.eval()
     return model
+
+
+def _public_model(run: RunDir) -> dict:
+    """Under private prediction, the release's public model (the student's start by default): its perplexity says
+    how much of the student's utility the private labels added."""
+    from distillguard.lm.models import load_causal_lm
+    from distillguard.lm.private_prediction import PUBLIC_COPY_DIR
+
+    folder = run / "softlabels" / PUBLIC_COPY_DIR
+    return {"public_model": load_causal_lm(folder)[0].eval()} if folder.is_dir() else {}
 
 
 def lm_utility(models: dict, tokenizer, test: list[str]) -> dict:
@@ -115,8 +145,15 @@ def mia_pool(spec: Spec, members: list[str], nonmembers: list[str]) -> tuple[lis
 
 
 def membership_attacks(spec: Spec, models: dict, tokenizer, members: list[str], nonmembers: list[str],
-                       reference) -> tuple[list[dict], ScoreRows, int]:
-    """LM attacks on equal-sized samples of members and nonmembers, with the classifier audit's metrics."""
+                       reference, *, public=None) -> tuple[list[dict], ScoreRows, int]:
+    """LM attacks on equal-sized samples of members and nonmembers, with the classifier audit's metrics.
+
+    ``public``: under private prediction, the release's public model, the student's start. It
+    is then also the sharpest reference: ``public_reference`` scores each text by how much
+    the target's loss fell below the public model's, which is what the private labels (and
+    only they) could have moved, where the ``reference`` model (one epoch on the transfer
+    text) differs from the student in much else.
+    """
     from distillguard.lm.models import context_length
     from distillguard.lm.probes import lm_membership_scores
 
@@ -128,6 +165,10 @@ def membership_attacks(spec: Spec, models: dict, tokenizer, members: list[str], 
         with progress.task(f"audit: LM attacks ({target})", 1) as advance:
             scores = lm_membership_scores(model, tokenizer, texts, attacks=cfg.attacks, k=cfg.lm.min_k,
                                           reference_model=reference, max_length=context_length(model))
+            if public is not None and "reference" in cfg.attacks:
+                scores[PUBLIC_REFERENCE] = lm_membership_scores(
+                    model, tokenizer, texts, attacks=["reference"], reference_model=public,
+                    max_length=context_length(model))["reference"]
             advance(1)
         for name, values in scores.items():
             results.append(summarize_attack(values, is_member, spec=spec, target=target, attack=name, population="all"))

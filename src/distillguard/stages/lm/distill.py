@@ -6,7 +6,9 @@ applied at load time by the loss (re-tempering truncated top-k is an approximati
 docs/tracks/language-models.md). With ``[distill] hard_tokens = "digits"`` (the default), the
 positions whose next transfer token holds a digit train on that token instead of the
 teacher's labels: the teacher's digits are where its memorized numbers live. A student
-started from ``[student] path`` must share the teacher's tokenizer.
+started from ``[student] path`` must share the teacher's tokenizer. Under private prediction the
+student starts by default from the release's public model, copied beside the labels
+(``[student] start``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ def run_lm_distill_stage(spec: Spec, run: RunDir) -> bool:
         if spec.student.path is not None:
             student, student_tokenizer = load_causal_lm(spec.student.path)
             check_same_tokenizer(tokenizer, student_tokenizer)
+        elif spec.student_starts_from_public():
+            from distillguard.lm.private_prediction import PUBLIC_COPY_DIR
+
+            student = load_causal_lm(run / "softlabels" / PUBLIC_COPY_DIR)[0]
         else:
             student = build_causal_lm(spec.student.arch.model_config_dict(), tokenizer=tokenizer,
                                       seed=derive_seed(spec.run.seed, "student", "init"))
@@ -63,9 +69,16 @@ def run_lm_distill_stage(spec: Spec, run: RunDir) -> bool:
                                     checkpoint=checkpoints.slot("student"))
         save_causal_lm(student, tokenizer, folder)
         atomic_write_json(folder / "training_log.json", log)
-        return {"n_blocks": len(reader), "k": reader.k, "loss": d.lm_loss(), "temperature": d.temperature,
+        return {"n_blocks": len(reader), "k": reader.k, "start": _start(spec), "loss": d.lm_loss(), "temperature": d.temperature,
                 "hard_tokens": {"tokens": d.hard_tokens,
                                 "vocabulary": 0 if hard_vocab is None else int(hard_vocab.sum())}}
 
     return execute_stage(run, "distill", params=params, inputs=inputs, output=OUTPUT, build=build,
                          checkpoints=checkpoints)
+
+
+def _start(spec: Spec) -> str:
+    """Where the student's weights started, for the stage record."""
+    if spec.student.path is not None:
+        return "path"
+    return "public model" if spec.student_starts_from_public() else "scratch"

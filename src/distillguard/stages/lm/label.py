@@ -10,7 +10,8 @@ Then the kept documents are packed into blocks and labeled as a stream of Parque
 (:func:`distillguard.lm.softlabels.write_soft_labels`: memory is one batch's logits,
 whatever the corpus length), at T = 1 with the leftover mass. The tokenizer (fitted on
 public text and checked for secrets) is copied to ``softlabels/tokenizer`` so the distill
-stage never opens teacher/.
+stage never opens teacher/; under private prediction so is the public model (trained on
+the guarded transfer text only), which the student may start from.
 
 With ``[transfer.synthetic]`` (``dp-lm``) the teacher labels documents sampled from a DP-SGD
 generator of the members instead (:mod:`distillguard.stages.lm.synthetic`), kept as
@@ -20,6 +21,7 @@ model trains on its kept documents.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from distillguard import progress
@@ -131,6 +133,7 @@ def run_lm_label_stage(spec: Spec, run: RunDir) -> bool:
             inputs["teacher.path"] = folder_digest(spec.teacher.path, what="[teacher].path")
     if private is not None:
         params["private_prediction"] = private.model_dump(mode="json")
+        params["public_model"] = "copied"  # beside the labels, for a student that starts from it
         inputs.update({f"teacher/{rel}": run.output_hash("teacher", f"teacher/{rel}")
                        for rel in private_model_files(private.shards)})
     # The guard compares the transfer text with the private text, so this stage reads
@@ -167,6 +170,10 @@ def run_lm_label_stage(spec: Spec, run: RunDir) -> bool:
                                      extra_meta=facts, labeller=labeller)
             advance(len(kept))
         save_tokenizer(tokenizer, folder / TOKENIZER_DIR)
+        if private is not None:  # trained on the guarded transfer text only: as public as the labels it gave
+            from distillguard.lm.private_prediction import PUBLIC_COPY_DIR, PUBLIC_DIR
+
+            shutil.copytree(run / "teacher" / PUBLIC_DIR, folder / PUBLIC_COPY_DIR)
         flagged = int(leaks.transfer_rows.size)
         return {"n_documents": len(kept), "n_blocks": meta["n_blocks"], "n_tokens": meta["n_tokens"], "k": k,
                 "leak_guard": {"policy": spec.data.leak_policy, "method": leaks.method, "criterion": leaks.criterion,
