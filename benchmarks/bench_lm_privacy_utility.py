@@ -81,8 +81,12 @@ def run_one(spec_text: str, folder: Path, *, seed_from: Path | None) -> float:
     return time.perf_counter() - started
 
 
-def _attack(report: dict, target: str) -> dict | None:
-    return next((a for a in report["attacks"] if a["attack"] == "reference" and a["target"] == target), None)
+def _attack(report: dict, target: str, name: str = "reference") -> dict | None:
+    return next((a for a in report["attacks"] if a["attack"] == name and a["target"] == target), None)
+
+
+def _auc_cell(attack: dict) -> str:
+    return f"{attack['auc']:.3f} [{attack['auc_ci'][0]:.3f}, {attack['auc_ci'][1]:.3f}]"
 
 
 def _pii(report: dict, target: str) -> float | None:
@@ -110,11 +114,19 @@ def _epsilon(report: dict) -> str:
 
 def row_cells(label: str, report: dict, manifest: dict, target: str) -> list[str]:
     """One table row of a finished run, for ``target`` (teacher or student)."""
-    u, attack = report["utility"], _attack(report, target)
+    u, attack, public = report["utility"], _attack(report, target), _attack(report, target, "public_reference")
     ppl = u[target]["test_perplexity"]
     ratio = ppl / u["teacher"]["test_perplexity"]
-    auc = "n/a" if attack is None else f"{attack['auc']:.3f} [{attack['auc_ci'][0]:.3f}, {attack['auc_ci'][1]:.3f}]"
+    auc = "n/a" if attack is None else _auc_cell(attack)
     tpr = None if attack is None else attack["tpr_at_fpr"].get("0.01")
+    tpr_cell = "n/a" if tpr is None else f"{100 * tpr:.1f}%"
+    auc_upper = None if attack is None else attack["auc_ci"][1]
+    if public is not None:  # the public model as the reference (private prediction): the gate reads the worse
+        public_tpr = public["tpr_at_fpr"].get("0.01")
+        auc += f"; public model: {_auc_cell(public)}"
+        tpr_cell += f"; {100 * public_tpr:.1f}%" if public_tpr is not None else "; n/a"
+        auc_upper = max(auc_upper or 0.0, public["auc_ci"][1])
+        tpr = max(tpr or 0.0, public_tpr or 0.0)
     canary, pii = _worst_canary(report, target), _pii(report, target)
     privacy = report.get("privacy") or {}
     lam = privacy.get("mean_lambda")
@@ -129,9 +141,9 @@ def row_cells(label: str, report: dict, manifest: dict, target: str) -> list[str
     if target != "teacher" and privacy.get("mechanism") == "private-prediction":
         label = (f"private prediction, ε = {privacy['target_epsilon']:g}, {privacy['shards']} shards, "
                  f"{100 * privacy['query_fraction']:g}% of positions queried")
-    missed = targets_missed(None if attack is None else attack["auc_ci"][1], tpr, canary, pii, ratio)
+    missed = targets_missed(auc_upper, tpr, canary, pii, ratio)
     return [label, eps, "–" if lam is None or target == "teacher" else f"{lam:.1e}",
-            f"{ppl:.2f} ({ratio:.2f}×)", auc, "n/a" if tpr is None else f"{100 * tpr:.1f}%",
+            f"{ppl:.2f} ({ratio:.2f}×)", auc, tpr_cell,
             "n/a" if canary is None else f"{canary:+.2f}", "n/a" if pii is None else f"{100 * pii:.1f}%",
             gate, missed, seconds]
 
@@ -158,7 +170,8 @@ def targets_missed(auc_upper: float | None, tpr: float | None, canary: float | N
     return ", ".join(misses) or "none"
 
 
-HEADER = ["model", "ε", "mean λ", "test perplexity (× teacher)", "reference attack AUC [95% CI]", "TPR @ 1% FPR",
+HEADER = ["model", "ε", "mean λ", "test perplexity (× teacher)", "reference attack AUC [95% CI] (and with the public "
+          "model as the reference)", "TPR @ 1% FPR",
           "worst canary above baseline (bits)", "PII exact match", "gate (the spec's)", "issue-17 targets missed",
           "stage seconds (teacher / label / distill / audit)"]
 
