@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from distillguard.config import load_spec, parse_spec
+from distillguard.config import load_spec, parse_spec, starts_from_public
 from distillguard.errors import ConfigError
 from distillguard.report.gate import evaluate_gate
 
@@ -179,7 +179,7 @@ def test_a_chosen_private_prediction_is_kept_and_classifiers_keep_their_default(
 ])
 def test_the_student_starts_from_the_public_model_only_where_it_can(raw, public):
     s = spec({"data": {"builtin": "pii-corpus"}, **raw})
-    assert s.student_starts_from_public() is public
+    assert starts_from_public(s) is public
     assert s.student.start == ("public" if public else "scratch")  # auto is resolved in the spec
     resolved = __import__("tomllib").loads(s.to_toml())
     assert resolved["student"]["start"] == s.student.start and parse_spec(resolved, base_dir=Path("/tmp")) == s
@@ -223,9 +223,12 @@ def test_the_lm_gate_reads_the_worse_of_the_reference_attack_and_its_public_mode
     assert both["auc_upper"]["value"] == 0.63 and not both["auc_upper"]["passed"]
     assert both["auc_upper"]["name"] == "auc_upper[reference|public_reference/student/all]"
     assert both["tpr_at_fpr<=0.01"]["value"] == 0.02  # each check its own worst
-    from distillguard.report.verdict import _gate_result
+    from distillguard.report.verdict import _failing_rows, _sharper_rows
 
     report = {"attacks": [row("reference", 0.55, 0.02), row("public_reference", 0.63, 0.01)]}
-    assert _gate_result(report, evaluate_gate(report, s.gate))["attack"] == "public_reference"  # the verdict's row
+    result = evaluate_gate(report, s.gate)
+    auc_check = next(c for c in result["checks"] if c["name"].startswith("auc_upper"))
+    rows = [report["attacks"][0], *_sharper_rows(report, result)]
+    assert [r["attack"] for r in _failing_rows(auc_check, rows)] == ["public_reference"]  # the verdict's evidence
     variant_only = membership([row("public_reference", 0.5, 0.0)])  # the chosen attack missing: fails closed
     assert variant_only["auc_upper"]["value"] is None and not variant_only["auc_upper"]["passed"]

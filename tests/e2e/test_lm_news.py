@@ -47,8 +47,11 @@ def test_news_pii_runs_through_the_lm_pipeline(tmp_path):
     assert set(pii) == {"teacher", "student", "reference"}
     assert set(pii["teacher"]["by_field"]) == {"email", "phone"} and "4" in pii["teacher"]["by_mentions"]
     attacks = {(a["attack"], a["target"]) for a in report["attacks"]}
-    assert attacks == {(a, t) for a in ("loss", "zlib", "min_k", "min_k_pp", "reference") for t in ("teacher", "student")}
-    assert report["gate"]["verdict"] in ("pass", "fail")
+    # the default release has a public model: the reference attack also runs with it as the reference
+    assert attacks == {(a, t) for a in ("loss", "zlib", "min_k", "min_k_pp", "reference", "public_reference")
+                       for t in ("teacher", "student")}
+    # 13 nonmembers at this size: the verdict may well be that the audit cannot decide
+    assert report["gate"]["verdict"] in ("pass", "fail", "inconclusive")
     deployed = b"".join(p.read_bytes() for p in (tmp_path / "run" / "deploy").rglob("*") if p.is_file())
     spec_toml = (tmp_path / "run" / "spec.toml").read_text()
     assert 'builtin = "news-pii"' in spec_toml and "Press enquiries" in spec_toml  # the corpus's PII prompts

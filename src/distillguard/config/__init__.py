@@ -27,7 +27,7 @@ from distillguard.config.data import (
 from distillguard.config.deploy import DeployConfig
 from distillguard.config.distill import DistillConfig
 from distillguard.config.gate import GateConfig
-from distillguard.config.lm import LM_DEFAULTS, LMArchConfig, LMProbeConfig, TokenizerConfig
+from distillguard.config.lm import LM_DEFAULTS, LMArchConfig, LMProbeConfig, TokenizerConfig, starts_from_public
 from distillguard.config.loading import demo_spec, load_spec, parse_spec
 from distillguard.config.models import ModelConfig, StudentConfig, TeacherConfig
 from distillguard.config.privacy import DP_SGD_FIELDS, PATE_DEFAULTS, PATE_FIELDS, PrivacyConfig
@@ -42,6 +42,7 @@ __all__ = [
     "DP_SGD_FIELDS",
     "EXECUTION_KEYS",
     "LM_DEFAULTS",
+    "starts_from_public",
     "LM_FILES",
     "PATE_DEFAULTS",
     "PATE_FIELDS",

@@ -25,7 +25,7 @@ from distillguard.config.deploy import (CLASSIFIER_RELEASE_KEYS, LM_RELEASE_KEYS
                                          generation_policy)
 from distillguard.config.distill import DistillConfig
 from distillguard.config.gate import LM_GATE_KEYS, GateConfig
-from distillguard.config.lm import with_lm_defaults
+from distillguard.config.lm import student_start_problems, with_lm_defaults
 from distillguard.config.models import StudentConfig, TeacherConfig, with_text_clf_defaults
 from distillguard.config.privacy import PrivacyConfig
 from distillguard.config.run import RunConfig
@@ -258,9 +258,7 @@ class ClassifierSpec(Spec):
         lm_release = [k for k in LM_RELEASE_KEYS if getattr(self.deploy, k) != getattr(DeployConfig(), k)]
         if lm_release:
             problems.append(f"[deploy]: {', '.join(lm_release)} apply to causal LMs' generation only")
-        if self.student.start != "auto":
-            problems.append(f'[student].start: {self.student.start!r} chooses a causal LM student\'s first weights; '
-                            "leave it out for classifiers")
+        problems += student_start_problems(self.student, self.teacher, private=None, lm=False)
         lm_store = self.softlabels.lm_store_changed()
         if lm_store:
             problems.append(f"[softlabels]: {lm_store} set the causal-LM soft-label store or its private release; "
@@ -326,34 +324,8 @@ class LMSpec(Spec):
             generation_policy(self.deploy, audited_generation(self.audit.lm))
         except ValueError as why:
             problems.append(f"[deploy]: {why}")
-        return problems + self._synthetic_problems() + self._classifier_knob_problems() + self._start_problems()
-
-    def student_starts_from_public(self) -> bool:
-        """Whether the distill stage starts the student from the private release's public model
-        (``start = "auto"`` is resolved by :func:`~distillguard.config.lm.with_student_start`).
-
-        That model saw only the guarded transfer text, so starting from it costs no ε, and
-        the student keeps what the public model knows where the release's labels carry
-        almost nothing else (a mixing weight of order 1e-4 at the default ε): on news-pii a
-        student trained from scratch on those labels reached 1.26× the teacher's
-        perplexity, the public model itself 1.00× (docs/results/lm-news.md).
-        """
-        s = self.student
-        return s.start == "public" and s.path is None and self.softlabels.private_prediction is not None
-
-    def _start_problems(self) -> list[str]:
-        s = self.student
-        if s.start != "public":
-            return []
-        if self.softlabels.private_prediction is None:
-            return ['[student].start: "public" starts from the public model of [softlabels] private_prediction, '
-                    'which this spec does not use; set start = "scratch" or "auto"']
-        if s.path is not None:
-            return ['[student].start: "public" and [student].path both choose the first weights; keep one']
-        if self.teacher.path is None and s.arch != self.teacher.arch:
-            return ['[student].start: "public" needs [student].arch equal to [teacher].arch (the public model is '
-                    'built like the teacher); make them equal or set start = "scratch"']
-        return []
+        problems += student_start_problems(self.student, self.teacher, private=self.softlabels.private_prediction)
+        return problems + self._synthetic_problems() + self._classifier_knob_problems()
 
     def _synthetic_problems(self) -> list[str]:
         """``[transfer.synthetic]`` for causal LMs: the dp-lm generator, and not beside private prediction."""

@@ -23,7 +23,6 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
     manifest = run.load_manifest()
     teacher_stage = manifest["stages"].get("teacher", {})
     label_stage = manifest["stages"].get("label", {})  # PATE spends its budget when the ensemble votes
-    utility = metrics["utility"]
     report: dict[str, Any] = {
         "schema_version": 1,
         "run": {
@@ -31,13 +30,7 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
             "spec_sha256": sha256_file(run / "spec.toml") if (run / "spec.toml").exists() else None,
             "versions": library_versions(),
         },
-        "utility": {
-            "teacher": utility.get("teacher"), "student": utility.get("student"),
-            "accuracy_gap": utility.get("accuracy_gap"), "agreement": utility.get("agreement"),
-            "n_test": utility["n_test"],
-            **{k: utility[k] for k in ("reference", "public_model", "perplexity_ratio", "n_test_tokens") if k in utility},
-            **({"student_start": start} if (start := manifest["stages"].get("distill", {}).get("start")) else {}),
-        },
+        "utility": _utility(metrics["utility"], manifest["stages"].get("distill", {})),
         "privacy": teacher_stage.get("privacy") or label_stage.get("privacy") or {"mechanism": spec.privacy.mechanism, "epsilon": None, "delta": None},
         "teacher": {"source": teacher_stage.get("source", "trained"),
                     "note": "loaded teacher: attacks that replay training use the recipe in [teacher]"
@@ -78,6 +71,15 @@ def build_report(run: RunDir, spec: Spec) -> dict[str, Any]:
     report["warnings"] += [f"pool too small for the gate: {p['reason']}; {p['fix']}"
                            for p in report["gate"]["power"]["problems"] if p["kind"] == "pool"]
     return report
+
+
+def _utility(utility: dict[str, Any], distill_stage: dict[str, Any]) -> dict[str, Any]:
+    """report.json's ``utility``: each model's numbers, and where an LM student's weights started."""
+    return {"teacher": utility.get("teacher"), "student": utility.get("student"),
+            "accuracy_gap": utility.get("accuracy_gap"), "agreement": utility.get("agreement"),
+            "n_test": utility["n_test"],
+            **{k: utility[k] for k in ("reference", "public_model", "perplexity_ratio", "n_test_tokens") if k in utility},
+            **({"student_start": distill_stage["start"]} if distill_stage.get("start") else {})}
 
 
 def _defended(spec: Spec) -> bool:

@@ -41,7 +41,9 @@ def gate_verdict(report: dict[str, Any], gate: GateConfig, *, spec_path: str | N
     attack = _gate_result(report, result)
     power = audit_power(report, gate, attack)
     checks = result["checks"]
-    conclusive_fail = [c["name"] for c in checks if not c["passed"] and _evidence_of_failure(c, gate, attack, power)]
+    rows = [attack, *_sharper_rows(report, result)]
+    conclusive_fail = [c["name"] for c in checks if not c["passed"]
+                       and any(_evidence_of_failure(c, gate, row, power) for row in _failing_rows(c, rows))]
     if conclusive_fail:
         verdict = "fail"
     elif power["problems"]:
@@ -61,18 +63,22 @@ def gate_verdict(report: dict[str, Any], gate: GateConfig, *, spec_path: str | N
     return result
 
 
-def _gate_result(report: dict[str, Any], result: dict[str, Any]) -> dict[str, Any] | None:
-    """The attack row the gate's AUC check read: the chosen attack's, or its sharper variant's where that one
-    has the higher upper end (:data:`~distillguard.report.gate.SHARPER`)."""
-    def row(name: str) -> dict[str, Any] | None:
-        return next((a for a in report.get("attacks", []) if a["attack"] == name
-                     and a["target"] == result["target"] and a["population"] == result["population"]), None)
+def _gate_result(report: dict[str, Any], result: dict[str, Any], name: str | None = None) -> dict[str, Any] | None:
+    return next((a for a in report.get("attacks", []) if a["attack"] == (name or result["attack"])
+                 and a["target"] == result["target"] and a["population"] == result["population"]), None)
 
-    chosen = row(result["attack"])
-    if chosen is None:
-        return None
-    rows = [chosen, *(r for r in map(row, SHARPER.get(result["attack"], ())) if r is not None)]
-    return max(rows, key=lambda a: a["auc_ci"][1] if a.get("auc_ci") else a["auc"])
+
+def _sharper_rows(report: dict[str, Any], result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sharper variants of the chosen attack that the gate also read (:data:`~distillguard.report.gate.SHARPER`)."""
+    return [r for name in SHARPER.get(result["attack"], ()) if (r := _gate_result(report, result, name)) is not None]
+
+
+def _failing_rows(check: dict[str, Any], rows: list[dict[str, Any] | None]) -> list[dict[str, Any] | None]:
+    """The attack rows behind a failed check: for the AUC check, those whose own interval ends above the bar (the
+    chosen attack's and its sharper variants'); for the others, the chosen attack's."""
+    if not check["name"].startswith("auc_upper["):
+        return rows[:1]
+    return [r for r in rows if r is None or not r.get("auc_ci") or r["auc_ci"][1] > check["threshold"]]
 
 
 def audit_power(report: dict[str, Any], gate: GateConfig, attack: dict[str, Any] | None) -> dict[str, Any]:

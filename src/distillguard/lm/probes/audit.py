@@ -19,7 +19,7 @@ import numpy as np
 from distillguard import progress
 from distillguard.audit.exchangeability import text_exchangeability_check
 from distillguard.audit.scores import ScoreRows, summarize_attack
-from distillguard.config import Spec
+from distillguard.config import Spec, starts_from_public
 from distillguard.data.text import load_canaries, load_pii, load_texts
 from distillguard.lm.probes.memorization import TARGETS, exposure_probes, generation_probes, pii_probes
 from distillguard.runs import RunDir, read_json
@@ -80,7 +80,7 @@ def _reference_recipe(spec: Spec) -> tuple[float, int]:
     perplexity after one epoch on news-pii instead of 600, shifting every canary's baseline.
     The public model's own recipe (the teacher's) then stands in.
     """
-    if spec.student_starts_from_public():
+    if starts_from_public(spec):
         return spec.teacher.lr, spec.teacher.batch_size
     return spec.student.lr, spec.student.batch_size
 

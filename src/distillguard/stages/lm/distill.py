@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from distillguard import distributed, progress
-from distillguard.config import Spec
+from distillguard.config import Spec, starts_from_public
 from distillguard.errors import ArtifactError
 from distillguard.runs import RunDir, atomic_write_json
 from distillguard.seeding import derive_seed
@@ -51,7 +51,7 @@ def run_lm_distill_stage(spec: Spec, run: RunDir) -> bool:
         if spec.student.path is not None:
             student, student_tokenizer = load_causal_lm(spec.student.path)
             check_same_tokenizer(tokenizer, student_tokenizer)
-        elif spec.student_starts_from_public():
+        elif starts_from_public(spec):
             from distillguard.lm.private_prediction import PUBLIC_COPY_DIR
 
             student = load_causal_lm(run / "softlabels" / PUBLIC_COPY_DIR)[0]
@@ -81,4 +81,4 @@ def _start(spec: Spec) -> str:
     """Where the student's weights started, for the stage record."""
     if spec.student.path is not None:
         return "path"
-    return "public model" if spec.student_starts_from_public() else "scratch"
+    return "public model" if starts_from_public(spec) else "scratch"

@@ -118,7 +118,12 @@ def _texts_to_label(spec: Spec, tokenizer, public: list[str], folder: Path) -> t
     return texts, {"transfer_set": record}
 
 
-def run_lm_label_stage(spec: Spec, run: RunDir) -> bool:
+def _fingerprint(spec: Spec, run: RunDir) -> tuple[dict, dict]:
+    """(inputs, params) of the label stage.
+
+    The guard compares the transfer text with the private text, so this stage reads
+    members and nonmembers (the teacher's side of the wall); the distill stage does not.
+    """
     seed = spec.run.seed
     inputs = {f"data.{role}": text_fingerprint(spec.data, role, seed=seed)
               for role in ("members", "nonmembers", "transfer", "canaries")}
@@ -136,8 +141,12 @@ def run_lm_label_stage(spec: Spec, run: RunDir) -> bool:
         params["public_model"] = "copied"  # beside the labels, for a student that starts from it
         inputs.update({f"teacher/{rel}": run.output_hash("teacher", f"teacher/{rel}")
                        for rel in private_model_files(private.shards)})
-    # The guard compares the transfer text with the private text, so this stage reads
-    # members and nonmembers (the teacher's side of the wall); the distill stage does not.
+    return inputs, params
+
+
+def run_lm_label_stage(spec: Spec, run: RunDir) -> bool:
+    seed, private = spec.run.seed, spec.softlabels.private_prediction
+    inputs, params = _fingerprint(spec, run)
 
     def build(folder: Path) -> dict:
         from distillguard.lm.blocks import iter_token_blocks
