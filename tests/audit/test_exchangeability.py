@@ -39,3 +39,19 @@ def test_a_shift_in_kind_is_flagged():
     record, warning = text_exchangeability_check(members + nonmembers, is_member, seed=0)
     assert record["auc"] > 0.9 and warning is not None and "distinguishable from their text alone" in warning
     assert record["warn_above"] == 0.6 and "TF-IDF" in record["method"]
+
+
+def test_documents_cut_from_one_source_stay_in_one_fold():
+    """Passages of one article share its story's words: split across folds, a classifier links a held-out passage
+    to its labelled siblings (a false shift); kept in one fold, the check sees the same kind of text."""
+    rng = random.Random(2)
+    stories = [[f"story{s}word{w}" for w in range(6)] for s in range(40)]  # each story's own vocabulary
+    texts, groups = [], []
+    for s, story in enumerate(stories):
+        for _ in range(10):  # ten passages per story: its words pass the 2 % floor
+            texts.append(" ".join(rng.choice(WORDS) for _ in range(15)) + " " + " ".join(rng.sample(story, 6)))
+            groups.append(f"article-{s}")
+    is_member = np.array([s < 20 for s in range(40) for _ in range(10)])  # split by story, as news-pii is
+    assert text_distinguishability_auc(texts, is_member, seed=0) > 0.9  # the false alarm
+    record, warning = text_exchangeability_check(texts, is_member, seed=0, groups=groups)
+    assert warning is None and record["auc"] < 0.6 and "grouped: 40 document groups" in record["method"]

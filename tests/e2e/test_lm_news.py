@@ -50,6 +50,7 @@ def test_news_pii_runs_through_the_lm_pipeline(tmp_path):
     # the default release has a public model: the reference attack also runs with it as the reference
     assert attacks == {(a, t) for a in ("loss", "zlib", "min_k", "min_k_pp", "reference", "public_reference")
                        for t in ("teacher", "student")}
+    assert "grouped" in report["exchangeability"]["method"]  # passages of one article stay in one fold
     # 13 nonmembers at this size: the verdict may well be that the audit cannot decide
     assert report["gate"]["verdict"] in ("pass", "fail", "inconclusive")
     deployed = b"".join(p.read_bytes() for p in (tmp_path / "run" / "deploy").rglob("*") if p.is_file())

@@ -339,3 +339,20 @@ def test_texts_stream_lazily(tmp_path: Path) -> None:
     assert [next(stream), next(stream)] == ["a", "b"]  # the bad line is only read when reached
     with pytest.raises(DataError, match=r"big\.jsonl:3: not valid JSON"):
         next(stream)
+
+
+def test_jsonl_groups_are_optional_and_checked(tmp_path: Path) -> None:
+    from distillguard.lm.data import read_jsonl_groups
+
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text('{"text": "a"}\n{"text": "b"}\n')
+    assert read_jsonl_groups(plain) is None  # independent documents
+    grouped = tmp_path / "grouped.jsonl"
+    grouped.write_text('{"text": "a", "group": "alice"}\n{"text": "b"}\n{"text": "c", "group": 7}\n'
+                       '{"text": "d", "group": "alice"}\n')
+    groups = read_jsonl_groups(grouped)
+    assert groups[0] == groups[3] and len(set(groups)) == 3  # a line without one is a group of its own
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "a", "group": [1]}\n')
+    with pytest.raises(DataError, match=r'bad.jsonl:1: "group" must be a string or an integer, got list'):
+        read_jsonl_groups(bad)

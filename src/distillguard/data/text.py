@@ -100,6 +100,24 @@ def load_texts(cfg: DataConfig, role: str, *, seed: int) -> list[str]:
     return list(getattr(_builtin(seed, cfg), role))
 
 
+def load_text_groups(cfg: DataConfig, role: str, *, seed: int) -> list[str] | None:
+    """The group of each document of ``role`` (same order as :func:`load_texts`), or None when they are independent.
+
+    JSONL: the optional ``"group"`` key; ``news-pii``: the BBC article a passage was cut from.
+    """
+    from distillguard.lm.data import read_jsonl_groups
+
+    if cfg.builtin is None:
+        return read_jsonl_groups(Path(getattr(cfg, role)))
+    if cfg.builtin != "news-pii":
+        return None
+    from distillguard.lm.news_corpus import passage_articles
+
+    knobs = cfg.news_pii
+    return passage_articles(seed=seed, member_bytes=knobs.member_bytes, nonmember_bytes=knobs.nonmember_bytes,
+                            test_bytes=knobs.test_bytes, transfer_bytes=knobs.transfer_bytes, role=role)
+
+
 def load_canaries(cfg: DataConfig, *, seed: int) -> list:
     """The planted canaries (:class:`~distillguard.lm.data.CanarySpec`), index = canary id; [] if none."""
     from distillguard.lm.data import read_canaries

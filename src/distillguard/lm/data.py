@@ -136,6 +136,25 @@ def read_jsonl_texts(path: str | Path) -> list[str]:
     return list(iter_jsonl_texts(path))
 
 
+def read_jsonl_groups(path: str | Path) -> list[str] | None:
+    """Each line's optional ``"group"`` (a string or an integer: documents of one person, thread or source), or
+    None when no line has one; a line without one is a group of its own.
+
+    Raises:
+        DataError: a ``"group"`` that is neither a string nor an integer, naming the file and line.
+    """
+    path = Path(path)
+    groups: list[str] = []
+    found = False
+    for number, line in _json_lines(path):
+        value = _parse_object(path, number, line).get("group")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
+            raise DataError(f'{path}:{number}: "group" must be a string or an integer, got {type(value).__name__}')
+        found = found or value is not None
+        groups.append(f"line-{number}" if value is None else f"group-{value}")
+    return groups if found else None
+
+
 def write_jsonl_texts(path: str | Path, texts: Iterable[str]) -> None:
     """Write ``{"text": ...}`` lines atomically (the inverse of :func:`read_jsonl_texts`)."""
     atomic_write_text(path, "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts))

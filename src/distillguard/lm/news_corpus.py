@@ -144,6 +144,20 @@ def _clean_transfer(texts: Sequence[str], candidates: list[int], private: dict[s
             for k, i in enumerate(candidates)]
 
 
+def passage_articles(*, seed: int, member_bytes: int = 300_000, nonmember_bytes: int | None = None,
+                     test_bytes: int | None = None, transfer_bytes: int | None = None, role: str) -> list[str]:
+    """The BBC article each passage of ``role`` was cut from, in :func:`generate_news_corpus`'s order.
+
+    Passages of one article share its rarer words (a story's names and places), so a
+    check that cross-validates on passages must keep an article's passages in one fold.
+    """
+    from distillguard.data.text_roles import bbc_news
+
+    texts = bbc_news()[0]
+    sizes = _sizes(member_bytes, nonmember_bytes, test_bytes, transfer_bytes)
+    return [f"article-{i}" for i in article_roles(seed=seed, sizes=sizes)[role] for _ in passages(texts[i])]
+
+
 def _role_passages(seed: int, sizes: dict[str, int], role: str) -> list[str]:
     from distillguard.data.text_roles import bbc_news
 

@@ -20,7 +20,7 @@ from distillguard import progress
 from distillguard.audit.exchangeability import text_exchangeability_check
 from distillguard.audit.scores import ScoreRows, summarize_attack
 from distillguard.config import Spec, starts_from_public
-from distillguard.data.text import load_canaries, load_pii, load_texts
+from distillguard.data.text import load_canaries, load_pii, load_text_groups, load_texts
 from distillguard.lm.probes.memorization import TARGETS, exposure_probes, generation_probes, pii_probes
 from distillguard.runs import RunDir, read_json
 from distillguard.seeding import derive_seed
@@ -55,8 +55,9 @@ def audit_language_models(spec: Spec, run: RunDir) -> tuple[dict, ScoreRows]:
     attacks, rows, n = membership_attacks(spec, models, tokenizer, members, nonmembers, reference,
                                           public=public.get("public_model"))
     metrics["attacks"] = attacks
-    texts, _, is_member = mia_pool(spec, members, nonmembers)
-    metrics["exchangeability"], warning = text_exchangeability_check(texts, is_member, seed=seed)
+    texts, ids, is_member = mia_pool(spec, members, nonmembers)
+    metrics["exchangeability"], warning = text_exchangeability_check(texts, is_member, seed=seed,
+                                                                     groups=pool_groups(spec, ids))
     if warning:
         metrics["warnings"].append(warning)
     metrics["populations"] = {"all": {"n_members": n, "n_nonmembers": n}}
@@ -142,6 +143,19 @@ def mia_pool(spec: Spec, members: list[str], nonmembers: list[str]) -> tuple[lis
     texts = [members[i] for i in m_idx] + [nonmembers[i] for i in n_idx]
     ids = [f"members:{i}" for i in m_idx] + [f"nonmembers:{i}" for i in n_idx]
     return texts, ids, np.r_[np.ones(n, bool), np.zeros(n, bool)]
+
+
+def pool_groups(spec: Spec, ids: list[str]) -> list[str] | None:
+    """The document group of each pool text (``role:index`` ids), or None when the data has none."""
+    by_role = {role: load_text_groups(spec.data, role, seed=spec.run.seed) for role in ("members", "nonmembers")}
+    if all(groups is None for groups in by_role.values()):
+        return None
+    out = []
+    for text_id in ids:
+        role, index = text_id.split(":")
+        groups = by_role[role]
+        out.append(f"{role}:{index}" if groups is None else groups[int(index)])
+    return out
 
 
 def membership_attacks(spec: Spec, models: dict, tokenizer, members: list[str], nonmembers: list[str],
