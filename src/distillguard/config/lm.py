@@ -127,7 +127,9 @@ def with_student_start(raw: dict[str, Any], *, given: Any) -> dict[str, Any]:
     and the student keeps what that model knows where the release's labels carry almost
     nothing else (a mixing weight of order 1e-4 at the default ε): on news-pii a student
     trained from scratch on those labels reached 1.26× the teacher's perplexity, the
-    public model itself 1.00× (docs/results/lm-news.md). Auto starts from the private release's public model when there is one, the student has
+    public model itself 1.00× (docs/results/lm-news.md).
+
+    Auto starts from the private release's public model when there is one, the student has
     no ``path``, the teacher is built (no ``path``) and both have one architecture; the
     resolved spec shows the choice. A public start gets :data:`PUBLIC_START_RECIPE` unless
     the user set the student's ``epochs`` or ``lr``.

@@ -69,8 +69,8 @@ def run_lm_distill_stage(spec: Spec, run: RunDir) -> bool:
                                     checkpoint=checkpoints.slot("student"))
         save_causal_lm(student, tokenizer, folder)
         atomic_write_json(folder / "training_log.json", log)
-        return {"n_blocks": len(reader), "k": reader.k, "start": _start(spec), "loss": d.lm_loss(), "temperature": d.temperature,
-                "hard_tokens": {"tokens": d.hard_tokens,
+        return {"n_blocks": len(reader), "k": reader.k, "start": _start(spec), "loss": d.lm_loss(),
+                "temperature": d.temperature, "hard_tokens": {"tokens": d.hard_tokens,
                                 "vocabulary": 0 if hard_vocab is None else int(hard_vocab.sum())}}
 
     return execute_stage(run, "distill", params=params, inputs=inputs, output=OUTPUT, build=build,
