@@ -21,6 +21,7 @@ def test_text_data_selects_the_lm_track_and_its_defaults():
     assert s.audit.shadows == 0 and set(s.audit.attacks) == {"loss", "zlib", "min_k", "min_k_pp", "reference"}
     assert s.gate.attack == "reference" and s.gate.max_accuracy_gap is None
     assert s.audit.lm.exposure_references == 2000 and s.distill.lm_loss() == "forward_kl"
+    assert s.audit.lm.mia_texts == 500  # 5 false positives at 1 % FPR: the default gate's TPR check can conclude
     assert s.distill.hard_tokens == "digits" and s.teacher.epochs == 8
     # the default release has a public model, and the student is fine-tuned from it
     assert (s.student.start, s.student.epochs, s.student.lr) == ("public", 1, 3e-4)

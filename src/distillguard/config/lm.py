@@ -55,7 +55,8 @@ class LMProbeConfig(Section):
     reference_epochs: int = Field(
         1, ge=0, description="Epochs of the reference model, trained on the transfer text only (0: untrained). "
                              "It is each canary's exposure baseline and the 'reference' attack's denominator.")
-    mia_texts: int = Field(400, ge=10, description="Members and as many nonmembers scored by the LM attacks.")
+    mia_texts: int = Field(500, ge=10, description="Members and as many nonmembers scored by the LM attacks (500: the "
+                           "gate's TPR-at-1%-FPR check needs 5 false positives to conclude).")
     min_k: float = Field(0.2, gt=0, le=1, description="Fraction of tokens for min_k / min_k_pp.")
     pii_records: int = Field(100, ge=1, description="PII records probed (first N of the PII file).")
     pii_samples: int = Field(4, ge=0, description="Sampled completions per PII prompt (0: greedy only).")
