@@ -184,6 +184,18 @@ def test_memorizing_model_separates_members(memorizer, tokenizer, untrained):
     assert all(e["n_members"] == N_MEMBERS and 0 <= e["auc"] <= 1 for e in entries)
 
 
+def test_a_precomputed_reference_scores_as_the_reference_model_does(memorizer, tokenizer, untrained):
+    """The audit scores every target against the public model from log-probabilities computed once."""
+    from distillguard.lm.probes import text_logprobs
+
+    texts = MEMBERS[:20] + NONMEMBERS[:20]
+    rows = text_logprobs(untrained, tokenizer, texts).rows()
+    scores = lm_membership_scores(memorizer, tokenizer, texts, attacks=("loss", "reference"),
+                                  reference_model=untrained, extra_references={"public_reference": rows})
+    np.testing.assert_array_equal(scores["public_reference"], scores["reference"])
+    assert not np.array_equal(scores["public_reference"], scores["loss"])
+
+
 def test_untrained_model_is_at_chance(untrained, tokenizer):
     texts = sentences(400, seed=3)  # any labels: the model saw none of them
     is_member = np.r_[np.ones(200, bool), np.zeros(200, bool)]

@@ -169,20 +169,19 @@ def membership_attacks(spec: Spec, models: dict, tokenizer, members: list[str], 
     text) differs from the student in much else.
     """
     from distillguard.lm.models import context_length
-    from distillguard.lm.probes import lm_membership_scores
+    from distillguard.lm.probes import lm_membership_scores, text_logprobs
 
     cfg = spec.audit
     texts, ids, is_member = mia_pool(spec, members, nonmembers)
     n = len(texts) // 2
+    extra = ({PUBLIC_REFERENCE: text_logprobs(public, tokenizer, texts, max_length=context_length(public)).rows()}
+             if public is not None and "reference" in cfg.attacks else None)
     results, rows = [], ScoreRows()
     for target, model in models.items():
         with progress.task(f"audit: LM attacks ({target})", 1) as advance:
             scores = lm_membership_scores(model, tokenizer, texts, attacks=cfg.attacks, k=cfg.lm.min_k,
-                                          reference_model=reference, max_length=context_length(model))
-            if public is not None and "reference" in cfg.attacks:
-                scores[PUBLIC_REFERENCE] = lm_membership_scores(
-                    model, tokenizer, texts, attacks=["reference"], reference_model=public,
-                    max_length=context_length(model))["reference"]
+                                          reference_model=reference, max_length=context_length(model),
+                                          extra_references=extra)
             advance(1)
         for name, values in scores.items():
             results.append(summarize_attack(values, is_member, spec=spec, target=target, attack=name, population="all"))

@@ -120,7 +120,8 @@ def distribution_moments(log_probs: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
 def lm_membership_scores(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], *,
                          attacks: Sequence[str] = LM_ATTACKS, k: float = 0.2,
                          reference_model: torch.nn.Module | None = None, reference_tokenizer: Any = None,
-                         batch_size: int = 16, max_length: int | None = None) -> dict[str, np.ndarray]:
+                         batch_size: int = 16, max_length: int | None = None,
+                         extra_references: Mapping[str, Sequence[ArrayLike]] | None = None) -> dict[str, np.ndarray]:
     """Every requested LM membership score of each text, higher = more likely member.
 
     Args:
@@ -133,6 +134,9 @@ def lm_membership_scores(model: torch.nn.Module, tokenizer: Any, texts: Sequence
         reference_tokenizer: its tokenizer; default ``tokenizer``.
         batch_size: texts per forward pass.
         max_length: keep only the first ``max_length`` tokens of each text.
+        extra_references: score name → another reference model's per-text log-probabilities
+            (``text_logprobs(...).rows()``, computed once for every target): each is scored as
+            ``reference`` is, on the target's log-probabilities computed here once.
 
     Returns:
         Attack id → ``(n,)`` scores.
@@ -161,6 +165,8 @@ def lm_membership_scores(model: torch.nn.Module, tokenizer: Any, texts: Sequence
             ref_tok = tokenizer if reference_tokenizer is None else reference_tokenizer
             ref = text_logprobs(reference_model, ref_tok, texts, batch_size=batch_size, max_length=max_length)
             out[name] = reference_score(rows, ref.rows())
+    for name, reference_rows in (extra_references or {}).items():
+        out[name] = reference_score(rows, reference_rows)
     return out
 
 
